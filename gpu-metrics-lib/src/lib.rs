@@ -1,0 +1,40 @@
+//! # gpu_metrics
+//!
+//! Sample GPUs through NVML, keep every sample, push it where it is needed.
+//! Synchronous: plain threads, no async runtime (DESIGN.md §3).
+//!
+//! The pieces, each usable alone:
+//! - [`source`]: where readings come from ([`source::NvmlSource`] for real GPUs,
+//!   [`source::SimulatedSource`] for machines without one). Knows nothing of names
+//!   or HTTP.
+//! - [`naming`]: readings → a [`Batch`] of series, native (`aif_gpu_*`) or
+//!   dcgm-exporter compatible names, with attribution labels.
+//! - [`exposition`]: a batch → Prometheus text exposition.
+//!
+//! ## Sample and render once
+//!
+//! ```
+//! use gpu_metrics::{Exposition, Labels, NameScheme, Namer};
+//! use gpu_metrics::source::{GpuSource, SimulatedSource};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Real GPUs: `NvmlSource::builder().build()?` instead.
+//! let mut source = SimulatedSource::new(8, 42)?;
+//! let mut namer = Namer::new(NameScheme::Native, Labels::from_pairs([("run_id", "r1")]), "node1");
+//! let now = gpu_metrics::now_ms();
+//! let batch = namer.batch(now, &source.sample(now)?);
+//! let text = Exposition::new().render(&batch);
+//! assert!(text.contains("aif_gpu_power_watts{"));
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod catalogue;
+pub mod exposition;
+pub mod naming;
+pub mod sample;
+pub mod source;
+
+pub use exposition::Exposition;
+pub use naming::{NameScheme, Namer};
+pub use sample::{Batch, Labels, MetricKind, Sample, Series, now_ms};

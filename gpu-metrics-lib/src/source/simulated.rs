@@ -1,0 +1,238 @@
+//! The simulated source: plausible, deterministic GPUs for machines without one.
+//!
+//! It is labelled so nobody can take it for hardware: model [`SIMULATED_MODEL`],
+//! UUIDs `SIM-…` (never `GPU-…`), driver version `simulated`.
+//!
+//! For a given seed and sequence of tick timestamps the readings are identical.
+//! Utilisation follows a load curve (two sinusoids per GPU with seeded periods and
+//! phases, clamped to 0–100 %), power follows utilisation between an idle floor
+//! and the power limit, and the energy counter is the trapezoidal integral of
+//! power over time: it never decreases.
+
+use super::{GpuReading, GpuSource, SourceError, SourceKind, ThrottleReason};
+
+/// The model name every simulated GPU reports.
+pub const SIMULATED_MODEL: &str = "Simulated GPU";
+
+/// The largest number of simulated GPUs accepted.
+pub const MAX_SIMULATED_GPUS: usize = 1024;
+
+const MEMORY_TOTAL: u64 = 80 * 1024 * 1024 * 1024;
+const POWER_LIMIT_MW: u32 = 700_000;
+const IDLE_POWER_MW: f64 = 70_000.0;
+
+#[derive(Debug, Clone)]
+struct SimGpu {
+    uuid: String,
+    period_s: f64,
+    phase: f64,
+    fast_period_s: f64,
+    fast_phase: f64,
+    energy_mj: f64,
+    last: Option<(i64, f64)>,
+}
+
+/// `n` simulated GPUs, deterministic for a seed.
+#[derive(Debug, Clone)]
+pub struct SimulatedSource {
+    gpus: Vec<SimGpu>,
+}
+
+/// SplitMix64: a tiny, well-distributed generator, enough for seeding curves.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn unit(state: &mut u64) -> f64 {
+    (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl SimulatedSource {
+    /// `count` simulated GPUs whose curves derive from `seed`.
+    ///
+    /// # Errors
+    /// [`SourceError::SimulatedCount`] when `count` is 0 or above
+    /// [`MAX_SIMULATED_GPUS`].
+    pub fn new(count: usize, seed: u64) -> Result<Self, SourceError> {
+        if count == 0 || count > MAX_SIMULATED_GPUS {
+            return Err(SourceError::SimulatedCount {
+                count,
+                max: MAX_SIMULATED_GPUS,
+            });
+        }
+        let gpus = (0..count)
+            .map(|i| {
+                let mut st = seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+                let a = splitmix64(&mut st);
+                let b = splitmix64(&mut st);
+                SimGpu {
+                    uuid: format!(
+                        "SIM-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                        a >> 32,
+                        (a >> 16) & 0xffff,
+                        a & 0xffff,
+                        b >> 48,
+                        b & 0xffff_ffff_ffff
+                    ),
+                    period_s: 300.0 + 600.0 * unit(&mut st),
+                    phase: std::f64::consts::TAU * unit(&mut st),
+                    fast_period_s: 20.0 + 40.0 * unit(&mut st),
+                    fast_phase: std::f64::consts::TAU * unit(&mut st),
+                    energy_mj: (1.0e9 * unit(&mut st)).floor(),
+                    last: None,
+                }
+            })
+            .collect();
+        Ok(SimulatedSource { gpus })
+    }
+}
+
+impl SimGpu {
+    fn utilization(&self, now_ms: i64) -> f64 {
+        let t = now_ms as f64 / 1000.0;
+        let slow = (std::f64::consts::TAU * t / self.period_s + self.phase).sin();
+        let fast = (std::f64::consts::TAU * t / self.fast_period_s + self.fast_phase).sin();
+        (0.45 + 0.5 * slow + 0.1 * fast).clamp(0.0, 1.0)
+    }
+}
+
+impl GpuSource for SimulatedSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Simulated
+    }
+
+    fn device_count(&self) -> usize {
+        self.gpus.len()
+    }
+
+    fn sample(&mut self, now_ms: i64) -> Result<Vec<GpuReading>, SourceError> {
+        let mut out = Vec::with_capacity(self.gpus.len());
+        for (index, gpu) in self.gpus.iter_mut().enumerate() {
+            let u = gpu.utilization(now_ms);
+            let power_mw =
+                IDLE_POWER_MW + (f64::from(POWER_LIMIT_MW) - IDLE_POWER_MW) * u.powf(1.2);
+            if let Some((last_ms, last_power)) = gpu.last {
+                let dt_s = (now_ms - last_ms) as f64 / 1000.0;
+                if dt_s > 0.0 {
+                    gpu.energy_mj += (last_power + power_mw) / 2.0 * dt_s;
+                }
+            }
+            if gpu.last.is_none_or(|(last_ms, _)| now_ms >= last_ms) {
+                gpu.last = Some((now_ms, power_mw));
+            }
+            let used = ((0.05 + 0.9 * u) * MEMORY_TOTAL as f64) as u64;
+            let busy = u > 0.05;
+            out.push(GpuReading {
+                index: index as u32,
+                gpu_instance: None,
+                uuid: gpu.uuid.clone(),
+                model: SIMULATED_MODEL.to_string(),
+                pci_bus_id: Some(format!("simulated:{index:02x}")),
+                driver_version: Some("simulated".to_string()),
+                up: true,
+                utilization_gpu_percent: Some((u * 100.0).round() as u32),
+                utilization_memory_percent: Some((u * 60.0).round() as u32),
+                memory_used_bytes: Some(used),
+                memory_free_bytes: Some(MEMORY_TOTAL - used),
+                memory_total_bytes: Some(MEMORY_TOTAL),
+                power_usage_mw: Some(power_mw.round() as u32),
+                power_limit_mw: Some(POWER_LIMIT_MW),
+                energy_mj: Some(gpu.energy_mj.floor() as u64),
+                temperature_c: Some((32.0 + 45.0 * u).round() as u32),
+                sm_clock_mhz: Some(if busy { 1980 } else { 345 }),
+                memory_clock_mhz: Some(2619),
+                pcie_tx_kbps: Some((u * 2_000_000.0).round() as u32),
+                pcie_rx_kbps: Some((u * 6_000_000.0).round() as u32),
+                throttle: Some(vec![
+                    ThrottleReason {
+                        reason: "gpu_idle",
+                        active: !busy,
+                    },
+                    ThrottleReason {
+                        reason: "sw_power_cap",
+                        active: power_mw > 0.97 * f64::from(POWER_LIMIT_MW),
+                    },
+                ]),
+                processes: None,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_readings() {
+        let mut a = SimulatedSource::new(8, 42).expect("source");
+        let mut b = SimulatedSource::new(8, 42).expect("source");
+        for t in [1_000, 2_000, 3_500] {
+            assert_eq!(a.sample(t).expect("a"), b.sample(t).expect("b"));
+        }
+        let mut c = SimulatedSource::new(8, 43).expect("source");
+        assert_ne!(a.sample(4_000).expect("a"), c.sample(4_000).expect("c"));
+    }
+
+    #[test]
+    fn labelled_as_simulation_not_hardware() {
+        let mut s = SimulatedSource::new(3, 1).expect("source");
+        let r = s.sample(0).expect("sample");
+        assert_eq!(r.len(), 3);
+        for g in r {
+            assert_eq!(g.model, SIMULATED_MODEL);
+            assert!(g.uuid.starts_with("SIM-"), "{}", g.uuid);
+            assert_eq!(g.driver_version.as_deref(), Some("simulated"));
+        }
+    }
+
+    #[test]
+    fn energy_never_decreases_and_power_follows_utilization() {
+        let mut s = SimulatedSource::new(8, 7).expect("source");
+        let mut last = vec![0u64; 8];
+        let mut t = 1_700_000_000_000i64;
+        for step in 0..2_000 {
+            // Irregular steps, one going backwards in time.
+            t += if step == 1000 { -5_000 } else { 250 + (step % 7) * 100 };
+            for g in s.sample(t).expect("sample") {
+                let e = g.energy_mj.expect("energy");
+                assert!(e >= last[g.index as usize], "energy went down at step {step}");
+                last[g.index as usize] = e;
+                let u = f64::from(g.utilization_gpu_percent.expect("util")) / 100.0;
+                let p = f64::from(g.power_usage_mw.expect("power"));
+                let expected = IDLE_POWER_MW + (700_000.0 - IDLE_POWER_MW) * u.powf(1.2);
+                assert!((p - expected).abs() < 8_000.0, "power {p} vs util {u}");
+                assert!(g.utilization_gpu_percent.expect("util") <= 100);
+            }
+        }
+    }
+
+    #[test]
+    fn energy_is_the_integral_of_power() {
+        let mut s = SimulatedSource::new(1, 3).expect("source");
+        let first = s.sample(0).expect("sample").remove(0);
+        let mut expected = first.energy_mj.expect("energy") as f64;
+        let mut last_p = f64::from(first.power_usage_mw.expect("p"));
+        for i in 1..=600 {
+            let g = s.sample(i * 1000).expect("sample").remove(0);
+            let p = f64::from(g.power_usage_mw.expect("p"));
+            expected += (last_p + p) / 2.0;
+            last_p = p;
+            let got = g.energy_mj.expect("energy") as f64;
+            assert!((got - expected).abs() < 600.0, "{got} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn zero_gpus_is_an_error() {
+        assert!(matches!(
+            SimulatedSource::new(0, 1),
+            Err(SourceError::SimulatedCount { count: 0, .. })
+        ));
+    }
+}

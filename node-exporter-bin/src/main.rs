@@ -1,0 +1,2 @@
+//! `aif-node-exporter` (placeholder until the CLI lands).
+fn main() {}

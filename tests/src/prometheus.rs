@@ -1,0 +1,123 @@
+//! A real Prometheus server (`prometheus`) with the remote-write receiver, and
+//! `promtool`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::process::{ServerProcess, TestbedError, free_port, http_get, require_binary};
+
+/// A running Prometheus on 127.0.0.1, remote-write receiver enabled, with a
+/// 30 min out-of-order window so late history is accepted.
+#[derive(Debug)]
+pub struct Prometheus {
+    server: ServerProcess,
+    addr: SocketAddr,
+}
+
+impl Prometheus {
+    /// Starts one with `scrape_configs_yaml` appended to its configuration
+    /// (empty for none) and waits for `/-/ready`.
+    ///
+    /// # Errors
+    /// Missing `prometheus` package, or not ready within 30 s.
+    pub fn start(scrape_configs_yaml: &str) -> Result<Self, TestbedError> {
+        let binary = require_binary("prometheus", "prometheus")?;
+        let dir = tempfile::Builder::new().prefix("aif-prom-").tempdir()?;
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 storage:\n  tsdb:\n    out_of_order_time_window: 30m\n{scrape_configs_yaml}"
+            ),
+        )?;
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut cmd = Command::new(binary);
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--log.level=info");
+        let mut server = ServerProcess::spawn("prometheus", cmd, dir)?;
+        let url = format!("http://{addr}/-/ready");
+        server.wait_ready(Duration::from_secs(30), || {
+            matches!(http_get(&url), Ok((200, _)))
+        })?;
+        Ok(Prometheus { server, addr })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs an instant PromQL query; returns the raw JSON body.
+    ///
+    /// # Errors
+    /// Transport errors or a non-200 status.
+    pub fn query(&self, promql: &str) -> Result<String, TestbedError> {
+        let q: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        match http_get(&format!("{}/api/v1/query?query={q}", self.url())) {
+            Ok((200, body)) => Ok(body),
+            Ok((s, body)) => Err(TestbedError::Io(std::io::Error::other(format!(
+                "query {promql}: {s}: {body}"
+            )))),
+            Err(e) => Err(TestbedError::Io(std::io::Error::other(e.to_string()))),
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        self.server.log_text()
+    }
+}
+
+/// The outcome of `promtool check metrics`.
+#[derive(Debug)]
+pub struct PromtoolReport {
+    /// Exit code (0: no finding).
+    pub code: Option<i32>,
+    /// Everything it printed (findings are on stderr).
+    pub output: String,
+}
+
+/// Pipes `text` through `promtool check metrics`.
+///
+/// # Errors
+/// Missing `prometheus` package (which ships promtool), or I/O errors.
+pub fn promtool_check_metrics(text: &str) -> Result<PromtoolReport, TestbedError> {
+    let promtool = require_binary("promtool", "prometheus")?;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdin"))?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    Ok(PromtoolReport {
+        code: out.status.code(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    })
+}
