@@ -74,39 +74,186 @@ pub enum Field {
 
 /// Native names (Prometheus conventions, base units).
 pub const NATIVE: &[(Field, MetricDef)] = &[
-    (Field::Info, gauge("aif_gpu_info", "GPU identity: always 1, with driver_version and pci_bus_id labels.")),
-    (Field::Up, gauge("aif_gpu_up", "1 if the GPU answered this sampling tick, 0 if not.")),
-    (Field::Utilization, gauge("aif_gpu_utilization_ratio", "Fraction of the last sample period during which a kernel ran on the GPU (0-1).")),
-    (Field::MemoryUtilization, gauge("aif_gpu_memory_utilization_ratio", "Fraction of the last sample period during which device memory was read or written (0-1).")),
-    (Field::MemoryUsed, gauge("aif_gpu_memory_used_bytes", "Framebuffer memory allocated, in bytes.")),
-    (Field::MemoryFree, gauge("aif_gpu_memory_free_bytes", "Framebuffer memory free, in bytes.")),
-    (Field::MemoryTotal, gauge("aif_gpu_memory_total_bytes", "Framebuffer memory installed, in bytes.")),
-    (Field::Power, gauge("aif_gpu_power_watts", "Power drawn by the GPU board, in watts.")),
-    (Field::PowerLimit, gauge("aif_gpu_power_limit_watts", "Enforced power limit, in watts.")),
-    (Field::Energy, counter("aif_gpu_energy_joules_total", "Energy consumed since the driver was loaded, in joules.")),
-    (Field::Temperature, gauge("aif_gpu_temperature_celsius", "GPU core temperature, in degrees Celsius.")),
-    (Field::SmClock, gauge("aif_gpu_sm_clock_hertz", "Streaming-multiprocessor clock, in hertz.")),
-    (Field::MemoryClock, gauge("aif_gpu_memory_clock_hertz", "Memory clock, in hertz.")),
-    (Field::PcieTx, gauge("aif_gpu_pcie_tx_bytes_per_second", "PCIe transmit throughput, in bytes per second.")),
-    (Field::PcieRx, gauge("aif_gpu_pcie_rx_bytes_per_second", "PCIe receive throughput, in bytes per second.")),
-    (Field::ThrottleActive, gauge("aif_gpu_throttle_active", "1 if the clock throttle reason in the reason label is active.")),
-    (Field::Processes, gauge("aif_gpu_processes", "Number of compute processes running on the GPU.")),
-    (Field::ProcessMemory, gauge("aif_gpu_process_memory_used_bytes", "GPU memory used by one compute process, in bytes.")),
+    (
+        Field::Info,
+        gauge(
+            "aif_gpu_info",
+            "GPU identity: always 1, with driver_version and pci_bus_id labels.",
+        ),
+    ),
+    (
+        Field::Up,
+        gauge(
+            "aif_gpu_up",
+            "1 if the GPU answered this sampling tick, 0 if not.",
+        ),
+    ),
+    (
+        Field::Utilization,
+        gauge(
+            "aif_gpu_utilization_ratio",
+            "Fraction of the last sample period during which a kernel ran on the GPU (0-1).",
+        ),
+    ),
+    (
+        Field::MemoryUtilization,
+        gauge(
+            "aif_gpu_memory_utilization_ratio",
+            "Fraction of the last sample period during which device memory was read or written (0-1).",
+        ),
+    ),
+    (
+        Field::MemoryUsed,
+        gauge(
+            "aif_gpu_memory_used_bytes",
+            "Framebuffer memory allocated, in bytes.",
+        ),
+    ),
+    (
+        Field::MemoryFree,
+        gauge(
+            "aif_gpu_memory_free_bytes",
+            "Framebuffer memory free, in bytes.",
+        ),
+    ),
+    (
+        Field::MemoryTotal,
+        gauge(
+            "aif_gpu_memory_total_bytes",
+            "Framebuffer memory installed, in bytes.",
+        ),
+    ),
+    (
+        Field::Power,
+        gauge(
+            "aif_gpu_power_watts",
+            "Power drawn by the GPU board, in watts.",
+        ),
+    ),
+    (
+        Field::PowerLimit,
+        gauge(
+            "aif_gpu_power_limit_watts",
+            "Enforced power limit, in watts.",
+        ),
+    ),
+    (
+        Field::Energy,
+        counter(
+            "aif_gpu_energy_joules_total",
+            "Energy consumed since the driver was loaded, in joules.",
+        ),
+    ),
+    (
+        Field::Temperature,
+        gauge(
+            "aif_gpu_temperature_celsius",
+            "GPU core temperature, in degrees Celsius.",
+        ),
+    ),
+    (
+        Field::SmClock,
+        gauge(
+            "aif_gpu_sm_clock_hertz",
+            "Streaming-multiprocessor clock, in hertz.",
+        ),
+    ),
+    (
+        Field::MemoryClock,
+        gauge("aif_gpu_memory_clock_hertz", "Memory clock, in hertz."),
+    ),
+    (
+        Field::PcieTx,
+        gauge(
+            "aif_gpu_pcie_tx_bytes_per_second",
+            "PCIe transmit throughput, in bytes per second.",
+        ),
+    ),
+    (
+        Field::PcieRx,
+        gauge(
+            "aif_gpu_pcie_rx_bytes_per_second",
+            "PCIe receive throughput, in bytes per second.",
+        ),
+    ),
+    (
+        Field::ThrottleActive,
+        gauge(
+            "aif_gpu_throttle_active",
+            "1 if the clock throttle reason in the reason label is active.",
+        ),
+    ),
+    (
+        Field::Processes,
+        gauge(
+            "aif_gpu_processes",
+            "Number of compute processes running on the GPU.",
+        ),
+    ),
+    (
+        Field::ProcessMemory,
+        gauge(
+            "aif_gpu_process_memory_used_bytes",
+            "GPU memory used by one compute process, in bytes.",
+        ),
+    ),
 ];
 
 /// dcgm-exporter-compatible names (DCGM's units: %, MiB, W, mJ, MHz, KB/s).
 pub const DCGM: &[(Field, MetricDef)] = &[
-    (Field::Utilization, gauge("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).")),
-    (Field::MemoryUtilization, gauge("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).")),
-    (Field::MemoryUsed, gauge("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).")),
-    (Field::MemoryFree, gauge("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).")),
-    (Field::Power, gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).")),
-    (Field::Energy, counter("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "Total energy consumption since boot (in mJ).")),
-    (Field::Temperature, gauge("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).")),
-    (Field::SmClock, gauge("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).")),
-    (Field::MemoryClock, gauge("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).")),
-    (Field::PcieTx, gauge("DCGM_FI_DEV_PCIE_TX_THROUGHPUT", "PCIe TX throughput (in KB/s).")),
-    (Field::PcieRx, gauge("DCGM_FI_DEV_PCIE_RX_THROUGHPUT", "PCIe RX throughput (in KB/s).")),
+    (
+        Field::Utilization,
+        gauge("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %)."),
+    ),
+    (
+        Field::MemoryUtilization,
+        gauge("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %)."),
+    ),
+    (
+        Field::MemoryUsed,
+        gauge("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB)."),
+    ),
+    (
+        Field::MemoryFree,
+        gauge("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB)."),
+    ),
+    (
+        Field::Power,
+        gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W)."),
+    ),
+    (
+        Field::Energy,
+        counter(
+            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+            "Total energy consumption since boot (in mJ).",
+        ),
+    ),
+    (
+        Field::Temperature,
+        gauge("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C)."),
+    ),
+    (
+        Field::SmClock,
+        gauge("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz)."),
+    ),
+    (
+        Field::MemoryClock,
+        gauge("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz)."),
+    ),
+    (
+        Field::PcieTx,
+        gauge(
+            "DCGM_FI_DEV_PCIE_TX_THROUGHPUT",
+            "PCIe TX throughput (in KB/s).",
+        ),
+    ),
+    (
+        Field::PcieRx,
+        gauge(
+            "DCGM_FI_DEV_PCIE_RX_THROUGHPUT",
+            "PCIe RX throughput (in KB/s).",
+        ),
+    ),
 ];
 
 /// Self-metrics of the exporter (`aif_exporter_*`), registered by the binaries.

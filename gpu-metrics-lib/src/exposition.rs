@@ -1,186 +1,214 @@
-//! Text exposition of a batch, through `metrics-exporter-prometheus`.
+//! Text exposition (Prometheus format 0.0.4) of a batch.
 //!
-//! An [`Exposition`] owns a private [`PrometheusRecorder`] (never installed as the
-//! global recorder) and renders exactly one batch: the values of the last
-//! [`Exposition::render`] call and nothing else. When the set of series changes
-//! (a GPU appears or disappears, a label changes) the recorder is replaced, so a
-//! series absent from the batch is absent from the text: the exporter never
-//! serves a stale value.
+//! [`Exposition::render`] writes exactly the samples of one batch: a `# HELP`
+//! (from [`crate::catalogue`]) and `# TYPE` line per metric, then one line per
+//! series, no timestamps (the Pushgateway rejects them), ending in `\n`. A
+//! series absent from the batch is absent from the text: nothing stale is ever
+//! served.
 //!
-//! The output has a `# HELP` and `# TYPE` line for every metric (help text from
-//! [`crate::catalogue`]), no timestamps (the Pushgateway rejects them), and ends
-//! in `\n`.
-//!
-//! Counters are `u64` in `metrics`; a counter value is rendered truncated to an
-//! integer (for `aif_gpu_energy_joules_total`, whole joules; the buffer and
-//! remote-write keep the exact value).
+//! Why not `metrics-exporter-prometheus` for this: its recorder is the right tool
+//! for a process's own counters (the exporter's `aif_exporter_*` self-metrics go
+//! through it), but a batch is a record, not live instrumentation. Rendering one
+//! through a recorder costs ~210 µs for 8 GPUs (label sanitising and snapshot
+//! maps on every render; see `benches/benches/sampling.rs`, which keeps that
+//! path as the peer) against a target of 100 µs, and its counters are `u64`, which
+//! would truncate `aif_gpu_energy_joules_total` to whole joules. This encoder
+//! writes the batch directly, with exact `f64` values.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use metrics::{Counter, Gauge, Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use std::fmt::Write as _;
 
 use crate::catalogue;
-use crate::sample::{Batch, MetricKind, Series};
+use crate::sample::{Batch, MetricKind};
 
-enum Handle {
-    Gauge(Gauge),
-    Counter(Counter),
-}
-
-/// Renders batches as Prometheus text exposition (format 0.0.4).
+/// Renders batches as Prometheus text exposition. Holds scratch space reused
+/// between renders.
+#[derive(Debug, Default)]
 pub struct Exposition {
-    recorder: PrometheusRecorder,
-    /// Series of the previous render, in order, with their handles.
-    last: Vec<(Arc<Series>, usize)>,
-    /// Handles by series content, for the slow path.
-    handles: HashMap<Arc<Series>, usize>,
-    store: Vec<Handle>,
+    groups: Vec<(usize, Vec<usize>)>,
 }
 
-impl std::fmt::Debug for Exposition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exposition")
-            .field("series", &self.store.len())
-            .finish_non_exhaustive()
+/// Appends `v` escaped as a label value (`\`, `"`, newline).
+fn escape_label_value(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
     }
 }
 
-impl Default for Exposition {
-    fn default() -> Self {
-        Self::new()
+/// Appends `v` escaped as help text (`\`, newline).
+fn escape_help(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
     }
 }
 
-static METADATA: Metadata<'static> = Metadata::new("gpu_metrics", Level::INFO, None);
+/// Appends a sample value the way Prometheus writes it.
+pub fn write_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
 
 impl Exposition {
-    /// An empty exposition.
+    /// A new renderer.
     pub fn new() -> Self {
-        Exposition {
-            recorder: PrometheusBuilder::new().build_recorder(),
-            last: Vec::new(),
-            handles: HashMap::new(),
-            store: Vec::new(),
-        }
+        Self::default()
     }
 
-    fn reset(&mut self) {
-        self.recorder = PrometheusBuilder::new().build_recorder();
-        self.handles.clear();
-        self.store.clear();
-    }
-
-    fn register(&mut self, series: &Arc<Series>) -> usize {
-        if let Some(&i) = self.handles.get(series) {
-            return i;
-        }
-        let key = Key::from_parts(
-            series.name.clone(),
-            series
-                .labels
-                .iter()
-                .map(|(k, v)| Label::new(k.to_string(), v.to_string()))
-                .collect::<Vec<_>>(),
-        );
-        let help = SharedString::const_str(catalogue::help(&series.name));
-        let name = KeyName::from(series.name.clone());
-        let handle = match series.kind {
-            MetricKind::Gauge => {
-                self.recorder.describe_gauge(name, None, help);
-                Handle::Gauge(self.recorder.register_gauge(&key, &METADATA))
-            }
-            MetricKind::Counter => {
-                self.recorder.describe_counter(name, None, help);
-                Handle::Counter(self.recorder.register_counter(&key, &METADATA))
-            }
-        };
-        self.store.push(handle);
-        let i = self.store.len() - 1;
-        self.handles.insert(Arc::clone(series), i);
-        i
-    }
-
-    /// Renders `batch` as text exposition: every sample of the batch, nothing
-    /// else, ending in `\n`.
+    /// Renders `batch`: every sample, grouped by metric name in order of first
+    /// appearance, ending in `\n` (an empty batch renders as `""`).
     pub fn render(&mut self, batch: &Batch) -> String {
-        let same_as_last = self.last.len() == batch.samples.len()
-            && self
-                .last
-                .iter()
-                .zip(&batch.samples)
-                .all(|((s, _), sample)| Arc::ptr_eq(s, &sample.series));
-        if !same_as_last {
-            let same_set = self.last.len() == batch.samples.len()
-                && batch
-                    .samples
-                    .iter()
-                    .all(|s| self.handles.contains_key(&s.series));
-            if !same_set {
-                self.reset();
-            }
-            self.last.clear();
-            for sample in &batch.samples {
-                let i = self.register(&sample.series);
-                self.last.push((Arc::clone(&sample.series), i));
+        let mut out = String::with_capacity(batch.samples.len() * 160);
+        self.render_into(batch, &mut out);
+        out
+    }
+
+    /// As [`Exposition::render`], appending to `out`.
+    pub fn render_into(&mut self, batch: &Batch, out: &mut String) {
+        self.groups.iter_mut().for_each(|(_, v)| v.clear());
+        let mut used = 0;
+        for (i, s) in batch.samples.iter().enumerate() {
+            let name = s.series.name.as_str();
+            match self.groups[..used]
+                .iter_mut()
+                .find(|(first, _)| batch.samples[*first].series.name == name)
+            {
+                Some((_, members)) => members.push(i),
+                None => {
+                    if used == self.groups.len() {
+                        self.groups.push((i, Vec::new()));
+                    }
+                    self.groups[used].0 = i;
+                    self.groups[used].1.push(i);
+                    used += 1;
+                }
             }
         }
-        for ((_, i), sample) in self.last.iter().zip(&batch.samples) {
-            match &self.store[*i] {
-                Handle::Gauge(g) => g.set(sample.value),
-                Handle::Counter(c) => c.absolute(sample.value.max(0.0) as u64),
+        for (first, members) in &self.groups[..used] {
+            let series = &batch.samples[*first].series;
+            out.push_str("# HELP ");
+            out.push_str(&series.name);
+            out.push(' ');
+            escape_help(out, catalogue::help(&series.name));
+            out.push_str("\n# TYPE ");
+            out.push_str(&series.name);
+            out.push_str(match series.kind {
+                MetricKind::Gauge => " gauge\n",
+                MetricKind::Counter => " counter\n",
+            });
+            for &i in members {
+                let sample = &batch.samples[i];
+                out.push_str(&sample.series.name);
+                if !sample.series.labels.is_empty() {
+                    out.push('{');
+                    for (n, (k, v)) in sample.series.labels.iter().enumerate() {
+                        if n > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(k);
+                        out.push_str("=\"");
+                        escape_label_value(out, v);
+                        out.push('"');
+                    }
+                    out.push('}');
+                }
+                out.push(' ');
+                write_value(out, sample.value);
+                out.push('\n');
             }
         }
-        let mut text = self.recorder.handle().render();
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::Labels;
+    use crate::sample::{Labels, Series};
+    use std::sync::Arc;
 
     fn series(name: &str, kind: MetricKind, gpu: &str) -> Arc<Series> {
         Arc::new(Series::new(name, kind, Labels::from_pairs([("gpu", gpu)])))
     }
 
     #[test]
-    fn renders_help_type_and_values() {
+    fn renders_help_type_and_exact_values() {
         let mut e = Exposition::new();
         let mut b = Batch::new(1);
         b.push(series("aif_gpu_power_watts", MetricKind::Gauge, "0"), 312.5);
-        b.push(series("aif_gpu_energy_joules_total", MetricKind::Counter, "0"), 1234.9);
+        b.push(
+            series("aif_gpu_energy_joules_total", MetricKind::Counter, "0"),
+            1234.567,
+        );
+        b.push(series("aif_gpu_power_watts", MetricKind::Gauge, "1"), 80.0);
         let text = e.render(&b);
-        assert!(text.contains("# HELP aif_gpu_power_watts Power drawn"), "{text}");
-        assert!(text.contains("# TYPE aif_gpu_power_watts gauge"), "{text}");
-        assert!(text.contains("aif_gpu_power_watts{gpu=\"0\"} 312.5"), "{text}");
-        assert!(text.contains("# TYPE aif_gpu_energy_joules_total counter"), "{text}");
-        assert!(text.contains("aif_gpu_energy_joules_total{gpu=\"0\"} 1234\n"), "{text}");
-        assert!(text.ends_with('\n'));
+        assert_eq!(
+            text,
+            "# HELP aif_gpu_power_watts Power drawn by the GPU board, in watts.\n\
+             # TYPE aif_gpu_power_watts gauge\n\
+             aif_gpu_power_watts{gpu=\"0\"} 312.5\n\
+             aif_gpu_power_watts{gpu=\"1\"} 80\n\
+             # HELP aif_gpu_energy_joules_total Energy consumed since the driver was loaded, in joules.\n\
+             # TYPE aif_gpu_energy_joules_total counter\n\
+             aif_gpu_energy_joules_total{gpu=\"0\"} 1234.567\n"
+        );
     }
 
     #[test]
-    fn series_missing_from_the_batch_is_not_rendered() {
+    fn escapes_label_values_and_special_floats() {
         let mut e = Exposition::new();
-        let a = series("aif_gpu_up", MetricKind::Gauge, "0");
-        let b = series("aif_gpu_up", MetricKind::Gauge, "1");
+        let mut b = Batch::new(1);
+        let labels = Labels::from_pairs([("run_id", "a\"b\\c\nd")]);
+        b.push(
+            Arc::new(Series::new("aif_x", MetricKind::Gauge, labels)),
+            f64::NAN,
+        );
+        b.push(
+            Arc::new(Series::new("aif_y", MetricKind::Gauge, Labels::new())),
+            f64::INFINITY,
+        );
+        b.push(
+            Arc::new(Series::new("aif_z", MetricKind::Gauge, Labels::new())),
+            f64::NEG_INFINITY,
+        );
+        let text = e.render(&b);
+        assert!(
+            text.contains("aif_x{run_id=\"a\\\"b\\\\c\\nd\"} NaN\n"),
+            "{text}"
+        );
+        assert!(text.contains("aif_y +Inf\n"), "{text}");
+        assert!(text.contains("aif_z -Inf\n"), "{text}");
+    }
+
+    #[test]
+    fn only_the_batch_is_rendered_and_scratch_is_reused() {
+        let mut e = Exposition::new();
         let mut b1 = Batch::new(1);
-        b1.push(Arc::clone(&a), 1.0);
-        b1.push(Arc::clone(&b), 1.0);
+        b1.push(series("aif_gpu_up", MetricKind::Gauge, "0"), 1.0);
+        b1.push(series("aif_gpu_up", MetricKind::Gauge, "1"), 1.0);
         assert!(e.render(&b1).contains("gpu=\"1\""));
         let mut b2 = Batch::new(2);
-        b2.push(Arc::clone(&a), 0.0);
+        b2.push(series("aif_gpu_up", MetricKind::Gauge, "0"), 0.0);
         let text = e.render(&b2);
         assert!(!text.contains("gpu=\"1\""), "{text}");
-        assert!(text.contains("aif_gpu_up{gpu=\"0\"} 0"), "{text}");
-        // Same series, new Arcs (as read back from the buffer): values update.
-        let mut b3 = Batch::new(3);
-        b3.push(series("aif_gpu_up", MetricKind::Gauge, "0"), 1.0);
-        assert!(e.render(&b3).contains("aif_gpu_up{gpu=\"0\"} 1"));
+        assert_eq!(text.matches("# TYPE").count(), 1);
+        assert_eq!(e.render(&Batch::new(3)), "");
     }
 }

@@ -34,6 +34,9 @@ pub mod exposition;
 pub mod naming;
 pub mod sample;
 pub mod source;
+pub mod ssh;
+pub mod tunnel;
+pub mod units;
 
 pub use exposition::Exposition;
 pub use naming::{NameScheme, Namer};

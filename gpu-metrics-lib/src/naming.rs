@@ -95,9 +95,7 @@ pub fn is_valid_label_name(name: &str) -> bool {
     let first_ok = chars
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    first_ok
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__")
+    first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with("__")
 }
 
 /// Parses one `KEY=VALUE` attribution label.
@@ -299,19 +297,64 @@ impl Namer {
         let g = |v: Option<u64>| v.map(|x| x as f64);
         match scheme {
             NameScheme::Native => {
-                push(batch, dev, Field::Utilization, f(r.utilization_gpu_percent).map(|p| p / 100.0));
-                push(batch, dev, Field::MemoryUtilization, f(r.utilization_memory_percent).map(|p| p / 100.0));
+                push(
+                    batch,
+                    dev,
+                    Field::Utilization,
+                    f(r.utilization_gpu_percent).map(|p| p / 100.0),
+                );
+                push(
+                    batch,
+                    dev,
+                    Field::MemoryUtilization,
+                    f(r.utilization_memory_percent).map(|p| p / 100.0),
+                );
                 push(batch, dev, Field::MemoryUsed, g(r.memory_used_bytes));
                 push(batch, dev, Field::MemoryFree, g(r.memory_free_bytes));
                 push(batch, dev, Field::MemoryTotal, g(r.memory_total_bytes));
-                push(batch, dev, Field::Power, f(r.power_usage_mw).map(|mw| mw / 1000.0));
-                push(batch, dev, Field::PowerLimit, f(r.power_limit_mw).map(|mw| mw / 1000.0));
-                push(batch, dev, Field::Energy, g(r.energy_mj).map(|mj| mj / 1000.0));
+                push(
+                    batch,
+                    dev,
+                    Field::Power,
+                    f(r.power_usage_mw).map(|mw| mw / 1000.0),
+                );
+                push(
+                    batch,
+                    dev,
+                    Field::PowerLimit,
+                    f(r.power_limit_mw).map(|mw| mw / 1000.0),
+                );
+                push(
+                    batch,
+                    dev,
+                    Field::Energy,
+                    g(r.energy_mj).map(|mj| mj / 1000.0),
+                );
                 push(batch, dev, Field::Temperature, f(r.temperature_c));
-                push(batch, dev, Field::SmClock, f(r.sm_clock_mhz).map(|m| m * 1e6));
-                push(batch, dev, Field::MemoryClock, f(r.memory_clock_mhz).map(|m| m * 1e6));
-                push(batch, dev, Field::PcieTx, f(r.pcie_tx_kbps).map(|k| k * 1024.0));
-                push(batch, dev, Field::PcieRx, f(r.pcie_rx_kbps).map(|k| k * 1024.0));
+                push(
+                    batch,
+                    dev,
+                    Field::SmClock,
+                    f(r.sm_clock_mhz).map(|m| m * 1e6),
+                );
+                push(
+                    batch,
+                    dev,
+                    Field::MemoryClock,
+                    f(r.memory_clock_mhz).map(|m| m * 1e6),
+                );
+                push(
+                    batch,
+                    dev,
+                    Field::PcieTx,
+                    f(r.pcie_tx_kbps).map(|k| k * 1024.0),
+                );
+                push(
+                    batch,
+                    dev,
+                    Field::PcieRx,
+                    f(r.pcie_rx_kbps).map(|k| k * 1024.0),
+                );
                 if let (Some(reasons), Some(def), Some(base)) =
                     (&r.throttle, throttle_def, &base_for_dynamic)
                 {
@@ -344,10 +387,30 @@ impl Namer {
             NameScheme::Dcgm => {
                 const MIB: f64 = 1024.0 * 1024.0;
                 push(batch, dev, Field::Utilization, f(r.utilization_gpu_percent));
-                push(batch, dev, Field::MemoryUtilization, f(r.utilization_memory_percent));
-                push(batch, dev, Field::MemoryUsed, g(r.memory_used_bytes).map(|b| (b / MIB).floor()));
-                push(batch, dev, Field::MemoryFree, g(r.memory_free_bytes).map(|b| (b / MIB).floor()));
-                push(batch, dev, Field::Power, f(r.power_usage_mw).map(|mw| mw / 1000.0));
+                push(
+                    batch,
+                    dev,
+                    Field::MemoryUtilization,
+                    f(r.utilization_memory_percent),
+                );
+                push(
+                    batch,
+                    dev,
+                    Field::MemoryUsed,
+                    g(r.memory_used_bytes).map(|b| (b / MIB).floor()),
+                );
+                push(
+                    batch,
+                    dev,
+                    Field::MemoryFree,
+                    g(r.memory_free_bytes).map(|b| (b / MIB).floor()),
+                );
+                push(
+                    batch,
+                    dev,
+                    Field::Power,
+                    f(r.power_usage_mw).map(|mw| mw / 1000.0),
+                );
                 push(batch, dev, Field::Energy, g(r.energy_mj));
                 push(batch, dev, Field::Temperature, f(r.temperature_c));
                 push(batch, dev, Field::SmClock, f(r.sm_clock_mhz));
@@ -370,10 +433,22 @@ mod tests {
             parse_label("run_id=abc=d").expect("ok"),
             ("run_id".to_string(), "abc=d".to_string())
         );
-        assert!(matches!(parse_label("noequals"), Err(LabelError::NotKeyValue { .. })));
-        assert!(matches!(parse_label("9x=1"), Err(LabelError::InvalidName { .. })));
-        assert!(matches!(parse_label("__x=1"), Err(LabelError::InvalidName { .. })));
-        assert!(matches!(parse_label("gpu=1"), Err(LabelError::Reserved { .. })));
+        assert!(matches!(
+            parse_label("noequals"),
+            Err(LabelError::NotKeyValue { .. })
+        ));
+        assert!(matches!(
+            parse_label("9x=1"),
+            Err(LabelError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            parse_label("__x=1"),
+            Err(LabelError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            parse_label("gpu=1"),
+            Err(LabelError::Reserved { .. })
+        ));
     }
 
     #[test]
@@ -399,8 +474,15 @@ mod tests {
             Some(f64::from(r.sm_clock_mhz.expect("c")) * 1e6)
         );
         assert_eq!(
-            b.value_of("aif_gpu_throttle_active", &[("gpu", "1"), ("reason", "gpu_idle")]),
-            Some(if r.utilization_gpu_percent.expect("u") > 5 { 0.0 } else { 1.0 })
+            b.value_of(
+                "aif_gpu_throttle_active",
+                &[("gpu", "1"), ("reason", "gpu_idle")]
+            ),
+            Some(if r.utilization_gpu_percent.expect("u") > 5 {
+                0.0
+            } else {
+                1.0
+            })
         );
         // 16 per GPU + 2 throttle reasons.
         assert_eq!(b.len(), 2 * 17);
@@ -433,7 +515,15 @@ mod tests {
             b.value_of("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", &l),
             Some(readings[0].energy_mj.expect("e") as f64)
         );
-        assert!(b.samples.iter().all(|s| s.series.name.starts_with("DCGM_FI_DEV_")));
-        assert!(b.samples.iter().all(|s| s.series.labels.get("modelName") == Some("Simulated GPU")));
+        assert!(
+            b.samples
+                .iter()
+                .all(|s| s.series.name.starts_with("DCGM_FI_DEV_"))
+        );
+        assert!(
+            b.samples
+                .iter()
+                .all(|s| s.series.labels.get("modelName") == Some("Simulated GPU"))
+        );
     }
 }

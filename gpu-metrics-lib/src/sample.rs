@@ -186,7 +186,9 @@ impl Batch {
             .iter()
             .find(|s| {
                 s.series.name == name
-                    && labels.iter().all(|(k, v)| s.series.labels.get(k) == Some(*v))
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.series.labels.get(k) == Some(*v))
             })
             .map(|s| s.value)
     }

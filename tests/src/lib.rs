@@ -11,32 +11,16 @@
 //! let text = pgw.metrics_text().expect("GET /metrics");
 //! ```
 
+pub mod fake_nvml;
 pub mod process;
 pub mod prometheus;
 pub mod pushgateway;
+pub mod sshd;
 
-pub use process::{ServerProcess, TestbedError, free_port, http_get, port_open, require_binary, wait_until};
+pub use fake_nvml::fake_nvml_in;
+pub use process::{
+    ServerProcess, TestbedError, free_port, http_get, port_open, require_binary, wait_until,
+};
 pub use prometheus::{Prometheus, PromtoolReport, promtool_check_metrics};
 pub use pushgateway::Pushgateway;
-
-/// Path of a binary built by this workspace (`target/<profile>/NAME`), for
-/// end-to-end tests that spawn the project's own programs.
-///
-/// # Panics
-/// When the binary has not been built: run `cargo build --workspace` first
-/// (`cargo test --workspace` builds every binary before the tests run).
-pub fn workspace_binary(name: &str) -> std::path::PathBuf {
-    let mut dir = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/test-binary → target/<profile>
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --workspace` first",
-        path.display()
-    );
-    path
-}
+pub use sshd::{KeyFormat, KeyKind, KeyPair, Sshd, SshdOptions};

@@ -158,7 +158,9 @@ impl ServerProcess {
 
     /// The server's private directory.
     pub fn dir(&self) -> &Path {
-        self.dir.as_ref().map_or(Path::new("/nonexistent"), |d| d.path())
+        self.dir
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |d| d.path())
     }
 
     /// The PID of the server process.
@@ -179,7 +181,9 @@ impl ServerProcess {
     pub fn log_tail(&self, n: usize) -> String {
         let s = self.log_text();
         let start = s.len().saturating_sub(n);
-        let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+        let start = (start..s.len())
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(s.len());
         s[start..].to_string()
     }
 

@@ -78,7 +78,8 @@ impl Pushgateway {
         let auth = self.web_config.is_some();
         self.server.wait_ready(Duration::from_secs(15), || {
             // With basic auth every path answers 401 once it is up.
-            matches!(http_get(&url), Ok((200, _))) || (auth && matches!(http_get(&url), Ok((401, _))))
+            matches!(http_get(&url), Ok((200, _)))
+                || (auth && matches!(http_get(&url), Ok((401, _))))
         })
     }
 

@@ -16,7 +16,7 @@ mod nvml;
 mod simulated;
 
 pub use nvml::{NvmlSource, NvmlSourceBuilder};
-pub use simulated::{SIMULATED_MODEL, SimulatedSource};
+pub use simulated::{MAX_SIMULATED_GPUS, SIMULATED_MODEL, SimulatedSource};
 
 use std::fmt;
 use std::path::PathBuf;

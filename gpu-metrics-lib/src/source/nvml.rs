@@ -41,7 +41,10 @@ const THROTTLE_REASONS: [(ThrottleReasons, &str); 9] = [
         ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN,
         "hw_power_brake_slowdown",
     ),
-    (ThrottleReasons::DISPLAY_CLOCK_SETTING, "display_clock_setting"),
+    (
+        ThrottleReasons::DISPLAY_CLOCK_SETTING,
+        "display_clock_setting",
+    ),
 ];
 
 /// Builds an [`NvmlSource`].
@@ -80,11 +83,9 @@ impl NvmlSourceBuilder {
             .lib_path(OsStr::new(path.as_os_str()))
             .init()
             .map_err(|e| classify_init_error(&path, e))?;
-        let count = nvml
-            .device_count()
-            .map_err(|e| SourceError::DeviceCount {
-                reason: e.to_string(),
-            })?;
+        let count = nvml.device_count().map_err(|e| SourceError::DeviceCount {
+            reason: e.to_string(),
+        })?;
         let driver_version = nvml.sys_driver_version().ok();
         let mut source = NvmlSource {
             nvml,
@@ -249,10 +250,7 @@ fn read_fields(
     reading.sm_clock_mhz = reader.get("sm_clock", device.clock_info(Clock::SM));
     reading.memory_clock_mhz = reader.get("memory_clock", device.clock_info(Clock::Memory));
     reading.pcie_tx_kbps = reader.get("pcie_tx", device.pcie_throughput(PcieUtilCounter::Send));
-    reading.pcie_rx_kbps = reader.get(
-        "pcie_rx",
-        device.pcie_throughput(PcieUtilCounter::Receive),
-    );
+    reading.pcie_rx_kbps = reader.get("pcie_rx", device.pcie_throughput(PcieUtilCounter::Receive));
     reading.throttle = reader
         .get("throttle_reasons", device.current_throttle_reasons())
         .map(|bits| {

@@ -198,10 +198,17 @@ mod tests {
         let mut t = 1_700_000_000_000i64;
         for step in 0..2_000 {
             // Irregular steps, one going backwards in time.
-            t += if step == 1000 { -5_000 } else { 250 + (step % 7) * 100 };
+            t += if step == 1000 {
+                -5_000
+            } else {
+                250 + (step % 7) * 100
+            };
             for g in s.sample(t).expect("sample") {
                 let e = g.energy_mj.expect("energy");
-                assert!(e >= last[g.index as usize], "energy went down at step {step}");
+                assert!(
+                    e >= last[g.index as usize],
+                    "energy went down at step {step}"
+                );
                 last[g.index as usize] = e;
                 let u = f64::from(g.utilization_gpu_percent.expect("util")) / 100.0;
                 let p = f64::from(g.power_usage_mw.expect("power"));

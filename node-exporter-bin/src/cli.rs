@@ -1,0 +1,119 @@
+//! Raw command-line values. Every flag is optional here so that a TOML file can
+//! supply it; [`crate::config`] merges (flags win) and validates.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The AI-factory GPU node agent: samples GPUs, keeps every sample on local disk
+/// and pushes it to a Prometheus Pushgateway, directly or through an SSH tunnel.
+#[derive(Debug, Parser, Default)]
+#[command(name = "aif-node-exporter", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file; every flag has a key of the same name with `_`
+    /// for `-`. Flags win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where readings come from: `nvml` (real GPUs), `simulated`, or `auto`
+    /// (NVML; fails with a clear error when NVML is missing). [default: auto]
+    #[arg(long, value_name = "auto|nvml|simulated")]
+    pub source: Option<String>,
+
+    /// Number of simulated GPUs (simulated source only). [default: 8]
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<usize>,
+
+    /// Seed of the simulated GPUs' curves. [default: 1]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Path of the NVML library. [default: libnvidia-ml.so.1]
+    #[arg(long, value_name = "PATH")]
+    pub nvml_lib: Option<PathBuf>,
+
+    /// Also export per-process GPU memory (one NVML call per GPU per tick).
+    #[arg(long)]
+    pub processes: bool,
+
+    /// Metric names: `native` (aif_gpu_*) or `dcgm` (dcgm-exporter's). [default: native]
+    #[arg(long, value_name = "native|dcgm")]
+    pub metric_names: Option<String>,
+
+    /// Attribution label added to every series (repeatable), e.g. `run_id=r42`.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Sample once, print the exposition text to stdout, exit 0.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Sampling interval, e.g. `100ms`, `1s`. [default: 1s]
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+
+    /// Write-ahead buffer file. [default: ./aif-node-exporter.db]
+    #[arg(long, value_name = "PATH")]
+    pub buffer: Option<PathBuf>,
+
+    /// Cap on the buffer's size on disk, e.g. `256MiB`. [default: 256MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub buffer_max_bytes: Option<String>,
+
+    /// `full` (fsync every commit: survives power loss) or `normal` (survives a
+    /// crash of the process). [default: normal]
+    #[arg(long, value_name = "full|normal")]
+    pub durability: Option<String>,
+
+    /// Pushgateway base URL, e.g. `http://monitor:9091`.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
+
+    /// Pushgateway `job` grouping label. [default: aif_gpu]
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+
+    /// Pushgateway `instance` grouping label. [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+
+    /// Basic-auth user for the Pushgateway.
+    #[arg(long, value_name = "USER")]
+    pub pushgateway_user: Option<String>,
+
+    /// File holding the basic-auth password (or set AIF_PUSHGATEWAY_PASSWORD).
+    #[arg(long, value_name = "PATH")]
+    pub pushgateway_password_file: Option<PathBuf>,
+
+    /// Delete this node's group from the Pushgateway on clean shutdown.
+    #[arg(long)]
+    pub delete_on_exit: bool,
+
+    /// Also serve `/metrics` for pull scraping on this address, e.g. `127.0.0.1:9400`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// SSH gateway host: pushes travel through a tunnel opened to it.
+    #[arg(long, value_name = "HOST")]
+    pub ssh_host: Option<String>,
+
+    /// SSH gateway port. [default: 22]
+    #[arg(long, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
+
+    /// SSH user. [default: the current user]
+    #[arg(long, value_name = "USER")]
+    pub ssh_user: Option<String>,
+
+    /// SSH private key (ed25519 or RSA; OpenSSH or PEM format).
+    #[arg(long, value_name = "PATH")]
+    pub ssh_identity: Option<PathBuf>,
+
+    /// known_hosts file used to verify the gateway. [default: ~/.ssh/known_hosts]
+    #[arg(long, value_name = "PATH")]
+    pub ssh_known_hosts: Option<PathBuf>,
+
+    /// Accept and record an unknown gateway host key (a changed key is always refused).
+    #[arg(long)]
+    pub ssh_accept_new: bool,
+}

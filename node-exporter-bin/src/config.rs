@@ -1,0 +1,496 @@
+//! Configuration: TOML file + flags (flags win), validated into [`Config`].
+//!
+//! Every error names the key (`interval`, `buffer_max_bytes`, …) and the value,
+//! and makes the process exit with code 2 before anything is started.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gpu_metrics::naming::{LabelError, NameScheme, parse_label};
+use gpu_metrics::units::parse_duration;
+use serde::Deserialize;
+
+use crate::cli::Cli;
+
+/// The TOML file: the same keys as the flags, `_` for `-`. Unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    source: Option<String>,
+    gpus: Option<usize>,
+    seed: Option<u64>,
+    nvml_lib: Option<PathBuf>,
+    processes: Option<bool>,
+    metric_names: Option<String>,
+    /// `[labels]` table: `run_id = "r42"`.
+    labels: Option<BTreeMap<String, String>>,
+    interval: Option<String>,
+    buffer: Option<PathBuf>,
+    buffer_max_bytes: Option<String>,
+    durability: Option<String>,
+    pushgateway: Option<String>,
+    job: Option<String>,
+    instance: Option<String>,
+    pushgateway_user: Option<String>,
+    pushgateway_password_file: Option<PathBuf>,
+    delete_on_exit: Option<bool>,
+    listen: Option<String>,
+    ssh_host: Option<String>,
+    ssh_port: Option<u16>,
+    ssh_user: Option<String>,
+    ssh_identity: Option<PathBuf>,
+    ssh_known_hosts: Option<PathBuf>,
+    ssh_accept_new: Option<bool>,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key / wrong type.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said (names the key).
+        message: String,
+    },
+    /// A key has a value that cannot be used.
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid {
+        /// The key (flag name with `_`).
+        key: &'static str,
+        /// What is wrong, naming the value.
+        reason: String,
+    },
+    /// A key that only makes sense with another one.
+    #[error("`{key}` needs `{needs}`")]
+    Needs {
+        /// The key given.
+        key: &'static str,
+        /// The key it needs.
+        needs: &'static str,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.to_string(),
+    }
+}
+
+/// Where readings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceChoice {
+    /// NVML, with a clear error when it is missing.
+    Auto,
+    /// NVML.
+    Nvml,
+    /// Simulated GPUs.
+    Simulated,
+}
+
+/// The Pushgateway target.
+#[derive(Debug, Clone)]
+pub struct PushgatewayConfig {
+    /// Base URL (`http://host:port[/prefix]`), without trailing `/`.
+    pub url: String,
+    /// `job` grouping label.
+    pub job: String,
+    /// `instance` grouping label.
+    pub instance: String,
+    /// Basic-auth user.
+    pub user: Option<String>,
+    /// Basic-auth password file.
+    pub password_file: Option<PathBuf>,
+    /// DELETE the group on clean shutdown.
+    pub delete_on_exit: bool,
+}
+
+/// The SSH gateway for a local forward.
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    /// Gateway host.
+    pub host: String,
+    /// Gateway port.
+    pub port: u16,
+    /// User.
+    pub user: String,
+    /// Private key.
+    pub identity: PathBuf,
+    /// known_hosts file.
+    pub known_hosts: PathBuf,
+    /// Append unknown host keys.
+    pub accept_new: bool,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Source choice.
+    pub source: SourceChoice,
+    /// Simulated GPU count.
+    pub gpus: usize,
+    /// Simulated seed.
+    pub seed: u64,
+    /// NVML library path.
+    pub nvml_lib: Option<PathBuf>,
+    /// Per-process collection.
+    pub processes: bool,
+    /// Metric naming scheme.
+    pub scheme: NameScheme,
+    /// Attribution labels from `--label` / `[labels]`.
+    pub labels: Vec<(String, String)>,
+    /// Sample once and print.
+    pub once: bool,
+    /// Sampling interval.
+    pub interval: Duration,
+    /// Buffer file.
+    pub buffer: PathBuf,
+    /// Buffer cap, as written (validated by the buffer).
+    pub buffer_max_bytes: String,
+    /// Durability, as written (validated by the buffer).
+    pub durability: String,
+    /// Pushgateway sink.
+    pub pushgateway: Option<PushgatewayConfig>,
+    /// Pull endpoint.
+    pub listen: Option<SocketAddr>,
+    /// SSH tunnel.
+    pub ssh: Option<SshSettings>,
+}
+
+/// Checks that `url` is `http://host[:port][/path]` (or `https://` with the
+/// `tls` feature) and returns it without a trailing `/`.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming `key`.
+pub fn validate_base_url(key: &'static str, url: &str) -> Result<String, ConfigError> {
+    let rest = if let Some(r) = url.strip_prefix("http://") {
+        r
+    } else if let Some(r) = url.strip_prefix("https://") {
+        r
+    } else {
+        return Err(invalid(
+            key,
+            format!("URL {url:?} has no http:// or https:// scheme"),
+        ));
+    };
+    let host_port = rest.split('/').next().unwrap_or("");
+    if host_port.is_empty() {
+        return Err(invalid(key, format!("URL {url:?} has no host")));
+    }
+    if let Some((_, port)) = host_port.rsplit_once(':')
+        && !host_port.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(invalid(
+            key,
+            format!("URL {url:?} has an invalid port {port:?}"),
+        ));
+    }
+    if url.contains(['?', '#', ' ']) {
+        return Err(invalid(
+            key,
+            format!("URL {url:?} must not contain a query, fragment or space"),
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// The host name of this machine (`instance` default, DCGM `Hostname`).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })
+}
+
+fn label_error(e: LabelError) -> ConfigError {
+    invalid("label", e)
+}
+
+impl Config {
+    /// Merges the file named by `--config` (if any) with the flags, flags
+    /// winning, and validates every value.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first key that is wrong.
+    pub fn resolve(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(p) => read_file_config(p)?,
+            None => FileConfig::default(),
+        };
+        let source = match cli.source.or(file.source).as_deref().unwrap_or("auto") {
+            "auto" => SourceChoice::Auto,
+            "nvml" => SourceChoice::Nvml,
+            "simulated" => SourceChoice::Simulated,
+            other => {
+                return Err(invalid(
+                    "source",
+                    format!("{other:?} is not one of: auto, nvml, simulated"),
+                ));
+            }
+        };
+        let gpus = cli.gpus.or(file.gpus).unwrap_or(8);
+        if gpus == 0 || gpus > gpu_metrics::source::MAX_SIMULATED_GPUS {
+            return Err(invalid(
+                "gpus",
+                format!(
+                    "{gpus} is out of range 1..={}",
+                    gpu_metrics::source::MAX_SIMULATED_GPUS
+                ),
+            ));
+        }
+        let scheme = cli
+            .metric_names
+            .or(file.metric_names)
+            .as_deref()
+            .unwrap_or("native")
+            .parse::<NameScheme>()
+            .map_err(|e| invalid("metric_names", e))?;
+        let mut labels = Vec::new();
+        for (k, v) in file.labels.unwrap_or_default() {
+            labels.push(parse_label(&format!("{k}={v}")).map_err(label_error)?);
+        }
+        for arg in &cli.labels {
+            let (k, v) = parse_label(arg).map_err(label_error)?;
+            labels.retain(|(ek, _)| *ek != k);
+            labels.push((k, v));
+        }
+        let interval_text = cli
+            .interval
+            .or(file.interval)
+            .unwrap_or_else(|| "1s".into());
+        let interval = parse_duration(&interval_text).map_err(|e| invalid("interval", e))?;
+        if interval < Duration::from_millis(10) {
+            return Err(invalid(
+                "interval",
+                format!("{interval_text:?} is below the 10ms minimum"),
+            ));
+        }
+        let delete_on_exit = cli.delete_on_exit || file.delete_on_exit.unwrap_or(false);
+        let pushgateway = match cli.pushgateway.or(file.pushgateway) {
+            Some(url) => Some(PushgatewayConfig {
+                url: validate_base_url("pushgateway", &url)?,
+                job: non_empty(
+                    "job",
+                    cli.job.or(file.job).unwrap_or_else(|| "aif_gpu".into()),
+                )?,
+                instance: non_empty(
+                    "instance",
+                    cli.instance.or(file.instance).unwrap_or_else(hostname),
+                )?,
+                user: cli.pushgateway_user.or(file.pushgateway_user),
+                password_file: cli
+                    .pushgateway_password_file
+                    .or(file.pushgateway_password_file),
+                delete_on_exit,
+            }),
+            None => {
+                if delete_on_exit {
+                    return Err(ConfigError::Needs {
+                        key: "delete_on_exit",
+                        needs: "pushgateway",
+                    });
+                }
+                None
+            }
+        };
+        let listen = match cli.listen.or(file.listen) {
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "listen",
+                    format!("{a:?} is not an address like 127.0.0.1:9400: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        let ssh = match cli.ssh_host.or(file.ssh_host) {
+            Some(host) => {
+                let identity =
+                    cli.ssh_identity
+                        .or(file.ssh_identity)
+                        .ok_or(ConfigError::Needs {
+                            key: "ssh_host",
+                            needs: "ssh_identity",
+                        })?;
+                let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+                Some(SshSettings {
+                    host: non_empty("ssh_host", host)?,
+                    port: cli.ssh_port.or(file.ssh_port).unwrap_or(22),
+                    user: cli
+                        .ssh_user
+                        .or(file.ssh_user)
+                        .or_else(|| std::env::var("USER").ok())
+                        .unwrap_or_else(|| "root".into()),
+                    identity,
+                    known_hosts: cli
+                        .ssh_known_hosts
+                        .or(file.ssh_known_hosts)
+                        .unwrap_or_else(|| PathBuf::from(home).join(".ssh/known_hosts")),
+                    accept_new: cli.ssh_accept_new || file.ssh_accept_new.unwrap_or(false),
+                })
+            }
+            None => {
+                if cli.ssh_identity.is_some() || cli.ssh_port.is_some() || cli.ssh_user.is_some() {
+                    return Err(ConfigError::Needs {
+                        key: "ssh_identity",
+                        needs: "ssh_host",
+                    });
+                }
+                None
+            }
+        };
+        Ok(Config {
+            source,
+            gpus,
+            seed: cli.seed.or(file.seed).unwrap_or(1),
+            nvml_lib: cli.nvml_lib.or(file.nvml_lib),
+            processes: cli.processes || file.processes.unwrap_or(false),
+            scheme,
+            labels,
+            once: cli.once,
+            interval,
+            buffer: cli
+                .buffer
+                .or(file.buffer)
+                .unwrap_or_else(|| PathBuf::from("aif-node-exporter.db")),
+            buffer_max_bytes: cli
+                .buffer_max_bytes
+                .or(file.buffer_max_bytes)
+                .unwrap_or_else(|| "256MiB".into()),
+            durability: cli
+                .durability
+                .or(file.durability)
+                .unwrap_or_else(|| "normal".into()),
+            pushgateway,
+            listen,
+            ssh,
+        })
+    }
+}
+
+fn non_empty(key: &'static str, value: String) -> Result<String, ConfigError> {
+    if value.trim().is_empty() {
+        Err(invalid(key, "must not be empty"))
+    } else {
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn resolve(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["aif-node-exporter"];
+        argv.extend_from_slice(args);
+        Config::resolve(Cli::try_parse_from(argv).expect("clap"))
+    }
+
+    fn key_of(e: ConfigError) -> &'static str {
+        match e {
+            ConfigError::Invalid { key, .. } | ConfigError::Needs { key, .. } => key,
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = resolve(&[]).expect("defaults");
+        assert_eq!(c.source, SourceChoice::Auto);
+        assert_eq!(c.gpus, 8);
+        assert_eq!(c.interval, Duration::from_secs(1));
+        assert_eq!(c.scheme, NameScheme::Native);
+        assert!(c.pushgateway.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert_eq!(
+            key_of(resolve(&["--interval", "soon"]).unwrap_err()),
+            "interval"
+        );
+        assert_eq!(key_of(resolve(&["--source", "gpu"]).unwrap_err()), "source");
+        assert_eq!(
+            key_of(resolve(&["--metric-names", "x"]).unwrap_err()),
+            "metric_names"
+        );
+        assert_eq!(key_of(resolve(&["--label", "nokv"]).unwrap_err()), "label");
+        assert_eq!(key_of(resolve(&["--gpus", "0"]).unwrap_err()), "gpus");
+        assert_eq!(
+            key_of(resolve(&["--pushgateway", "monitor:9091"]).unwrap_err()),
+            "pushgateway"
+        );
+        assert_eq!(
+            key_of(resolve(&["--listen", "nowhere"]).unwrap_err()),
+            "listen"
+        );
+        assert_eq!(
+            key_of(resolve(&["--delete-on-exit"]).unwrap_err()),
+            "delete_on_exit"
+        );
+        assert_eq!(
+            key_of(resolve(&["--ssh-host", "gw"]).unwrap_err()),
+            "ssh_host"
+        );
+    }
+
+    #[test]
+    fn file_then_flags_win() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "interval = \"250ms\"\njob = \"filejob\"\npushgateway = \"http://127.0.0.1:9091/\"\n[labels]\nrun_id = \"a\"\n",
+        )
+        .expect("write");
+        let c = resolve(&[
+            "--config",
+            p.to_str().expect("utf8"),
+            "--job",
+            "flagjob",
+            "--label",
+            "run_id=b",
+        ])
+        .expect("ok");
+        assert_eq!(c.interval, Duration::from_millis(250));
+        let pg = c.pushgateway.expect("pgw");
+        assert_eq!(pg.job, "flagjob");
+        assert_eq!(pg.url, "http://127.0.0.1:9091");
+        assert_eq!(c.labels, vec![("run_id".to_string(), "b".to_string())]);
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "intervall = \"1s\"\n").expect("write");
+        let e = resolve(&["--config", p.to_str().expect("utf8")]).unwrap_err();
+        assert!(e.to_string().contains("intervall"), "{e}");
+    }
+}

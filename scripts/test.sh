@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine of this kind.
+#
+# Installs the Debian packages the tests need when any is missing (idempotent;
+# needs root or sudo), then runs `cargo test --workspace`. The tests start their
+# own servers (Pushgateway, Prometheus, sshd, Slurm) on 127.0.0.1; nothing is
+# started by hand here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  prometheus prometheus-pushgateway      # testbed: Prometheus, promtool, Pushgateway
+  openssh-server openssh-client          # testbed: private sshd, ssh-keygen
+  apache2-utils                          # htpasswd (bcrypt) for Pushgateway basic auth
+  slurmctld slurmd slurm-client munge    # testbed: single-node Slurm cluster
+  gcc libc6-dev pkg-config libssl-dev    # fake libnvidia-ml.so.1; libssh2's OpenSSL
+  python3                                # the demo service recipe
+  curl ca-certificates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "test.sh: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "test.sh: cargo is not installed (this machine kind ships rustup's toolchain)" >&2
+  exit 1
+fi
+
+# Build every binary first so end-to-end tests spawn fresh ones.
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked -- --test-threads="${AIF_TEST_THREADS:-4}"
