@@ -29,10 +29,13 @@
 //! # }
 //! ```
 
+pub mod agent;
+pub mod buffer;
 pub mod catalogue;
 pub mod exposition;
 pub mod naming;
 pub mod sample;
+pub mod sink;
 pub mod source;
 pub mod ssh;
 pub mod tunnel;

@@ -85,6 +85,19 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub pushgateway_password_file: Option<PathBuf>,
 
+    /// First retry delay ceiling after a failed push (exponential backoff with
+    /// full jitter). [default: 500ms]
+    #[arg(long, value_name = "DURATION")]
+    pub push_retry_initial: Option<String>,
+
+    /// Largest retry delay ceiling. [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub push_retry_max: Option<String>,
+
+    /// Overall timeout of one push (connect timeout is the smaller of this and 5s). [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub push_timeout: Option<String>,
+
     /// Delete this node's group from the Pushgateway on clean shutdown.
     #[arg(long)]
     pub delete_on_exit: bool,

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gpu_metrics::buffer::{Durability, MIN_MAX_BYTES, parse_size};
 use gpu_metrics::naming::{LabelError, NameScheme, parse_label};
+use gpu_metrics::sink::{BackoffPolicy, Secret};
 use gpu_metrics::units::parse_duration;
 use serde::Deserialize;
 
@@ -35,6 +37,9 @@ pub struct FileConfig {
     instance: Option<String>,
     pushgateway_user: Option<String>,
     pushgateway_password_file: Option<PathBuf>,
+    push_retry_initial: Option<String>,
+    push_retry_max: Option<String>,
+    push_timeout: Option<String>,
     delete_on_exit: Option<bool>,
     listen: Option<String>,
     ssh_host: Option<String>,
@@ -111,10 +116,14 @@ pub struct PushgatewayConfig {
     pub instance: String,
     /// Basic-auth user.
     pub user: Option<String>,
-    /// Basic-auth password file.
-    pub password_file: Option<PathBuf>,
+    /// Basic-auth password (from the file, or `AIF_PUSHGATEWAY_PASSWORD`).
+    pub password: Option<Secret>,
     /// DELETE the group on clean shutdown.
     pub delete_on_exit: bool,
+    /// Retry policy.
+    pub backoff: BackoffPolicy,
+    /// Overall timeout of one push.
+    pub timeout: Duration,
 }
 
 /// The SSH gateway for a local forward.
@@ -157,10 +166,10 @@ pub struct Config {
     pub interval: Duration,
     /// Buffer file.
     pub buffer: PathBuf,
-    /// Buffer cap, as written (validated by the buffer).
-    pub buffer_max_bytes: String,
-    /// Durability, as written (validated by the buffer).
-    pub durability: String,
+    /// Buffer cap in bytes.
+    pub buffer_max_bytes: u64,
+    /// Buffer durability.
+    pub durability: Durability,
     /// Pushgateway sink.
     pub pushgateway: Option<PushgatewayConfig>,
     /// Pull endpoint.
@@ -292,6 +301,60 @@ impl Config {
             ));
         }
         let delete_on_exit = cli.delete_on_exit || file.delete_on_exit.unwrap_or(false);
+        let user = cli.pushgateway_user.or(file.pushgateway_user);
+        let password_file = cli
+            .pushgateway_password_file
+            .or(file.pushgateway_password_file);
+        let password = match (&password_file, std::env::var("AIF_PUSHGATEWAY_PASSWORD")) {
+            (Some(p), _) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    invalid(
+                        "pushgateway_password_file",
+                        format!("cannot read {}: {e}", p.display()),
+                    )
+                })?;
+                Some(Secret::new(text.trim_end_matches(['\n', '\r'])))
+            }
+            (None, Ok(env)) if !env.is_empty() => Some(Secret::new(env)),
+            (None, _) => None,
+        };
+        if password.is_some() && user.is_none() {
+            return Err(ConfigError::Needs {
+                key: "pushgateway_password_file",
+                needs: "pushgateway_user",
+            });
+        }
+        let duration_key = |key: &'static str, v: Option<String>, default: Duration| match v {
+            Some(text) => parse_duration(&text).map_err(|e| invalid(key, e)),
+            None => Ok(default),
+        };
+        let backoff = BackoffPolicy {
+            initial: duration_key(
+                "push_retry_initial",
+                cli.push_retry_initial.or(file.push_retry_initial),
+                Duration::from_millis(500),
+            )?,
+            max: duration_key(
+                "push_retry_max",
+                cli.push_retry_max.or(file.push_retry_max),
+                Duration::from_secs(30),
+            )?,
+            factor: 2.0,
+        };
+        if backoff.max < backoff.initial {
+            return Err(invalid(
+                "push_retry_max",
+                format!(
+                    "{:?} is below push_retry_initial {:?}",
+                    backoff.max, backoff.initial
+                ),
+            ));
+        }
+        let push_timeout = duration_key(
+            "push_timeout",
+            cli.push_timeout.or(file.push_timeout),
+            Duration::from_secs(10),
+        )?;
         let pushgateway = match cli.pushgateway.or(file.pushgateway) {
             Some(url) => Some(PushgatewayConfig {
                 url: validate_base_url("pushgateway", &url)?,
@@ -303,11 +366,11 @@ impl Config {
                     "instance",
                     cli.instance.or(file.instance).unwrap_or_else(hostname),
                 )?,
-                user: cli.pushgateway_user.or(file.pushgateway_user),
-                password_file: cli
-                    .pushgateway_password_file
-                    .or(file.pushgateway_password_file),
+                user,
+                password,
                 delete_on_exit,
+                backoff,
+                timeout: push_timeout,
             }),
             None => {
                 if delete_on_exit {
@@ -364,6 +427,25 @@ impl Config {
                 None
             }
         };
+        let buffer_max_bytes = match cli.buffer_max_bytes.or(file.buffer_max_bytes) {
+            Some(text) => {
+                let bytes = parse_size(&text).map_err(|e| invalid("buffer_max_bytes", e))?;
+                if bytes < MIN_MAX_BYTES {
+                    return Err(invalid(
+                        "buffer_max_bytes",
+                        format!("{text:?} is below the minimum of {MIN_MAX_BYTES} bytes"),
+                    ));
+                }
+                bytes
+            }
+            None => gpu_metrics::buffer::DEFAULT_MAX_BYTES,
+        };
+        let durability = match cli.durability.or(file.durability) {
+            Some(text) => text
+                .parse::<Durability>()
+                .map_err(|e| invalid("durability", e))?,
+            None => Durability::Normal,
+        };
         Ok(Config {
             source,
             gpus,
@@ -378,14 +460,8 @@ impl Config {
                 .buffer
                 .or(file.buffer)
                 .unwrap_or_else(|| PathBuf::from("aif-node-exporter.db")),
-            buffer_max_bytes: cli
-                .buffer_max_bytes
-                .or(file.buffer_max_bytes)
-                .unwrap_or_else(|| "256MiB".into()),
-            durability: cli
-                .durability
-                .or(file.durability)
-                .unwrap_or_else(|| "normal".into()),
+            buffer_max_bytes,
+            durability,
             pushgateway,
             listen,
             ssh,

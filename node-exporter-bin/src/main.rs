@@ -4,6 +4,7 @@
 
 mod cli;
 mod config;
+mod run;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use gpu_metrics::{Exposition, Namer, naming::attribution_labels};
 
 use crate::cli::Cli;
 use crate::config::{Config, SourceChoice, hostname};
+use crate::run::run;
 
 /// Exit code for a configuration error.
 const EXIT_CONFIG: u8 = 2;
@@ -82,6 +84,12 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    eprintln!("aif-node-exporter: only --once is available in this build");
-    ExitCode::from(EXIT_CONFIG)
+    match run(config, source, namer) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("aif-node-exporter: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }

@@ -15,6 +15,7 @@ pub mod fake_nvml;
 pub mod process;
 pub mod prometheus;
 pub mod pushgateway;
+pub mod text;
 pub mod sshd;
 
 pub use fake_nvml::fake_nvml_in;
@@ -23,4 +24,5 @@ pub use process::{
 };
 pub use prometheus::{Prometheus, PromtoolReport, promtool_check_metrics};
 pub use pushgateway::Pushgateway;
+pub use text::{metric_value, metric_values};
 pub use sshd::{KeyFormat, KeyKind, KeyPair, Sshd, SshdOptions};

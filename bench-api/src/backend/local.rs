@@ -1,0 +1,346 @@
+//! The local backend: services are child processes of the API.
+//!
+//! Each service runs under a small supervisor (this binary, re-executed as
+//! `aif-bench-api __supervise EXIT_FILE -- ARGV…`) that leads its own process
+//! group (`process_group(0)`), starts the service in that group with stdout and
+//! stderr in `LOG_DIR/<id>/stdout.log` and `stderr.log`, waits for it and writes
+//! how it ended to `LOG_DIR/<id>/exit`. The exit file is what lets an API that
+//! was down while a service ended show it ended, with its exit code. Cancel
+//! sends SIGTERM to the process group, then SIGKILL after the grace period.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Backend, BackendError, Ending, JobState, LaunchSpec, Launched};
+
+/// The hidden first argument that turns the binary into a supervisor.
+pub const SUPERVISE_ARG: &str = "__supervise";
+
+#[derive(Debug, Default)]
+struct Children {
+    running: HashMap<i32, Child>,
+    reaped: HashMap<i32, ExitStatus>,
+}
+
+/// Child processes in their own process groups.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    log_dir: PathBuf,
+    supervisor: PathBuf,
+    kill_grace: Duration,
+    children: Arc<Mutex<Children>>,
+}
+
+/// `exit N`, `signal N` or `error MESSAGE`, as the supervisor writes it.
+pub fn parse_exit_file(text: &str) -> Option<Ending> {
+    let text = text.trim();
+    if let Some(n) = text.strip_prefix("exit ") {
+        return n.parse().ok().map(Ending::Exited);
+    }
+    if let Some(n) = text.strip_prefix("signal ") {
+        return n.parse().ok().map(Ending::Signalled);
+    }
+    text.strip_prefix("error ").map(|m| Ending::SchedulerFailure(m.to_string()))
+}
+
+fn group_alive(pgid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(-pgid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+fn signal_group(pgid: i32, signal: i32) -> std::io::Result<()> {
+    // SAFETY: kill(2) on a process group this backend created.
+    let r = unsafe { libc::kill(-pgid, signal) };
+    if r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Finds `program` as `Command` would (a path, or a name on `PATH`).
+fn find_program(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+}
+
+impl LocalBackend {
+    /// Services log under `log_dir`; `supervisor` is this binary; cancels wait
+    /// `kill_grace` between SIGTERM and SIGKILL.
+    ///
+    /// # Errors
+    /// When `log_dir` cannot be created.
+    pub fn new(log_dir: &Path, supervisor: PathBuf, kill_grace: Duration) -> Result<LocalBackend, BackendError> {
+        std::fs::create_dir_all(log_dir).map_err(|source| BackendError::Io {
+            what: format!("create log directory {}", log_dir.display()),
+            source,
+        })?;
+        let log_dir = log_dir.canonicalize().unwrap_or_else(|_| log_dir.to_path_buf());
+        Ok(LocalBackend {
+            log_dir,
+            supervisor,
+            kill_grace,
+            children: Arc::new(Mutex::new(Children::default())),
+        })
+    }
+
+    fn dir(&self, service_id: &str) -> PathBuf {
+        self.log_dir.join(service_id)
+    }
+
+    fn exit_file(&self, service_id: &str) -> PathBuf {
+        self.dir(service_id).join("exit")
+    }
+
+    fn read_exit(&self, service_id: &str) -> Option<Ending> {
+        std::fs::read_to_string(self.exit_file(service_id))
+            .ok()
+            .and_then(|t| parse_exit_file(&t))
+    }
+
+    fn reap(children: &Mutex<Children>) {
+        let mut c = children.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = Vec::new();
+        for (pid, child) in c.running.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                done.push((*pid, status));
+            }
+        }
+        for (pid, status) in done {
+            c.running.remove(&pid);
+            c.reaped.insert(pid, status);
+        }
+    }
+
+    fn state(&self, service_id: &str, backend_ref: &str) -> Result<JobState, BackendError> {
+        let pgid: i32 = backend_ref
+            .parse()
+            .ok()
+            .filter(|p| *p > 1)
+            .ok_or_else(|| BackendError::BadRef(backend_ref.to_string()))?;
+        if let Some(ending) = self.read_exit(service_id) {
+            return Ok(JobState::Ended(ending));
+        }
+        Self::reap(&self.children);
+        let (ours, reaped) = {
+            let c = self.children.lock().unwrap_or_else(|e| e.into_inner());
+            (c.running.contains_key(&pgid), c.reaped.get(&pgid).copied())
+        };
+        if ours {
+            return Ok(JobState::Active {
+                host: Some("127.0.0.1".into()),
+            });
+        }
+        if let Some(status) = reaped {
+            // The supervisor ended; it writes the exit file before it exits.
+            if let Some(ending) = self.read_exit(service_id) {
+                return Ok(JobState::Ended(ending));
+            }
+            use std::os::unix::process::ExitStatusExt;
+            return Ok(JobState::Ended(match (status.code(), status.signal()) {
+                (Some(c), _) => Ending::Exited(c),
+                (None, Some(s)) => Ending::Signalled(s),
+                _ => Ending::SchedulerFailure("supervisor vanished".into()),
+            }));
+        }
+        // Not a child of this process (the API restarted): look for the group.
+        if group_alive(pgid) {
+            return Ok(JobState::Active {
+                host: Some("127.0.0.1".into()),
+            });
+        }
+        Ok(match self.read_exit(service_id) {
+            Some(ending) => JobState::Ended(ending),
+            None => JobState::Missing,
+        })
+    }
+}
+
+impl Backend for LocalBackend {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched, BackendError> {
+        let io = |what: String| move |source| BackendError::Io { what, source };
+        let program = &spec.argv[0];
+        if !find_program(program) {
+            return Err(BackendError::Io {
+                what: format!("start {}", spec.recipe.name),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("program `{program}` not found on PATH"),
+                ),
+            });
+        }
+        let dir = self.dir(spec.service_id);
+        std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        let _ = std::fs::remove_file(self.exit_file(spec.service_id));
+        let out = File::create(dir.join("stdout.log")).map_err(io(format!("create {}/stdout.log", dir.display())))?;
+        let err = File::create(dir.join("stderr.log")).map_err(io(format!("create {}/stderr.log", dir.display())))?;
+        let mut cmd = Command::new(&self.supervisor);
+        cmd.arg(SUPERVISE_ARG)
+            .arg(self.exit_file(spec.service_id))
+            .arg("--")
+            .args(spec.argv)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(io(format!("spawn supervisor {}", self.supervisor.display())))?;
+        let pid = child.id() as i32;
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .running
+            .insert(pid, child);
+        log::info!(
+            "local: started service {} ({}) as process group {pid}, logs in {}",
+            spec.service_id,
+            spec.recipe.name,
+            dir.display()
+        );
+        Ok(Launched {
+            backend_ref: pid.to_string(),
+            host: Some("127.0.0.1".into()),
+        })
+    }
+
+    fn states(&self, jobs: &[(&str, &str)]) -> HashMap<String, Result<JobState, BackendError>> {
+        jobs.iter()
+            .map(|(id, r)| ((*id).to_string(), self.state(id, r)))
+            .collect()
+    }
+
+    fn cancel(&self, service_id: &str, backend_ref: &str) -> Result<(), BackendError> {
+        let pgid: i32 = backend_ref
+            .parse()
+            .ok()
+            .filter(|p| *p > 1)
+            .ok_or_else(|| BackendError::BadRef(backend_ref.to_string()))?;
+        signal_group(pgid, libc::SIGTERM).map_err(|source| BackendError::Io {
+            what: format!("SIGTERM process group {pgid}"),
+            source,
+        })?;
+        log::info!("local: sent SIGTERM to service {service_id} (process group {pgid})");
+        let children = Arc::clone(&self.children);
+        let grace = self.kill_grace;
+        let service_id = service_id.to_string();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + grace;
+            loop {
+                Self::reap(&children);
+                if !group_alive(pgid) {
+                    return;
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            log::warn!("local: service {service_id} outlived SIGTERM by {grace:?}; sending SIGKILL to process group {pgid}");
+            let _ = signal_group(pgid, libc::SIGKILL);
+            for _ in 0..100 {
+                Self::reap(&children);
+                if !group_alive(pgid) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Ok(())
+    }
+
+    fn housekeeping(&self) {
+        Self::reap(&self.children);
+    }
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+fn write_exit_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+        eprintln!("aif-bench-api supervisor: cannot write {}", path.display());
+    }
+}
+
+/// The supervisor's main: `EXIT_FILE -- PROGRAM ARGS…` (what follows
+/// [`SUPERVISE_ARG`]). Returns the process exit code.
+///
+/// It outlives SIGTERM/SIGINT/SIGHUP (a no-op handler, which `exec` resets to
+/// the default in the service) so it can record how the service ended.
+pub fn supervise(args: &[OsString]) -> i32 {
+    let (exit_file, argv) = match args {
+        [exit_file, dashdash, program, rest @ ..] if dashdash == "--" => (PathBuf::from(exit_file), (program, rest)),
+        _ => {
+            eprintln!("usage: aif-bench-api {SUPERVISE_ARG} EXIT_FILE -- PROGRAM [ARGS...]");
+            return 2;
+        }
+    };
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: installs an async-signal-safe no-op handler.
+        unsafe {
+            libc::signal(sig, ignore_signal as *const () as libc::sighandler_t);
+        }
+    }
+    let mut child = match Command::new(argv.0).args(argv.1).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            write_exit_file(&exit_file, &format!("error cannot start {}: {e}\n", argv.0.to_string_lossy()));
+            return 127;
+        }
+    };
+    let status = loop {
+        match child.wait() {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                write_exit_file(&exit_file, &format!("error wait: {e}\n"));
+                return 1;
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => {
+            write_exit_file(&exit_file, &format!("exit {code}\n"));
+            code
+        }
+        (None, Some(sig)) => {
+            write_exit_file(&exit_file, &format!("signal {sig}\n"));
+            128 + sig
+        }
+        _ => {
+            write_exit_file(&exit_file, "error unknown wait status\n");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_file_forms() {
+        assert_eq!(parse_exit_file("exit 3\n"), Some(Ending::Exited(3)));
+        assert_eq!(parse_exit_file("signal 15"), Some(Ending::Signalled(15)));
+        assert!(matches!(parse_exit_file("error x"), Some(Ending::SchedulerFailure(_))));
+        assert_eq!(parse_exit_file("garbage"), None);
+    }
+}

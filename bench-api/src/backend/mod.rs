@@ -1,0 +1,130 @@
+//! Where services run: one [`Backend`] trait, two implementations.
+//!
+//! - [`local::LocalBackend`]: child processes of the API, each in its own
+//!   process group, logs to files, exit state recorded on disk so it survives an
+//!   API restart.
+//! - [`slurm::SlurmBackend`]: Slurm jobs (`sbatch`, `squeue`, `sacct -c`,
+//!   `scancel`), through a [`runner::CommandRunner`] that runs them here or on a
+//!   login node over SSH.
+//!
+//! The API's monitor asks for [`JobState`]s and turns them into statuses; health
+//! checks and timeouts are the monitor's, not the backend's.
+
+pub mod local;
+pub mod runner;
+pub mod slurm;
+
+use std::collections::HashMap;
+
+use crate::recipes::Recipe;
+
+/// Why a backend operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A process could not be spawned or a file written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A command (sbatch, squeue, …) failed.
+    #[error(transparent)]
+    Command(#[from] runner::RunnerError),
+    /// A command answered something that could not be understood.
+    #[error("unexpected output of {command}: {output}")]
+    BadOutput {
+        /// The command.
+        command: String,
+        /// What it printed.
+        output: String,
+    },
+    /// The backend reference stored for a service is not one this backend made.
+    #[error("invalid backend reference `{0}`")]
+    BadRef(String),
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec<'a> {
+    /// The service id (job name, log file names, exporter label).
+    pub service_id: &'a str,
+    /// The recipe (resources, health path).
+    pub recipe: &'a Recipe,
+    /// The resolved command line.
+    pub argv: &'a [String],
+    /// The endpoint's port.
+    pub port: Option<u16>,
+}
+
+/// Where a service was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    /// Process-group id or Slurm job id.
+    pub backend_ref: String,
+    /// Host, when already known.
+    pub host: Option<String>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal.
+    Signalled(i32),
+    /// Cancelled (`scancel`, or a cancel of ours).
+    Cancelled,
+    /// Failed in the scheduler (timeout, node failure, out of memory, …).
+    SchedulerFailure(String),
+}
+
+/// What the backend knows of a job now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for resources.
+    Queued,
+    /// Its process runs (not necessarily healthy yet), on `host`.
+    Active {
+        /// Host, when known.
+        host: Option<String>,
+    },
+    /// Over.
+    Ended(Ending),
+    /// The backend has no trace of it.
+    Missing,
+}
+
+/// A place services run.
+pub trait Backend: Send + Sync {
+    /// `local` or `slurm`.
+    fn kind(&self) -> &'static str;
+
+    /// Starts a service.
+    ///
+    /// # Errors
+    /// When it could not be started.
+    fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched, BackendError>;
+
+    /// The state of several jobs at once (one `squeue` for all): `jobs` are
+    /// `(service_id, backend_ref)` pairs; the answer is keyed by service id.
+    fn states(&self, jobs: &[(&str, &str)]) -> HashMap<String, Result<JobState, BackendError>>;
+
+    /// Stops a job (idempotent: an ended job is fine).
+    ///
+    /// # Errors
+    /// When the stop request itself failed.
+    fn cancel(&self, service_id: &str, backend_ref: &str) -> Result<(), BackendError>;
+
+    /// The host to health-check a service on (`127.0.0.1` for local).
+    fn health_host(&self, host: Option<&str>) -> String {
+        match host {
+            None | Some("localhost") => "127.0.0.1".to_string(),
+            Some(h) => h.to_string(),
+        }
+    }
+
+    /// Periodic chores (reaping children); called by the monitor every tick.
+    fn housekeeping(&self) {}
+}

@@ -1,0 +1,461 @@
+//! Configuration: command-line flags and a TOML file with the same keys; flags
+//! win. Every bad key or value is an error that names the key (exit code 2).
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! db = "/var/lib/aif-bench-api/state.sqlite"
+//! recipes = "/etc/aif-bench-api/recipes"
+//! backend = "slurm"                    # or "local"
+//! cors_origin = ["https://grafana.example.org"]
+//! token_file = "/etc/aif-bench-api/token"
+//! pushgateway = "http://monitor:9091"
+//! workers = 8
+//! log_dir = "/var/lib/aif-bench-api/logs"
+//! poll_interval_ms = 1000
+//! kill_grace_seconds = 10
+//! exporter_binary = "/opt/aif/bin/aif-node-exporter"
+//!
+//! [slurm]
+//! partition = "gpu"
+//! account = "proj123"
+//! extra_args = ["--qos=normal"]
+//! log_dir = "aif-bench-logs"          # on the cluster, relative to the login home
+//! command_timeout_seconds = 30
+//!
+//! [slurm.ssh]                          # omit to run sbatch/squeue/scancel locally
+//! host = "login.cluster.example.org"
+//! port = 22
+//! user = "svc-bench"
+//! identity_file = "/etc/aif-bench-api/id_ed25519"
+//! known_hosts = "/etc/aif-bench-api/known_hosts"
+//! accept_new = false
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::auth::Token;
+
+/// Why the configuration was refused (the process exits with code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML, or has an unknown key or a wrong type.
+    #[error("config {path}: key `{key}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The key (`slurm.ssh.port`), or `.` for the file as a whole.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The key (flags are named by their TOML key).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Command-line flags (each also a TOML key; a flag wins over the file).
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "aif-bench-api", version, about = "HTTP API behind the Grafana buttons: services and benchmark runs")]
+pub struct Cli {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen address (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// SQLite state database (default ./aif-bench-api.sqlite).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Directory of recipe TOML files (default ./recipes).
+    #[arg(long, value_name = "DIR")]
+    pub recipes: Option<PathBuf>,
+    /// Where services run: local or slurm (default local).
+    #[arg(long, value_name = "local|slurm")]
+    pub backend: Option<String>,
+    /// An allowed CORS origin (repeatable), e.g. https://grafana.example.org.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origin: Vec<String>,
+    /// File holding the bearer token mutating routes require.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Pushgateway URL handed to node exporters started beside GPU services.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
+    /// Worker threads answering requests (default 8).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Directory for service logs of the local backend.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+/// `[slurm.ssh]`: run Slurm commands on a login node over SSH.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSettings {
+    /// Login node.
+    pub host: String,
+    /// SSH port.
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// User to log in as.
+    pub user: String,
+    /// Private key file.
+    pub identity_file: PathBuf,
+    /// `known_hosts` the server key must match.
+    pub known_hosts: PathBuf,
+    /// Append an unknown host's key instead of refusing it.
+    #[serde(default)]
+    pub accept_new: bool,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+/// `[slurm]`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSettings {
+    /// `--partition`.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// `--account`.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// More `sbatch` arguments, each a whole argument.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+    /// Directory for job output on the cluster (default: the API's `log_dir`
+    /// when Slurm runs locally, `aif-bench-logs` in the login home over SSH).
+    #[serde(default)]
+    pub log_dir: Option<PathBuf>,
+    /// Limit for one Slurm command (default 30 s).
+    #[serde(default)]
+    pub command_timeout_seconds: Option<u64>,
+    /// Run Slurm commands on a login node over SSH.
+    #[serde(default)]
+    pub ssh: Option<SshSettings>,
+}
+
+/// The TOML file: the same keys as the flags, plus tuning.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    db: Option<PathBuf>,
+    recipes: Option<PathBuf>,
+    backend: Option<String>,
+    cors_origin: Option<Vec<String>>,
+    token_file: Option<PathBuf>,
+    pushgateway: Option<String>,
+    workers: Option<usize>,
+    log_dir: Option<PathBuf>,
+    poll_interval_ms: Option<u64>,
+    kill_grace_seconds: Option<u64>,
+    health_timeout_ms: Option<u64>,
+    exporter_binary: Option<PathBuf>,
+    exporter_interval: Option<String>,
+    slurm: Option<SlurmSettings>,
+}
+
+/// Which backend runs services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Child processes of the API.
+    Local,
+    /// Slurm jobs.
+    Slurm,
+}
+
+/// The node exporter started beside GPU services on Slurm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExporterSettings {
+    /// Path of `aif-node-exporter` on the compute nodes.
+    pub binary: PathBuf,
+    /// `--interval`.
+    pub interval: String,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// SQLite database.
+    pub db: PathBuf,
+    /// Recipes directory.
+    pub recipes: PathBuf,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Allowed CORS origins.
+    pub cors_origins: Vec<String>,
+    /// Bearer token for mutating routes.
+    pub token: Option<Token>,
+    /// Pushgateway for node exporters.
+    pub pushgateway: Option<String>,
+    /// Worker threads.
+    pub workers: usize,
+    /// Local service logs.
+    pub log_dir: PathBuf,
+    /// How often services and runs are checked.
+    pub poll_interval: Duration,
+    /// SIGTERM → SIGKILL grace for local cancels.
+    pub kill_grace: Duration,
+    /// Timeout of one health check.
+    pub health_timeout: Duration,
+    /// Node exporter beside GPU services.
+    pub exporter: ExporterSettings,
+    /// Slurm settings.
+    pub slurm: SlurmSettings,
+}
+
+impl Config {
+    /// Reads the file named by `--config` (if any) and merges the flags over it.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key at fault.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                parse_file(path, &text)?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(cli, file)
+    }
+
+    fn merge(cli: &Cli, file: FileConfig) -> Result<Config, ConfigError> {
+        let listen_text = cli.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|e| ConfigError::invalid("listen", format!("`{listen_text}` is not IP:PORT ({e})")))?;
+        let db = cli.db.clone().or(file.db).unwrap_or_else(|| PathBuf::from("aif-bench-api.sqlite"));
+        let recipes = cli.recipes.clone().or(file.recipes).unwrap_or_else(|| PathBuf::from("recipes"));
+        if !recipes.is_dir() {
+            return Err(ConfigError::invalid(
+                "recipes",
+                format!("{} is not a directory", recipes.display()),
+            ));
+        }
+        let backend = match cli.backend.clone().or(file.backend).as_deref() {
+            None | Some("local") => BackendKind::Local,
+            Some("slurm") => BackendKind::Slurm,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "backend",
+                    format!("`{other}` is not one of: local, slurm"),
+                ));
+            }
+        };
+        let cors_origins = if cli.cors_origin.is_empty() {
+            file.cors_origin.unwrap_or_default()
+        } else {
+            cli.cors_origin.clone()
+        };
+        for o in &cors_origins {
+            check_origin(o).map_err(|m| ConfigError::invalid("cors_origin", format!("`{o}`: {m}")))?;
+        }
+        let token = match cli.token_file.clone().or(file.token_file) {
+            Some(path) => Some(read_token(&path)?),
+            None => None,
+        };
+        let pushgateway = cli.pushgateway.clone().or(file.pushgateway);
+        if let Some(url) = &pushgateway
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid("pushgateway", format!("`{url}` is not an http(s) URL")));
+        }
+        let workers = cli.workers.or(file.workers).unwrap_or(8);
+        if !(1..=256).contains(&workers) {
+            return Err(ConfigError::invalid("workers", format!("{workers} is not in 1..=256")));
+        }
+        let log_dir = cli.log_dir.clone().or(file.log_dir).unwrap_or_else(|| {
+            db.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join("aif-bench-logs")
+        });
+        let poll_ms = file.poll_interval_ms.unwrap_or(500);
+        if !(10..=60_000).contains(&poll_ms) {
+            return Err(ConfigError::invalid("poll_interval_ms", format!("{poll_ms} is not in 10..=60000")));
+        }
+        let grace = file.kill_grace_seconds.unwrap_or(10);
+        if grace > 600 {
+            return Err(ConfigError::invalid("kill_grace_seconds", format!("{grace} is over 600")));
+        }
+        let health_ms = file.health_timeout_ms.unwrap_or(2000);
+        if !(10..=60_000).contains(&health_ms) {
+            return Err(ConfigError::invalid("health_timeout_ms", format!("{health_ms} is not in 10..=60000")));
+        }
+        let interval = file.exporter_interval.unwrap_or_else(|| "1s".into());
+        let slurm = file.slurm.unwrap_or_default();
+        if let Some(t) = slurm.command_timeout_seconds
+            && !(1..=600).contains(&t)
+        {
+            return Err(ConfigError::invalid("slurm.command_timeout_seconds", format!("{t} is not in 1..=600")));
+        }
+        Ok(Config {
+            listen,
+            db,
+            recipes,
+            backend,
+            cors_origins,
+            token,
+            pushgateway,
+            workers,
+            log_dir,
+            poll_interval: Duration::from_millis(poll_ms),
+            kill_grace: Duration::from_secs(grace),
+            health_timeout: Duration::from_millis(health_ms),
+            exporter: ExporterSettings {
+                binary: file.exporter_binary.unwrap_or_else(|| PathBuf::from("aif-node-exporter")),
+                interval,
+            },
+            slurm,
+        })
+    }
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    let de = toml::de::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        key: ".".into(),
+        message: e.message().to_string(),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let parent = e.path().to_string();
+        let message = e.inner().message().to_string();
+        let name = message
+            .strip_prefix("unknown field `")
+            .or_else(|| message.strip_prefix("missing field `"))
+            .and_then(|r| r.split('`').next());
+        let key = match name {
+            Some(n) if parent == "." => n.to_string(),
+            Some(n) => format!("{parent}.{n}"),
+            None => parent,
+        };
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            key,
+            message,
+        }
+    })
+}
+
+/// An origin is `scheme://host[:port]`: no path, no trailing slash.
+fn check_origin(o: &str) -> Result<(), &'static str> {
+    let rest = o
+        .strip_prefix("http://")
+        .or_else(|| o.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '*']) {
+        return Err("must be scheme://host[:port] with no path or wildcard");
+    }
+    Ok(())
+}
+
+fn read_token(path: &Path) -> Result<Token, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::invalid("token_file", format!("cannot read {}: {e}", path.display()))
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::invalid("token_file", format!("{} is empty", path.display())));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::invalid(
+            "token_file",
+            format!("{} must hold one token without spaces", path.display()),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            log::warn!("token file {} is world-readable", path.display());
+        }
+    }
+    Ok(Token::new(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli_with(dir: &Path, config: &str) -> Cli {
+        let path = dir.join("c.toml");
+        std::fs::write(&path, config).unwrap();
+        Cli {
+            config: Some(path),
+            recipes: Some(dir.to_path_buf()),
+            ..Cli::default()
+        }
+    }
+
+    #[test]
+    fn unknown_and_bad_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("lisen = \"127.0.0.1:1\"", "lisen"),
+            ("listen = 5", "listen"),
+            ("listen = \"nope\"", "listen"),
+            ("backend = \"k8s\"", "backend"),
+            ("workers = 0", "workers"),
+            ("cors_origin = [\"grafana\"]", "cors_origin"),
+            ("[slurm]\nparition = \"x\"", "slurm.parition"),
+            ("[slurm.ssh]\nhost = \"h\"\nuser = \"u\"\nidentity_file = \"i\"\nknown_hosts = \"k\"\nport = \"22\"", "slurm.ssh.port"),
+            ("token_file = \"/nonexistent/token\"", "token_file"),
+        ];
+        for (text, key) in cases {
+            let e = Config::load(&cli_with(dir.path(), text)).unwrap_err();
+            let shown = e.to_string();
+            assert!(shown.contains(&format!("`{key}`")), "{text}: {shown}");
+        }
+    }
+
+    #[test]
+    fn flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cli = cli_with(dir.path(), "listen = \"127.0.0.1:1\"\ncors_origin = [\"http://a:3000\"]\n");
+        cli.listen = Some("127.0.0.1:2".into());
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.cors_origins, vec!["http://a:3000".to_string()]);
+        cli.cors_origin = vec!["https://b".into()];
+        assert_eq!(Config::load(&cli).unwrap().cors_origins, vec!["https://b".to_string()]);
+    }
+}

@@ -1,0 +1,545 @@
+//! Durable state in SQLite: services, benchmark runs, their status history and
+//! results. Survives a restart; the list served to Grafana is cached as JSON and
+//! rebuilt after every write.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::model::{Run, RunSpec, Service, Status, StatusChange, now_ms, rfc3339};
+
+/// Why the state store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database could not be opened or its schema created.
+    #[error("cannot open state database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// A query failed.
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored JSON column could not be read or written.
+    #[error("state database JSON column: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A stored status is not one this version knows.
+    #[error("state database holds unknown status `{0}`")]
+    BadStatus(String),
+}
+
+/// The result of asking for a status change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition<T> {
+    /// The record moved to the new status.
+    Changed(T),
+    /// The record was already in that status, or in a terminal one.
+    Unchanged(T),
+    /// No record with that id.
+    NotFound,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS services (
+    id TEXT PRIMARY KEY,
+    recipe TEXT NOT NULL,
+    params TEXT NOT NULL,
+    status TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    backend_ref TEXT,
+    host TEXT,
+    port INTEGER,
+    exit_code INTEGER,
+    detail TEXT,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS service_history (
+    service_id TEXT NOT NULL REFERENCES services(id),
+    status TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS service_history_id ON service_history(service_id);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    service_id TEXT NOT NULL REFERENCES services(id),
+    status TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    ended_ms INTEGER,
+    detail TEXT,
+    result TEXT
+);
+CREATE TABLE IF NOT EXISTS run_history (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    status TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS run_history_id ON run_history(run_id);
+";
+
+const SERVICE_COLS: &str =
+    "id, recipe, params, status, backend, backend_ref, host, port, exit_code, detail, created_ms, updated_ms";
+const RUN_COLS: &str = "id, service_id, status, spec, created_ms, started_ms, ended_ms, detail, result";
+
+/// The SQLite-backed store. Cheap to share (`Arc<Store>`); one connection behind
+/// a mutex (writes are rare and short; list reads are served from a cache).
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+    list_cache: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+}
+
+fn parse_status(s: String) -> Result<Status, StateError> {
+    Status::parse(&s).ok_or(StateError::BadStatus(s))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, in WAL mode.
+    ///
+    /// # Errors
+    /// [`StateError::Open`] when the file cannot be opened or the schema created.
+    pub fn open(path: &Path) -> Result<Store, StateError> {
+        let open = || -> Result<Connection, rusqlite::Error> {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+            conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+            conn.execute_batch(SCHEMA)?;
+            Ok(conn)
+        };
+        let conn = open().map_err(|source| StateError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            list_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn invalidate(&self) {
+        self.list_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Inserts a new service (its first history entry is its status).
+    ///
+    /// # Errors
+    /// SQLite errors (a duplicate id among them).
+    pub fn insert_service(&self, svc: &Service, created_ms: i64) -> Result<(), StateError> {
+        let params_json = serde_json::to_string(&svc.params)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            &format!("INSERT INTO services ({SERVICE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?11)"),
+            params![
+                svc.id,
+                svc.recipe,
+                params_json,
+                svc.status.as_str(),
+                svc.backend,
+                svc.backend_ref,
+                svc.host,
+                svc.port,
+                svc.exit_code,
+                svc.detail,
+                created_ms
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO service_history (service_id, status, at_ms, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![svc.id, svc.status.as_str(), created_ms, svc.detail],
+        )?;
+        tx.commit()?;
+        drop(conn);
+        self.invalidate();
+        Ok(())
+    }
+
+    fn service_from_row(row: &rusqlite::Row<'_>) -> Result<Service, StateError> {
+        let params_json: String = row.get(2)?;
+        let params: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&params_json)?;
+        let created: i64 = row.get(10)?;
+        let updated: i64 = row.get(11)?;
+        Ok(Service {
+            id: row.get(0)?,
+            recipe: row.get(1)?,
+            params,
+            status: parse_status(row.get(3)?)?,
+            backend: row.get(4)?,
+            backend_ref: row.get(5)?,
+            host: row.get(6)?,
+            port: row.get(7)?,
+            exit_code: row.get(8)?,
+            detail: row.get(9)?,
+            created_at: rfc3339(created),
+            updated_at: rfc3339(updated),
+            history: None,
+        })
+    }
+
+    fn history(conn: &Connection, table: &str, key: &str, id: &str) -> Result<Vec<StatusChange>, StateError> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT status, at_ms, detail FROM {table} WHERE {key} = ?1 ORDER BY rowid"
+        ))?;
+        let rows = stmt.query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (status, at, detail) = row?;
+            out.push(StatusChange {
+                status: parse_status(status)?,
+                at: rfc3339(at),
+                detail,
+            });
+        }
+        Ok(out)
+    }
+
+    fn get_service_in(conn: &Connection, id: &str) -> Result<Option<Service>, StateError> {
+        let mut stmt = conn.prepare_cached(&format!("SELECT {SERVICE_COLS} FROM services WHERE id = ?1"))?;
+        let mut rows = stmt.query([id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(Self::service_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One service, with its status history when `with_history`.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn get_service(&self, id: &str, with_history: bool) -> Result<Option<Service>, StateError> {
+        let conn = self.conn();
+        let mut svc = Self::get_service_in(&conn, id)?;
+        if with_history && let Some(s) = svc.as_mut() {
+            s.history = Some(Self::history(&conn, "service_history", "service_id", id)?);
+        }
+        Ok(svc)
+    }
+
+    /// Services whose status is in `filter` (all when `None`), oldest first.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn list_services(&self, filter: Option<&[Status]>) -> Result<Vec<Service>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {SERVICE_COLS} FROM services ORDER BY created_ms, id"))?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let svc = Self::service_from_row(row)?;
+            if filter.is_none_or(|f| f.contains(&svc.status)) {
+                out.push(svc);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The JSON array of [`Store::list_services`], cached until the next write.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn list_services_json(&self, filter: Option<&[Status]>) -> Result<Arc<Vec<u8>>, StateError> {
+        let key = match filter {
+            None => String::new(),
+            Some(f) => f.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+        };
+        if let Some(hit) = self.list_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(Arc::clone(hit));
+        }
+        let body = Arc::new(serde_json::to_vec(&self.list_services(filter)?)?);
+        self.list_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, Arc::clone(&body));
+        Ok(body)
+    }
+
+    /// Moves a service to `to` unless it is already terminal (or already `to`
+    /// with nothing else changing). `exit_code` and `detail` are stored with it.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn transition_service(
+        &self,
+        id: &str,
+        to: Status,
+        detail: Option<&str>,
+        exit_code: Option<i32>,
+    ) -> Result<Transition<Service>, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let Some(current) = Self::get_service_in(&tx, id)? else {
+            return Ok(Transition::NotFound);
+        };
+        if current.status.is_terminal() || current.status == to {
+            return Ok(Transition::Unchanged(current));
+        }
+        let now = now_ms();
+        tx.execute(
+            "UPDATE services SET status = ?2, detail = ?3, exit_code = COALESCE(?4, exit_code), updated_ms = ?5 WHERE id = ?1",
+            params![id, to.as_str(), detail, exit_code, now],
+        )?;
+        tx.execute(
+            "INSERT INTO service_history (service_id, status, at_ms, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![id, to.as_str(), now, detail],
+        )?;
+        let updated = Self::get_service_in(&tx, id)?;
+        tx.commit()?;
+        drop(conn);
+        self.invalidate();
+        Ok(updated.map_or(Transition::NotFound, Transition::Changed))
+    }
+
+    /// Records where a service was launched: backend reference and host.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn set_service_location(
+        &self,
+        id: &str,
+        backend_ref: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<(), StateError> {
+        let n = self.conn().execute(
+            "UPDATE services SET backend_ref = COALESCE(?2, backend_ref), host = COALESCE(?3, host), updated_ms = ?4 WHERE id = ?1",
+            params![id, backend_ref, host, now_ms()],
+        )?;
+        if n > 0 {
+            self.invalidate();
+        }
+        Ok(())
+    }
+
+    /// Inserts a new run.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn insert_run(&self, run: &Run, created_ms: i64) -> Result<(), StateError> {
+        let spec = serde_json::to_string(&run.spec)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            &format!("INSERT INTO runs ({RUN_COLS}) VALUES (?1,?2,?3,?4,?5,NULL,NULL,?6,NULL)"),
+            params![run.id, run.service_id, run.status.as_str(), spec, created_ms, run.detail],
+        )?;
+        tx.execute(
+            "INSERT INTO run_history (run_id, status, at_ms, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![run.id, run.status.as_str(), created_ms, run.detail],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn run_from_row(row: &rusqlite::Row<'_>) -> Result<Run, StateError> {
+        let spec: String = row.get(3)?;
+        let spec: RunSpec = serde_json::from_str(&spec)?;
+        let result: Option<String> = row.get(8)?;
+        let result = result.map(|r| serde_json::from_str(&r)).transpose()?;
+        Ok(Run {
+            id: row.get(0)?,
+            service_id: row.get(1)?,
+            status: parse_status(row.get(2)?)?,
+            spec,
+            created_at: rfc3339(row.get(4)?),
+            started_at: row.get::<_, Option<i64>>(5)?.map(rfc3339),
+            ended_at: row.get::<_, Option<i64>>(6)?.map(rfc3339),
+            detail: row.get(7)?,
+            result,
+            history: None,
+        })
+    }
+
+    fn get_run_in(conn: &Connection, id: &str) -> Result<Option<Run>, StateError> {
+        let mut stmt = conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))?;
+        let mut rows = stmt.query([id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(Self::run_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One run, with its status history when `with_history`.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn get_run(&self, id: &str, with_history: bool) -> Result<Option<Run>, StateError> {
+        let conn = self.conn();
+        let mut run = Self::get_run_in(&conn, id)?;
+        if with_history && let Some(r) = run.as_mut() {
+            r.history = Some(Self::history(&conn, "run_history", "run_id", id)?);
+        }
+        Ok(run)
+    }
+
+    /// Runs, oldest first, optionally only those of one service or statuses.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn list_runs(&self, service_id: Option<&str>, filter: Option<&[Status]>) -> Result<Vec<Run>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs ORDER BY created_ms, id"))?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let run = Self::run_from_row(row)?;
+            if service_id.is_none_or(|s| s == run.service_id) && filter.is_none_or(|f| f.contains(&run.status)) {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Start time (Unix ms) of a run, once running.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn run_started_ms(&self, id: &str) -> Result<Option<i64>, StateError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT started_ms FROM runs WHERE id = ?1", [id], |r| r.get::<_, Option<i64>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// Moves a run to `to` unless it is terminal; entering `running` stamps
+    /// `started_at`, a terminal status stamps `ended_at`.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn transition_run(&self, id: &str, to: Status, detail: Option<&str>) -> Result<Transition<Run>, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let Some(current) = Self::get_run_in(&tx, id)? else {
+            return Ok(Transition::NotFound);
+        };
+        if current.status.is_terminal() || current.status == to {
+            return Ok(Transition::Unchanged(current));
+        }
+        let now = now_ms();
+        let started = (to == Status::Running).then_some(now);
+        let ended = to.is_terminal().then_some(now);
+        tx.execute(
+            "UPDATE runs SET status = ?2, detail = ?3, started_ms = COALESCE(started_ms, ?4), ended_ms = COALESCE(ended_ms, ?5) WHERE id = ?1",
+            params![id, to.as_str(), detail, started, ended],
+        )?;
+        tx.execute(
+            "INSERT INTO run_history (run_id, status, at_ms, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![id, to.as_str(), now, detail],
+        )?;
+        let updated = Self::get_run_in(&tx, id)?;
+        tx.commit()?;
+        Ok(updated.map_or(Transition::NotFound, Transition::Changed))
+    }
+
+    /// Stores a run's result JSON.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn set_run_result(&self, id: &str, result: &serde_json::Value) -> Result<(), StateError> {
+        let text = serde_json::to_string(result)?;
+        self.conn()
+            .execute("UPDATE runs SET result = ?2 WHERE id = ?1", params![id, text])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LoadMode, Workload};
+
+    fn service(id: &str) -> Service {
+        Service {
+            id: id.into(),
+            recipe: "demo".into(),
+            params: serde_json::Map::new(),
+            status: Status::Pending,
+            backend: "local".into(),
+            backend_ref: None,
+            host: None,
+            port: Some(8000),
+            exit_code: None,
+            detail: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            history: None,
+        }
+    }
+
+    #[test]
+    fn services_persist_and_terminal_is_sticky() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.sqlite");
+        {
+            let store = Store::open(&db).unwrap();
+            store.insert_service(&service("svc-1"), 1).unwrap();
+            let first = store.list_services_json(None).unwrap();
+            assert!(matches!(
+                store.transition_service("svc-1", Status::Failed, Some("exit 3"), Some(3)).unwrap(),
+                Transition::Changed(_)
+            ));
+            assert_ne!(first, store.list_services_json(None).unwrap(), "cache invalidated");
+            assert!(matches!(
+                store.transition_service("svc-1", Status::Running, None, None).unwrap(),
+                Transition::Unchanged(_)
+            ));
+            assert_eq!(store.transition_service("nope", Status::Running, None, None).unwrap(), Transition::NotFound);
+        }
+        let store = Store::open(&db).unwrap();
+        let s = store.get_service("svc-1", true).unwrap().unwrap();
+        assert_eq!((s.status, s.exit_code), (Status::Failed, Some(3)));
+        let h = s.history.unwrap();
+        assert_eq!(h.iter().map(|c| c.status).collect::<Vec<_>>(), vec![Status::Pending, Status::Failed]);
+        assert_eq!(store.list_services(Some(&[Status::Running])).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn runs_stamp_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        store.insert_service(&service("svc-1"), 1).unwrap();
+        let run = Run {
+            id: "run-1".into(),
+            service_id: "svc-1".into(),
+            status: Status::Pending,
+            spec: RunSpec {
+                duration_seconds: 5,
+                concurrency: 1,
+                mode: LoadMode::ClosedLoop,
+                requests_per_second: None,
+                workload: Workload::Http,
+                path: "/".into(),
+                model: None,
+                max_tokens: None,
+            },
+            created_at: String::new(),
+            started_at: None,
+            ended_at: None,
+            detail: None,
+            result: None,
+            history: None,
+        };
+        store.insert_run(&run, 1).unwrap();
+        store.transition_run("run-1", Status::Running, None).unwrap();
+        assert!(store.run_started_ms("run-1").unwrap().is_some());
+        store.transition_run("run-1", Status::Completed, None).unwrap();
+        let r = store.get_run("run-1", true).unwrap().unwrap();
+        assert!(r.started_at.is_some() && r.ended_at.is_some());
+        assert_eq!(r.history.unwrap().len(), 3);
+        assert_eq!(store.list_runs(Some("svc-1"), None).unwrap().len(), 1);
+    }
+}

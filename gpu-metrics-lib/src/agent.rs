@@ -1,0 +1,470 @@
+//! The agent: sampling on a fixed schedule, the write-ahead buffer, and the
+//! sink threads, wired together (what `aif-node-exporter` runs).
+//!
+//! Threads and invariants:
+//! - **sampler**: every `interval` (fixed rate; a tick that overruns skips the
+//!   slots it missed and counts them) it samples the source, names the
+//!   readings, appends the batch to the buffer (one transaction) and wakes the
+//!   sinks. It never waits for a sink: a slow or dead Pushgateway cannot delay a
+//!   tick. A full disk or a buffer error drops that tick's batch, logged and
+//!   counted; sampling goes on.
+//! - **pushgateway sink**: on each new batch, pushes the **newest** one and acks
+//!   everything up to it (older unpushed batches are counted as superseded).
+//!   Failures follow [`PushClass`]: permanent → log, count, ack, move on;
+//!   configuration → log loudly, keep the data, retry at the maximum backoff;
+//!   retryable → exponential backoff with full jitter. New batches arriving
+//!   during a backoff wait do not shorten it.
+//! - **shutdown** ([`AgentHandle::shutdown`]): the sampler finishes its tick and
+//!   stops; then the sink makes one last push of the newest batch (flush), or
+//!   deletes the group when `delete_on_exit` is set.
+//!
+//! Self-metrics (`aif_exporter_*`) go through the `metrics` facade; they are
+//! recorded only if the program installed a recorder (the exporter installs
+//! `metrics-exporter-prometheus`'s, and passes its handle here to render them).
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::buffer::{Buffer, BufferError, EvictReason, SinkReader};
+use crate::exposition::Exposition;
+use crate::naming::Namer;
+use crate::sample::{Batch, now_ms};
+use crate::sink::{Backoff, PushClass, PushgatewayClient};
+use crate::source::GpuSource;
+
+/// The sink name of the Pushgateway in the buffer and in self-metrics.
+pub const PUSHGATEWAY_SINK: &str = "pushgateway";
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The buffer refused to open a reader for a sink.
+    #[error("cannot open the buffer reader for sink {sink}: {source}")]
+    Reader {
+        /// Sink name.
+        sink: &'static str,
+        /// The buffer's error.
+        source: BufferError,
+    },
+    /// A thread could not be spawned.
+    #[error("cannot spawn the {what} thread: {source}")]
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// What the agent runs with.
+#[derive(Debug)]
+pub struct AgentOptions {
+    /// Sampling interval.
+    pub interval: Duration,
+    /// The Pushgateway, if any.
+    pub pushgateway: Option<PushgatewayClient>,
+    /// DELETE the Pushgateway group on shutdown.
+    pub delete_on_exit: bool,
+    /// Handle of the installed self-metrics recorder, rendered after the batch
+    /// in pushes and in [`AgentHandle::metrics_text`].
+    pub self_metrics: Option<PrometheusHandle>,
+}
+
+#[derive(Debug, Default)]
+struct Signals {
+    stop_sampler: bool,
+    stop_sinks: bool,
+    new_batch: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    signals: Mutex<Signals>,
+    cv: Condvar,
+    latest: Mutex<Option<Batch>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Signals> {
+        self.signals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The running agent. Dropping it without [`AgentHandle::shutdown`] leaves the
+/// threads running until the process exits.
+#[derive(Debug)]
+pub struct AgentHandle {
+    shared: Arc<Shared>,
+    sampler: Option<JoinHandle<()>>,
+    sink: Option<JoinHandle<()>>,
+    self_metrics: Option<PrometheusHandle>,
+}
+
+/// Describes every self-metric (call once after installing a recorder).
+pub fn describe_self_metrics() {
+    describe_counter!("aif_exporter_samples_total", "Sampling ticks that produced a batch.");
+    describe_counter!("aif_exporter_sample_errors_total", "Sampling ticks whose source failed as a whole.");
+    describe_histogram!("aif_exporter_sample_duration_seconds", metrics::Unit::Seconds, "Time to sample, name and buffer one tick.");
+    describe_counter!("aif_exporter_ticks_skipped_total", "Sampling slots skipped because a tick overran the interval.");
+    describe_gauge!("aif_exporter_buffer_batches", "Batches stored in the write-ahead buffer.");
+    describe_gauge!("aif_exporter_buffer_bytes", "Bytes of the write-ahead buffer's file set on disk.");
+    describe_gauge!("aif_exporter_buffer_pending_batches", "Batches a sink has not taken yet.");
+    describe_gauge!("aif_exporter_buffer_oldest_unsent_age_seconds", "Age of the oldest batch a sink has not taken (0 when none).");
+    describe_counter!("aif_exporter_dropped_batches_total", "Batches lost, by reason (cap: evicted by the size cap; disk_full, buffer_error: not stored; rejected: refused by a sink).");
+    describe_counter!("aif_exporter_superseded_batches_total", "Batches a latest-state sink skipped because a newer one was pushed.");
+    describe_counter!("aif_exporter_pushes_total", "Push attempts by sink and result.");
+    describe_histogram!("aif_exporter_push_duration_seconds", metrics::Unit::Seconds, "Duration of push attempts.");
+    describe_gauge!("aif_exporter_last_push_success_timestamp_seconds", "Unix time of the last successful push, by sink.");
+    describe_gauge!("aif_exporter_tunnel_up", "1 while the SSH tunnel is established.");
+    describe_counter!("aif_exporter_tunnel_reconnects_total", "SSH tunnel reconnections.");
+}
+
+/// Starts the sampler (and the sink threads) and returns at once.
+///
+/// # Errors
+/// [`AgentError`] when a buffer reader or a thread cannot be created.
+pub fn start(
+    mut source: Box<dyn GpuSource>,
+    mut namer: Namer,
+    mut buffer: Buffer,
+    options: AgentOptions,
+) -> Result<AgentHandle, AgentError> {
+    let shared = Arc::new(Shared::default());
+    let sink = match options.pushgateway {
+        Some(client) => {
+            let reader = buffer.reader(PUSHGATEWAY_SINK).map_err(|source| AgentError::Reader {
+                sink: PUSHGATEWAY_SINK,
+                source,
+            })?;
+            let shared = Arc::clone(&shared);
+            let self_metrics = options.self_metrics.clone();
+            let delete_on_exit = options.delete_on_exit;
+            Some(
+                std::thread::Builder::new()
+                    .name("aif-push-pgw".into())
+                    .spawn(move || {
+                        PushgatewayLoop {
+                            client,
+                            reader,
+                            shared,
+                            self_metrics,
+                            exposition: Exposition::new(),
+                        }
+                        .run(delete_on_exit)
+                    })
+                    .map_err(|source| AgentError::Spawn {
+                        what: "pushgateway sink",
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let interval = options.interval;
+    let sampler_shared = Arc::clone(&shared);
+    let upkeep = options.self_metrics.clone();
+    let sampler = std::thread::Builder::new()
+        .name("aif-sampler".into())
+        .spawn(move || {
+            let mut next = Instant::now();
+            let mut disk_full_logged = 0u64;
+            loop {
+                let tick_start = Instant::now();
+                let ts = now_ms();
+                match source.sample(ts) {
+                    Ok(readings) => {
+                        let batch = namer.batch(ts, &readings);
+                        match buffer.append(&batch) {
+                            Ok(_) => {
+                                counter!("aif_exporter_samples_total").increment(1);
+                                sampler_shared.lock().new_batch = true;
+                                sampler_shared.cv.notify_all();
+                            }
+                            Err(e @ BufferError::DiskFull { .. }) => {
+                                counter!("aif_exporter_dropped_batches_total", "reason" => "disk_full").increment(1);
+                                if disk_full_logged % 60 == 0 {
+                                    log::error!("buffer append failed, batch dropped: {e} (logged every 60th time)");
+                                }
+                                disk_full_logged += 1;
+                            }
+                            Err(e) => {
+                                counter!("aif_exporter_dropped_batches_total", "reason" => "buffer_error").increment(1);
+                                log::error!("buffer append failed, batch dropped: {e}");
+                            }
+                        }
+                        *sampler_shared.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(batch);
+                    }
+                    Err(e) => {
+                        counter!("aif_exporter_sample_errors_total").increment(1);
+                        log::error!("sampling failed: {e}");
+                    }
+                }
+                publish_buffer_stats(&mut buffer);
+                if let Some(h) = &upkeep {
+                    h.run_upkeep();
+                }
+                histogram!("aif_exporter_sample_duration_seconds").record(tick_start.elapsed().as_secs_f64());
+                next += interval;
+                let now = Instant::now();
+                if next < now {
+                    let behind = now.duration_since(next);
+                    let skipped = (behind.as_nanos() / interval.as_nanos().max(1)) as u64 + 1;
+                    counter!("aif_exporter_ticks_skipped_total").increment(skipped);
+                    log::warn!("sampling tick overran: skipped {skipped} slot(s) of {interval:?}");
+                    next += interval * u32::try_from(skipped).unwrap_or(u32::MAX);
+                }
+                let mut sig = sampler_shared.lock();
+                loop {
+                    if sig.stop_sampler {
+                        return;
+                    }
+                    let now = Instant::now();
+                    if now >= next {
+                        break;
+                    }
+                    sig = sampler_shared
+                        .cv
+                        .wait_timeout(sig, next - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        })
+        .map_err(|source| AgentError::Spawn {
+            what: "sampler",
+            source,
+        })?;
+    Ok(AgentHandle {
+        shared,
+        sampler: Some(sampler),
+        sink,
+        self_metrics: options.self_metrics,
+    })
+}
+
+fn publish_buffer_stats(buffer: &mut Buffer) {
+    let stats = match buffer.stats() {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("cannot read buffer stats: {e}");
+            return;
+        }
+    };
+    gauge!("aif_exporter_buffer_batches").set(stats.batches as f64);
+    gauge!("aif_exporter_buffer_bytes").set(stats.file_bytes as f64);
+    for reason in EvictReason::ALL {
+        counter!("aif_exporter_dropped_batches_total", "reason" => reason.as_str())
+            .absolute(stats.evicted.get(reason));
+    }
+    let now = now_ms();
+    for s in &stats.sinks {
+        let sink = s.sink.clone();
+        gauge!("aif_exporter_buffer_pending_batches", "sink" => sink.clone()).set(s.pending.batches as f64);
+        let age = s
+            .pending
+            .oldest_timestamp_ms
+            .map_or(0.0, |t| ((now - t).max(0) as f64) / 1000.0);
+        gauge!("aif_exporter_buffer_oldest_unsent_age_seconds", "sink" => sink).set(age);
+    }
+}
+
+impl AgentHandle {
+    /// The text for a `/metrics` scrape: the latest batch, then the self-metrics.
+    pub fn metrics_text(&self) -> String {
+        let mut text = {
+            let latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
+            latest
+                .as_ref()
+                .map(|b| Exposition::new().render(b))
+                .unwrap_or_default()
+        };
+        if let Some(h) = &self.self_metrics {
+            text.push_str(&h.render());
+        }
+        text
+    }
+
+    /// Stops the agent: the sampler finishes its tick, then the sinks flush
+    /// (or delete their group) and stop. Returns when every thread has ended.
+    pub fn shutdown(mut self) {
+        self.shared.lock().stop_sampler = true;
+        self.shared.cv.notify_all();
+        if let Some(t) = self.sampler.take()
+            && t.join().is_err()
+        {
+            log::error!("sampler thread panicked");
+        }
+        self.shared.lock().stop_sinks = true;
+        self.shared.cv.notify_all();
+        if let Some(t) = self.sink.take()
+            && t.join().is_err()
+        {
+            log::error!("pushgateway sink thread panicked");
+        }
+    }
+}
+
+struct PushgatewayLoop {
+    client: PushgatewayClient,
+    reader: SinkReader,
+    shared: Arc<Shared>,
+    self_metrics: Option<PrometheusHandle>,
+    exposition: Exposition,
+}
+
+/// What one push attempt did.
+enum Attempt {
+    Nothing,
+    Pushed,
+    Failed(crate::sink::PushError),
+    Buffer(BufferError),
+}
+
+impl PushgatewayLoop {
+    fn push_newest(&mut self) -> Attempt {
+        let (id, batch) = match self.reader.newest() {
+            Ok(Some(x)) => x,
+            Ok(None) => return Attempt::Nothing,
+            Err(e) => return Attempt::Buffer(e),
+        };
+        let mut text = self.exposition.render(&batch);
+        if let Some(h) = &self.self_metrics {
+            text.push_str(&h.render());
+        }
+        let t0 = Instant::now();
+        let result = self.client.push(&text);
+        histogram!("aif_exporter_push_duration_seconds", "sink" => PUSHGATEWAY_SINK)
+            .record(t0.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(e) => e.result_label(),
+        };
+        counter!("aif_exporter_pushes_total", "sink" => PUSHGATEWAY_SINK, "result" => outcome).increment(1);
+        match result {
+            Ok(()) => {
+                gauge!("aif_exporter_last_push_success_timestamp_seconds", "sink" => PUSHGATEWAY_SINK)
+                    .set(now_ms() as f64 / 1000.0);
+                self.ack(id, "pushed")
+            }
+            Err(e) if e.class() == PushClass::Permanent => {
+                log::warn!(
+                    "pushgateway rejected batch {} (ts={}), dropping it: {e}",
+                    id.get(),
+                    batch.timestamp_ms
+                );
+                counter!("aif_exporter_dropped_batches_total", "reason" => "rejected").increment(1);
+                match self.ack(id, "rejected") {
+                    Attempt::Buffer(b) => Attempt::Buffer(b),
+                    _ => Attempt::Failed(e),
+                }
+            }
+            Err(e) => Attempt::Failed(e),
+        }
+    }
+
+    fn ack(&mut self, id: crate::buffer::BatchId, why: &str) -> Attempt {
+        match self.reader.ack_through(id) {
+            Ok(n) => {
+                let superseded = n.saturating_sub(1);
+                if superseded > 0 {
+                    counter!("aif_exporter_superseded_batches_total", "sink" => PUSHGATEWAY_SINK)
+                        .increment(superseded);
+                }
+                log::debug!("pushgateway batch {} {why}; {superseded} superseded", id.get());
+                Attempt::Pushed
+            }
+            Err(e) => Attempt::Buffer(e),
+        }
+    }
+
+    fn run(mut self, delete_on_exit: bool) {
+        let policy = self.client.backoff();
+        let mut backoff = Backoff::new(policy, u64::from(std::process::id()) ^ now_ms() as u64);
+        let mut retry_at: Option<Instant> = None;
+        log::info!("pushgateway sink started: url={}", self.client.group_url());
+        loop {
+            {
+                let mut sig = self.shared.lock();
+                loop {
+                    if sig.stop_sinks {
+                        drop(sig);
+                        self.finish(delete_on_exit);
+                        return;
+                    }
+                    let now = Instant::now();
+                    match retry_at {
+                        Some(t) if now >= t => break,
+                        None if sig.new_batch => break,
+                        _ => {}
+                    }
+                    let wait = retry_at.map_or(Duration::from_secs(3600), |t| t - now);
+                    sig = self
+                        .shared
+                        .cv
+                        .wait_timeout(sig, wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                sig.new_batch = false;
+            }
+            retry_at = None;
+            match self.push_newest() {
+                Attempt::Nothing | Attempt::Pushed => {
+                    if backoff.failures() > 0 {
+                        log::info!(
+                            "pushgateway reachable again after {} failed attempt(s): url={}",
+                            backoff.failures(),
+                            self.client.group_url()
+                        );
+                    }
+                    backoff.reset();
+                }
+                Attempt::Failed(e) => match e.class() {
+                    PushClass::Permanent => backoff.reset(),
+                    PushClass::Configuration => {
+                        let d = backoff.max_delay();
+                        log::error!(
+                            "pushgateway configuration error (data kept, retry in {:.1}s): {e}",
+                            d.as_secs_f64()
+                        );
+                        retry_at = Some(Instant::now() + d);
+                    }
+                    PushClass::Retryable => {
+                        let d = backoff.next_delay();
+                        log::warn!(
+                            "push failed (attempt {}, retry in {:.1}s, data kept): {e}",
+                            backoff.failures(),
+                            d.as_secs_f64()
+                        );
+                        retry_at = Some(Instant::now() + d);
+                    }
+                },
+                Attempt::Buffer(e) => {
+                    let d = backoff.next_delay();
+                    log::error!("pushgateway sink cannot read the buffer (retry in {:.1}s): {e}", d.as_secs_f64());
+                    retry_at = Some(Instant::now() + d);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, delete_on_exit: bool) {
+        if delete_on_exit {
+            match self.client.delete() {
+                Ok(()) => log::info!("pushgateway group deleted: url={}", self.client.group_url()),
+                Err(e) => log::warn!("pushgateway group delete failed: {e}"),
+            }
+            return;
+        }
+        match self.push_newest() {
+            Attempt::Pushed => log::info!("pushgateway flushed on shutdown"),
+            Attempt::Nothing => {}
+            Attempt::Failed(e) => log::warn!("pushgateway flush on shutdown failed (data kept in the buffer): {e}"),
+            Attempt::Buffer(e) => log::warn!("pushgateway flush on shutdown: buffer error: {e}"),
+        }
+    }
+}

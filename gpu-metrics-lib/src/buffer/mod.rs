@@ -1,0 +1,161 @@
+//! The write-ahead buffer (DESIGN.md §5): every sampled batch goes to one local
+//! SQLite file first; sinks read it from there and acknowledge what they
+//! delivered.
+//!
+//! # Design note
+//!
+//! ## Roles and threads
+//!
+//! - [`Buffer`] is the writer, owned by the sampling thread: [`Buffer::append`]
+//!   stores one batch per tick, [`Buffer::stats`] feeds the self-metrics.
+//! - [`SinkReader`] (from [`Buffer::reader`]) is one sink's view, owned by that
+//!   sink's thread: [`SinkReader::oldest`] (remote-write: history, oldest
+//!   first), [`SinkReader::newest`] (Pushgateway: latest state),
+//!   [`SinkReader::ack_through`], [`SinkReader::pending`].
+//!
+//! Each has its own `rusqlite::Connection` to the same file (WAL mode: readers
+//! never block the writer and the writer never blocks readers; writes — appends
+//! and acks — are serialised by SQLite's write lock with a 10 s busy timeout).
+//! There must be one writer per file (one exporter process).
+//!
+//! ## Invariants
+//!
+//! 1. **Committed = acknowledged.** `append` returns `Ok` only after its
+//!    transaction (`BEGIN IMMEDIATE` … `COMMIT`) committed. A committed batch
+//!    survives `kill -9`; with [`Durability::Full`] it also survives power loss
+//!    (see [`Durability`] for what `normal` can lose).
+//! 2. **Ids are ordered and never reused.** Batch ids are `INTEGER PRIMARY KEY
+//!    AUTOINCREMENT`: strictly increasing in append order, also after deletes
+//!    and restarts (SQLite's `sqlite_sequence` is the persisted high-water
+//!    mark). Series ids likewise, so a cached id → series mapping never goes
+//!    stale.
+//! 3. **Stored ids are one contiguous range.** Batches are only ever deleted
+//!    from the old end (acks delete `id <= min(cursor)`, eviction deletes the
+//!    oldest), and a failed append rolls back its id. Counts are therefore
+//!    `max - min + 1`, computed in O(log n).
+//! 4. **One cursor per configured sink.** `cursors.acked_through` of a sink
+//!    only grows; a batch is deleted once every configured sink's cursor has
+//!    passed it. A sink present in the file but no longer configured has its
+//!    cursor dropped at open (logged) and blocks nothing. A newly configured
+//!    sink starts before the oldest stored batch: it sees the whole backlog.
+//!    With no sink configured, batches stay until the cap evicts them.
+//! 5. **The cap holds.** The file set (`NAME`, `NAME-wal`, `NAME-shm`) stays
+//!    within `max_bytes` + [`CAP_SLACK_BYTES`] (see *Size* below). Reaching the
+//!    cap never fails an append: the oldest batches are evicted in the same
+//!    transaction (never the one being appended), and each evicted batch is
+//!    counted by reason in the persisted `counters` table.
+//! 6. **Errors do not stop sampling.** A full disk is
+//!    [`BufferError::DiskFull`] (retryable, the caller logs and counts it);
+//!    a corrupt file at start is moved aside and replaced (see
+//!    [`Buffer::open`]); an undecodable stored batch is skipped by readers.
+//!
+//! ## Schema (`PRAGMA application_id = 0x41494642` "AIFB", `user_version = 1`)
+//!
+//! ```sql
+//! CREATE TABLE series (
+//!     id         INTEGER PRIMARY KEY AUTOINCREMENT,
+//!     name       TEXT    NOT NULL,      -- metric name
+//!     kind       INTEGER NOT NULL,      -- MetricKind::code()
+//!     labels     BLOB    NOT NULL,      -- encoding.rs: sorted label pairs
+//!     last_batch INTEGER NOT NULL       -- a recent batch id using it (GC)
+//! );
+//! CREATE TABLE batches (
+//!     id      INTEGER PRIMARY KEY AUTOINCREMENT,
+//!     ts      INTEGER NOT NULL,         -- Batch::timestamp_ms
+//!     payload BLOB    NOT NULL          -- encoding.rs: (series id, value)*
+//! );
+//! CREATE TABLE cursors  (sink TEXT PRIMARY KEY, acked_through INTEGER NOT NULL) WITHOUT ROWID;
+//! CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+//!     -- 'evicted_cap', 'evicted_disk_full'
+//! ```
+//!
+//! Settings: `page_size = 4096`, `auto_vacuum = INCREMENTAL` (fixed at
+//! creation), `journal_mode = WAL` (persistent); per connection
+//! `synchronous` (from [`Durability`]), `busy_timeout = 10 s`,
+//! `wal_autocheckpoint` and `journal_size_limit` (from the cap).
+//!
+//! A series is stored once and referenced by id. The writer keeps the
+//! series → id map in memory (loaded at open) and refreshes a series'
+//! `last_batch` only when it lags by 256 ids; every 256 appends it deletes the
+//! series with `last_batch + 256 <= oldest stored id`, which no stored batch
+//! can reference. Readers read batches and the series they need in one read
+//! snapshot.
+//!
+//! ## Encoding
+//!
+//! See `encoding.rs`: a payload is a varint sample count, then per sample the
+//! zigzag-varint delta of the series id and the value as a tag byte plus the
+//! shortest exact body (small integers in the tag itself, zigzag-varint
+//! integers, decimals as mantissa + exponent tag, otherwise 8 raw bytes).
+//! Values round-trip bit for bit (NaN payloads and `-0.0` included). Realistic
+//! 8-GPU batches take about 5 bytes per sample in the payload and about 6 on
+//! disk with SQLite's overhead (measured by the `buffer` bench and the test
+//! `buffer::tests::cap::bytes_per_sample_on_disk_is_small`), against a target
+//! of 32 (24 h × 8 GPUs × 20 series at 1 Hz ≤ 512 MiB).
+//!
+//! ## Size
+//!
+//! The cap is split ([`CapPlan`](config::CapPlan)): the WAL gets
+//! `max_bytes / 8` clamped to 64 KiB ..= 4 MiB (its checkpoint threshold and
+//! its truncation size), the `-shm` index 32 KiB, one append 64 KiB of margin,
+//! and the main file the rest (the *data budget*). Inside the append
+//! transaction the writer compares the pages in use (`page_count -
+//! freelist_count`) with the data budget and, when above it, deletes the
+//! oldest batches down to 31/32 of the budget. Freed pages are reused by later
+//! appends; when more than 1/8 of the budget is free (after sinks drained a
+//! backlog), each append gives a few pages back with `incremental_vacuum`.
+//!
+//! Slack, what SQLite can add beyond `max_bytes`: the WAL is checkpointed
+//! after the commit that crosses its threshold, so it can hold that one
+//! transaction's frames beyond it; with the 64 KiB append margin this stays
+//! within [`CAP_SLACK_BYTES`] (64 KiB). Not covered: a reader holding a read
+//! snapshot open for long stops the WAL from being reused (the readers here
+//! hold one only within a call), and a disk that is full before the cap is.
+//!
+//! ## Corruption
+//!
+//! At open the file must be empty (then it is initialised) or a buffer file of
+//! this schema version that passes `PRAGMA quick_check`. Anything else — not
+//! SQLite, truncated, damaged pages, a foreign schema, another version, a file
+//! that cannot be opened — is renamed `NAME.corrupt-<unix-ts>` together with
+//! its `-wal`/`-shm`, logged with `log::error!` (path and reason), and a fresh
+//! buffer starts; [`Buffer::recovered_from`] reports it.
+
+mod config;
+mod encoding;
+mod error;
+mod reader;
+mod schema;
+mod size;
+mod stats;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+pub use config::{BufferConfig, CAP_SLACK_BYTES, DEFAULT_MAX_BYTES, Durability, MIN_MAX_BYTES};
+pub use encoding::DecodeError;
+pub use error::{BufferError, ConfigError};
+pub use reader::SinkReader;
+pub use size::{SizeError, parse_size};
+pub use stats::{BufferStats, EvictReason, Evictions, PendingStats, SinkStats};
+pub use writer::Buffer;
+
+/// The id of a stored batch: increasing in append order, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BatchId(pub i64);
+
+impl BatchId {
+    /// The id as stored.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for BatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -1,0 +1,600 @@
+//! The writer: [`Buffer`], owned by the sampling thread.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::BatchId;
+use super::config::{BufferConfig, CapPlan, PAGE_SIZE};
+use super::encoding::{decode_labels, encode_labels, encode_payload};
+use super::error::BufferError;
+use super::reader::SinkReader;
+use super::schema::{self, OpenFailure};
+use super::stats::{self, BufferStats, EvictReason, SinkStats};
+use crate::sample::{Batch, MetricKind, Series};
+
+/// A series' stored `last_batch` is refreshed once it lags the batch that uses
+/// the series by this many ids; a series is deleted once `last_batch + STRIDE`
+/// is at or below the oldest stored batch (no stored batch can reference it).
+pub(crate) const LAST_BATCH_STRIDE: i64 = 256;
+
+/// Unreferenced series are collected every this many appends.
+const GC_INTERVAL: u32 = 256;
+
+/// Series ids known to the writer.
+#[derive(Debug, Default)]
+struct SeriesCache {
+    /// Fast path: the caller's `Arc` (held here, so the address is not reused).
+    by_ptr: HashMap<usize, (Arc<Series>, i64)>,
+    by_value: HashMap<Arc<Series>, i64>,
+    /// id → (series, `last_batch` as stored).
+    by_id: HashMap<i64, (Arc<Series>, i64)>,
+}
+
+impl SeriesCache {
+    fn lookup(&mut self, s: &Arc<Series>) -> Option<i64> {
+        let ptr = Arc::as_ptr(s) as usize;
+        if let Some((_, id)) = self.by_ptr.get(&ptr) {
+            return Some(*id);
+        }
+        let id = *self.by_value.get(&**s)?;
+        if self.by_ptr.len() > 2 * self.by_value.len() + 1024 {
+            self.by_ptr.clear();
+        }
+        self.by_ptr.insert(ptr, (Arc::clone(s), id));
+        Some(id)
+    }
+
+    fn insert(&mut self, id: i64, series: Arc<Series>, last_batch: i64) {
+        self.by_value.insert(Arc::clone(&series), id);
+        self.by_id.insert(id, (series, last_batch));
+    }
+
+    fn stored_last(&self, id: i64) -> i64 {
+        self.by_id.get(&id).map_or(i64::MIN, |(_, l)| *l)
+    }
+
+    /// Forgets series whose `last_batch + STRIDE <= oldest`; returns their count.
+    fn forget_before(&mut self, oldest: i64) -> usize {
+        let dead: Vec<i64> = self
+            .by_id
+            .iter()
+            .filter(|(_, (_, last))| last.saturating_add(LAST_BATCH_STRIDE) <= oldest)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &dead {
+            if let Some((s, _)) = self.by_id.remove(id) {
+                self.by_value.remove(&*s);
+            }
+        }
+        if !dead.is_empty() {
+            self.by_ptr.retain(|_, (_, id)| self.by_id.contains_key(id));
+        }
+        dead.len()
+    }
+}
+
+/// The write side of the buffer: appends batches, enforces the cap, hands out
+/// per-sink readers. Owned by one thread (it is `Send`); see the module
+/// documentation for the invariants.
+pub struct Buffer {
+    conn: Connection,
+    config: BufferConfig,
+    plan: CapPlan,
+    recovered_from: Option<PathBuf>,
+    /// Highest batch id ever assigned (committed).
+    head: i64,
+    /// Next series id to assign.
+    next_series_id: i64,
+    series: SeriesCache,
+    pairs: Vec<(i64, f64)>,
+    scratch: Vec<u8>,
+    appends_since_gc: u32,
+}
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffer")
+            .field("path", &self.config.path)
+            .field("head", &self.head)
+            .field("series", &self.series.by_id.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Buffer {
+    /// Opens (or creates) the buffer file, checks it, and brings the sink
+    /// cursors in line with `config.sinks`: a newly configured sink starts
+    /// before the oldest stored batch (it sees the whole backlog); the cursor of
+    /// a sink no longer configured is dropped (logged) so that it blocks no
+    /// deletion.
+    ///
+    /// A file that is not a SQLite database, is damaged (fails `PRAGMA
+    /// quick_check`), belongs to something else or has another schema version
+    /// is renamed `NAME.corrupt-<unix-ts>` (with its `-wal`/`-shm`), logged as
+    /// an error, and a fresh buffer is started; [`Buffer::recovered_from`] then
+    /// names the moved file.
+    ///
+    /// # Errors
+    /// [`BufferError::Config`] for a refused configuration; [`BufferError::Io`]
+    /// when the directory cannot be created or a corrupt file cannot be moved;
+    /// [`BufferError::StillCorrupt`] when the fresh file fails too; SQLite
+    /// errors ([`BufferError::Sqlite`], [`BufferError::Busy`],
+    /// [`BufferError::DiskFull`]) otherwise.
+    pub fn open(config: BufferConfig) -> Result<Buffer, BufferError> {
+        config.validate()?;
+        let path = config.path.clone();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| BufferError::Io {
+                path: dir.to_path_buf(),
+                op: "create directory",
+                source,
+            })?;
+        }
+        let (conn, recovered_from) = match schema::open_checked(&path) {
+            Ok(conn) => (conn, None),
+            Err(OpenFailure::Fatal(e)) => return Err(e),
+            Err(OpenFailure::Corrupt(reason)) => {
+                let moved = schema::move_aside(&path)?;
+                log::error!(
+                    "buffer {}: {reason}; moved it to {} and started a fresh buffer",
+                    path.display(),
+                    moved.display()
+                );
+                match schema::open_checked(&path) {
+                    Ok(conn) => (conn, Some(moved)),
+                    Err(OpenFailure::Fatal(e)) => return Err(e),
+                    Err(OpenFailure::Corrupt(reason)) => {
+                        return Err(BufferError::StillCorrupt {
+                            path,
+                            reason: reason.to_string(),
+                        });
+                    }
+                }
+            }
+        };
+        let plan = CapPlan::new(config.max_bytes);
+        schema::configure(&conn, &path, config.durability, &plan)?;
+        let mut buffer = Buffer {
+            conn,
+            config,
+            plan,
+            recovered_from,
+            head: 0,
+            next_series_id: 1,
+            series: SeriesCache::default(),
+            pairs: Vec::new(),
+            scratch: Vec::new(),
+            appends_since_gc: 0,
+        };
+        buffer.load()?;
+        buffer.sync_cursors()?;
+        buffer.collect_series()?;
+        let range = stats::id_range(&buffer.conn).map_err(buffer.err("read batch range"))?;
+        log::info!(
+            "buffer {}: open, {} batches stored, {} series, durability {}, cap {} bytes",
+            path.display(),
+            stats::count_in(range, 0, i64::MAX),
+            buffer.series.by_id.len(),
+            buffer.config.durability,
+            buffer.config.max_bytes
+        );
+        Ok(buffer)
+    }
+
+    fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> BufferError + '_ {
+        move |e| BufferError::sqlite(&self.config.path, op, e)
+    }
+
+    fn load(&mut self) -> Result<(), BufferError> {
+        let path = self.config.path.clone();
+        let err = |op| super::error::on(&path, op);
+        self.head = stats::head(&self.conn).map_err(err("read head"))?;
+        let series_seq: i64 = self
+            .conn
+            .query_row(
+                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'series'), 0)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err("read series sequence"))?;
+        self.next_series_id = series_seq + 1;
+        let mut st = self
+            .conn
+            .prepare("SELECT id, name, kind, labels, last_batch FROM series")
+            .map_err(err("load series"))?;
+        let mut rows = st.query([]).map_err(err("load series"))?;
+        while let Some(row) = rows.next().map_err(err("load series"))? {
+            let id: i64 = row.get(0).map_err(err("load series"))?;
+            let name: String = row.get(1).map_err(err("load series"))?;
+            let code: i64 = row.get(2).map_err(err("load series"))?;
+            let labels: Vec<u8> = row.get(3).map_err(err("load series"))?;
+            let last: i64 = row.get(4).map_err(err("load series"))?;
+            let kind = u8::try_from(code).ok().and_then(MetricKind::from_code);
+            match (kind, decode_labels(&labels)) {
+                (Some(kind), Ok(labels)) => {
+                    self.series
+                        .insert(id, Arc::new(Series::new(name, kind, labels)), last);
+                }
+                (kind, labels) => log::error!(
+                    "buffer {}: series {id} ({name}) is unreadable (kind code {code}: {}, labels: {}); \
+                     batches using it will be skipped",
+                    path.display(),
+                    if kind.is_some() { "ok" } else { "unknown" },
+                    labels
+                        .err()
+                        .map_or_else(|| "ok".to_string(), |e| e.to_string()),
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_cursors(&mut self) -> Result<(), BufferError> {
+        let path = self.config.path.clone();
+        let err = |op| super::error::on(&path, op);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("sync cursors"))?;
+        let existing: Vec<(String, i64)> = tx
+            .prepare("SELECT sink, acked_through FROM cursors")
+            .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(err("read cursors"))?;
+        for (sink, acked) in &existing {
+            if !self.config.sinks.contains(sink) {
+                tx.execute("DELETE FROM cursors WHERE sink = ?1", [sink])
+                    .map_err(err("drop cursor"))?;
+                log::warn!(
+                    "buffer {}: sink {sink:?} is no longer configured; dropped its cursor (acked through {acked})",
+                    path.display()
+                );
+            }
+        }
+        let range = stats::id_range(&tx).map_err(err("read batch range"))?;
+        let start = range.map_or(self.head, |(min, _)| min - 1);
+        for sink in &self.config.sinks {
+            if !existing.iter().any(|(s, _)| s == sink) {
+                tx.execute(
+                    "INSERT INTO cursors (sink, acked_through) VALUES (?1, ?2)",
+                    params![sink, start],
+                )
+                .map_err(err("add cursor"))?;
+                log::info!(
+                    "buffer {}: new sink {sink:?} starts after batch {start} ({} stored batches pending)",
+                    path.display(),
+                    stats::count_in(range, start, i64::MAX)
+                );
+            }
+        }
+        let deleted = stats::delete_taken(&tx).map_err(err("delete taken batches"))?;
+        if deleted > 0 {
+            log::info!(
+                "buffer {}: deleted {deleted} batches every configured sink has taken",
+                path.display()
+            );
+        }
+        tx.commit().map_err(err("sync cursors"))
+    }
+
+    /// Deletes series no stored batch can reference, in the database and here.
+    fn collect_series(&mut self) -> Result<(), BufferError> {
+        let path = self.config.path.clone();
+        let err = |op| super::error::on(&path, op);
+        let oldest = stats::id_range(&self.conn)
+            .map_err(err("read batch range"))?
+            .map_or(self.head + 1, |(min, _)| min);
+        let deleted = self
+            .conn
+            .prepare_cached("DELETE FROM series WHERE last_batch <= ?1")
+            .and_then(|mut st| st.execute([oldest - LAST_BATCH_STRIDE]))
+            .map_err(err("collect series"))?;
+        let forgotten = self.series.forget_before(oldest);
+        if deleted > 0 || forgotten > 0 {
+            log::debug!(
+                "buffer {}: collected {deleted} unreferenced series ({forgotten} cached)",
+                path.display()
+            );
+        }
+        self.appends_since_gc = 0;
+        Ok(())
+    }
+
+    /// The configuration the buffer was opened with.
+    pub fn config(&self) -> &BufferConfig {
+        &self.config
+    }
+
+    /// The path of the corrupt file moved aside at open, if that happened.
+    pub fn recovered_from(&self) -> Option<&Path> {
+        self.recovered_from.as_deref()
+    }
+
+    /// The highest batch id ever assigned (0 before the first append).
+    pub fn head(&self) -> BatchId {
+        BatchId(self.head)
+    }
+
+    /// Appends one batch in one transaction (`BEGIN IMMEDIATE`); once this
+    /// returns `Ok` the batch is committed (see [`super::Durability`] for what
+    /// that survives). Evicts the oldest batches first when the cap is reached
+    /// (counted as [`EvictReason::Cap`]); the new batch is never evicted.
+    ///
+    /// # Errors
+    /// [`BufferError::DiskFull`] (nothing written; the oldest sixteenth of the
+    /// batches is evicted as [`EvictReason::DiskFull`] so that later appends
+    /// can reuse their pages), [`BufferError::Busy`],
+    /// [`BufferError::BatchTooLarge`], [`BufferError::Sqlite`]. After any error
+    /// the buffer stays usable.
+    pub fn append(&mut self, batch: &Batch) -> Result<BatchId, BufferError> {
+        let id = self.head + 1;
+        let mut new_series: Vec<(i64, Arc<Series>)> = Vec::new();
+        let mut refresh: Vec<i64> = Vec::new();
+        self.pairs.clear();
+        for sample in &batch.samples {
+            let sid = match self.series.lookup(&sample.series) {
+                Some(sid) => {
+                    if id - self.series.stored_last(sid) >= LAST_BATCH_STRIDE {
+                        refresh.push(sid);
+                    }
+                    sid
+                }
+                None => match new_series.iter().find(|(_, s)| **s == *sample.series) {
+                    Some((sid, _)) => *sid,
+                    None => {
+                        let sid = self.next_series_id + new_series.len() as i64;
+                        new_series.push((sid, Arc::clone(&sample.series)));
+                        sid
+                    }
+                },
+            };
+            self.pairs.push((sid, sample.value));
+        }
+        encode_payload(&mut self.scratch, self.pairs.iter().copied());
+        if self.scratch.len() as u64 > self.plan.batch_limit_bytes {
+            return Err(BufferError::BatchTooLarge {
+                bytes: self.scratch.len(),
+                limit: self.plan.batch_limit_bytes,
+            });
+        }
+        refresh.sort_unstable();
+        refresh.dedup();
+        match self.write(id, batch.timestamp_ms, &new_series, &refresh) {
+            Ok(()) => {}
+            Err(e) => {
+                if matches!(e, BufferError::DiskFull { .. }) {
+                    self.evict_for_disk_full();
+                }
+                return Err(e);
+            }
+        }
+        self.head = id;
+        self.next_series_id += new_series.len() as i64;
+        for (sid, s) in new_series {
+            self.series.insert(sid, s, id);
+        }
+        for sid in refresh {
+            if let Some(entry) = self.series.by_id.get_mut(&sid) {
+                entry.1 = id;
+            }
+        }
+        self.appends_since_gc += 1;
+        if self.appends_since_gc >= GC_INTERVAL {
+            if let Err(e) = self.collect_series() {
+                log::warn!(
+                    "buffer {}: collecting series failed: {e}",
+                    self.config.path.display()
+                );
+            }
+        }
+        Ok(BatchId(id))
+    }
+
+    fn write(
+        &mut self,
+        id: i64,
+        ts: i64,
+        new_series: &[(i64, Arc<Series>)],
+        refresh: &[i64],
+    ) -> Result<(), BufferError> {
+        let path = &self.config.path;
+        let err = |op| super::error::on(path, op);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("begin append"))?;
+        if !new_series.is_empty() {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO series (id, name, kind, labels, last_batch) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err("insert series"))?;
+            for (sid, s) in new_series {
+                st.execute(params![
+                    sid,
+                    s.name,
+                    i64::from(s.kind.code()),
+                    encode_labels(&s.labels),
+                    id
+                ])
+                .map_err(err("insert series"))?;
+            }
+        }
+        if !refresh.is_empty() {
+            let mut st = tx
+                .prepare_cached("UPDATE series SET last_batch = ?1 WHERE id = ?2")
+                .map_err(err("refresh series"))?;
+            for sid in refresh {
+                st.execute([id, *sid]).map_err(err("refresh series"))?;
+            }
+        }
+        tx.prepare_cached("INSERT INTO batches (id, ts, payload) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![id, ts, &self.scratch]))
+            .map_err(err("insert batch"))?;
+        enforce_cap(&tx, path, &self.plan, id)?;
+        tx.commit().map_err(err("commit append"))
+    }
+
+    /// After SQLITE_FULL: drop the oldest sixteenth of the stored batches so
+    /// their pages can be reused. Best effort; failures are logged.
+    fn evict_for_disk_full(&mut self) {
+        let path = self.config.path.clone();
+        let result = (|| -> rusqlite::Result<u64> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some((min, max)) = stats::id_range(&tx)? else {
+                return Ok(0);
+            };
+            let n = ((max - min + 1) / 16).max(1);
+            let deleted = tx
+                .prepare_cached("DELETE FROM batches WHERE id < ?1")?
+                .execute([min + n])? as u64;
+            stats::count_eviction(&tx, EvictReason::DiskFull, deleted)?;
+            tx.commit()?;
+            Ok(deleted)
+        })();
+        match result {
+            Ok(0) => {}
+            Ok(n) => log::warn!(
+                "buffer {}: disk full; evicted the {n} oldest batches (reason disk_full) to make room",
+                path.display()
+            ),
+            Err(e) => log::warn!(
+                "buffer {}: disk full and evicting the oldest batches failed too: {e}",
+                path.display()
+            ),
+        }
+    }
+
+    /// A reader for `sink`, with its own connection (send it to the sink's
+    /// thread).
+    ///
+    /// # Errors
+    /// [`BufferError::UnknownSink`] when `sink` is not configured; SQLite
+    /// errors opening the connection.
+    pub fn reader(&self, sink: &str) -> Result<SinkReader, BufferError> {
+        if !self.config.sinks.iter().any(|s| s == sink) {
+            return Err(BufferError::UnknownSink {
+                sink: sink.to_string(),
+            });
+        }
+        SinkReader::open(&self.config, &self.plan, sink)
+    }
+
+    /// Counts, sizes, evictions and per-sink backlog, from one read snapshot.
+    ///
+    /// # Errors
+    /// SQLite errors; [`BufferError::Io`] when the files cannot be measured.
+    pub fn stats(&mut self) -> Result<BufferStats, BufferError> {
+        let path = self.config.path.clone();
+        let err = |op| super::error::on(&path, op);
+        let tx = self.conn.transaction().map_err(err("stats"))?;
+        let range = stats::id_range(&tx).map_err(err("stats"))?;
+        let all = stats::pending_after(&tx, range, 0).map_err(err("stats"))?;
+        let evicted = stats::evictions(&tx).map_err(err("stats"))?;
+        let mut sinks = Vec::with_capacity(self.config.sinks.len());
+        for sink in &self.config.sinks {
+            let cursor = stats::cursor_of(&tx, sink)
+                .map_err(err("stats"))?
+                .unwrap_or(0);
+            sinks.push(SinkStats {
+                sink: sink.clone(),
+                acked_through: BatchId(cursor),
+                pending: stats::pending_after(&tx, range, cursor).map_err(err("stats"))?,
+            });
+        }
+        tx.commit().map_err(err("stats"))?;
+        Ok(BufferStats {
+            batches: all.batches,
+            first_id: range.map(|(a, _)| BatchId(a)),
+            last_id: range.map(|(_, b)| BatchId(b)),
+            oldest_timestamp_ms: all.oldest_timestamp_ms,
+            file_bytes: schema::file_set_bytes(&self.config.path)?,
+            max_bytes: self.config.max_bytes,
+            evicted,
+            sinks,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+pub(crate) fn page_counts(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+    Ok((pages.max(0) as u64, free.max(0) as u64))
+}
+
+/// Inside the append transaction: evict the oldest batches (never `new_id`)
+/// while the used pages exceed the budget, down to the low-water mark; then give
+/// free pages back to the file system in small steps when there are many.
+fn enforce_cap(
+    conn: &Connection,
+    path: &Path,
+    plan: &CapPlan,
+    new_id: i64,
+) -> Result<(), BufferError> {
+    let err = |op| super::error::on(path, op);
+    let (pages, free) = page_counts(conn).map_err(err("measure pages"))?;
+    let mut used = (pages - free) * PAGE_SIZE;
+    if used > plan.db_budget_bytes {
+        let mut evicted = 0u64;
+        let mut first = None;
+        for _ in 0..1000 {
+            if used <= plan.low_water_bytes {
+                break;
+            }
+            let Some((min, _)) = stats::id_range(conn).map_err(err("read batch range"))? else {
+                break;
+            };
+            first.get_or_insert(min);
+            let stored = (new_id - min + 1) as u64;
+            if stored <= 1 {
+                log::warn!(
+                    "buffer {}: only the newest batch is left and the file still uses {used} bytes of a {} byte budget",
+                    path.display(),
+                    plan.db_budget_bytes
+                );
+                break;
+            }
+            let per_batch = (used / stored).max(1);
+            let n = ((used - plan.low_water_bytes) / per_batch + 1).min(stored - 1);
+            let deleted = conn
+                .prepare_cached("DELETE FROM batches WHERE id < ?1")
+                .and_then(|mut st| st.execute([min + n as i64]))
+                .map_err(err("evict for cap"))?;
+            evicted += deleted as u64;
+            let (pages, free) = page_counts(conn).map_err(err("measure pages"))?;
+            used = (pages - free) * PAGE_SIZE;
+        }
+        if evicted > 0 {
+            stats::count_eviction(conn, EvictReason::Cap, evicted)
+                .map_err(err("count eviction"))?;
+            log::warn!(
+                "buffer {}: data budget of {} bytes reached; evicted {evicted} oldest batches (ids {}..{}), reason cap",
+                path.display(),
+                plan.db_budget_bytes,
+                first.unwrap_or(0),
+                first.unwrap_or(0) + evicted as i64
+            );
+        }
+    } else if free > plan.vacuum_threshold_pages {
+        {
+            let mut st = conn
+                .prepare(&format!(
+                    "PRAGMA incremental_vacuum({})",
+                    plan.vacuum_step_pages
+                ))
+                .map_err(err("incremental vacuum"))?;
+            let mut rows = st.query([]).map_err(err("incremental vacuum"))?;
+            while rows.next().map_err(err("incremental vacuum"))?.is_some() {}
+        }
+    }
+    Ok(())
+}

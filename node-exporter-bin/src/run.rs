@@ -1,0 +1,179 @@
+//! The long-running mode: buffer, sinks, optional `/metrics` endpoint, signals.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use gpu_metrics::Namer;
+use gpu_metrics::agent::{self, AgentError, AgentOptions, PUSHGATEWAY_SINK};
+use gpu_metrics::buffer::{Buffer, BufferConfig, BufferError};
+use gpu_metrics::naming::attribution_labels;
+use gpu_metrics::sink::{PushgatewayBuilder, PushgatewayConfigError};
+use gpu_metrics::source::GpuSource;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::Config;
+
+/// Why the exporter stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The buffer could not be opened.
+    #[error("cannot open the buffer: {0}")]
+    Buffer(#[from] BufferError),
+    /// The Pushgateway settings were refused.
+    #[error("invalid value for `pushgateway`: {0}")]
+    Pushgateway(#[from] PushgatewayConfigError),
+    /// The agent could not start.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The `/metrics` listener could not bind.
+    #[error("cannot listen on {addr} (key `listen`): {reason}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+impl RunError {
+    /// 2 for configuration errors, 1 for runtime failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Pushgateway(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Serves `GET /metrics` until the server is unblocked.
+fn serve_metrics(
+    server: Arc<tiny_http::Server>,
+    agent: Arc<agent::AgentHandle>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let (status, body, content_type) = match (request.method(), request.url()) {
+                (tiny_http::Method::Get, "/metrics") => (
+                    200,
+                    agent.metrics_text(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                ),
+                (tiny_http::Method::Get, "/") => (
+                    200,
+                    "aif-node-exporter: metrics at /metrics\n".to_string(),
+                    "text/plain; charset=utf-8",
+                ),
+                _ => (404, "not found\n".to_string(), "text/plain; charset=utf-8"),
+            };
+            let header = tiny_http::Header::from_bytes("Content-Type", content_type)
+                .expect("static header is valid");
+            let response = tiny_http::Response::from_string(body)
+                .with_status_code(status)
+                .with_header(header);
+            if let Err(e) = request.respond(response) {
+                log::debug!("metrics client went away: {e}");
+            }
+        }
+    })
+}
+
+/// Runs until SIGTERM or SIGINT, then shuts down cleanly.
+///
+/// # Errors
+/// [`RunError`] when something cannot be started.
+pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(), RunError> {
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(RunError::Signals)?;
+
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let self_metrics = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        log::warn!("a metrics recorder was already installed; self-metrics go there");
+    }
+    agent::describe_self_metrics();
+
+    let pushgateway = match &config.pushgateway {
+        Some(pg) => {
+            let mut b = PushgatewayBuilder::new(pg.url.clone())
+                .job(pg.job.clone())
+                .instance(pg.instance.clone())
+                .grouping(attribution_labels(&config.labels))
+                .backoff(pg.backoff)
+                .timeout(pg.timeout)
+                .connect_timeout(pg.timeout.min(std::time::Duration::from_secs(5)));
+            if let Some(user) = &pg.user {
+                b = b.basic_auth(user.clone(), pg.password.clone().unwrap_or_default());
+            }
+            Some(b.build()?)
+        }
+        None => None,
+    };
+    let sinks: Vec<&str> = pushgateway.iter().map(|_| PUSHGATEWAY_SINK).collect();
+    let buffer = Buffer::open(BufferConfig {
+        path: config.buffer.clone(),
+        max_bytes: config.buffer_max_bytes,
+        durability: config.durability,
+        sinks: sinks.iter().map(|s| s.to_string()).collect(),
+    })?;
+    if let Some(p) = buffer.recovered_from() {
+        log::error!(
+            "buffer was unreadable and was moved aside to {}; started a fresh one",
+            p.display()
+        );
+    }
+    let server = match config.listen {
+        Some(addr) => Some(Arc::new(tiny_http::Server::http(addr).map_err(|e| {
+            RunError::Listen {
+                addr,
+                reason: e.to_string(),
+            }
+        })?)),
+        None => None,
+    };
+    log::info!(
+        "aif-node-exporter started: source={} gpus={} interval={:?} buffer={} durability={} pushgateway={} listen={}",
+        source.kind(),
+        source.device_count(),
+        config.interval,
+        config.buffer.display(),
+        config.durability.as_str(),
+        pushgateway.as_ref().map_or("none", |p| p.group_url()),
+        config
+            .listen
+            .map_or_else(|| "none".to_string(), |a| a.to_string()),
+    );
+    let handle = Arc::new(agent::start(
+        source,
+        namer,
+        buffer,
+        AgentOptions {
+            interval: config.interval,
+            pushgateway,
+            delete_on_exit: config.pushgateway.as_ref().is_some_and(|p| p.delete_on_exit),
+            self_metrics: Some(self_metrics),
+        },
+    )?);
+    let http = server
+        .as_ref()
+        .map(|s| serve_metrics(Arc::clone(s), Arc::clone(&handle)));
+
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig} received: finishing the tick, flushing, exiting");
+    }
+    if let Some(s) = &server {
+        s.unblock();
+    }
+    if let Some(t) = http {
+        let _ = t.join();
+    }
+    match Arc::try_unwrap(handle) {
+        Ok(h) => h.shutdown(),
+        Err(_) => log::error!("agent still referenced at shutdown; exiting without flush"),
+    }
+    log::info!("aif-node-exporter stopped");
+    Ok(())
+}
