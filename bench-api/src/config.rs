@@ -21,6 +21,7 @@
 //! extra_args = ["--qos=normal"]
 //! log_dir = "aif-bench-logs"          # on the cluster, relative to the login home
 //! command_timeout_seconds = 30
+//! env = { SLURM_CONF = "/etc/slurm/slurm.conf" }
 //!
 //! [slurm.ssh]                          # omit to run sbatch/squeue/scancel locally
 //! host = "login.cluster.example.org"
@@ -82,7 +83,11 @@ impl ConfigError {
 
 /// Command-line flags (each also a TOML key; a flag wins over the file).
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "aif-bench-api", version, about = "HTTP API behind the Grafana buttons: services and benchmark runs")]
+#[command(
+    name = "aif-bench-api",
+    version,
+    about = "HTTP API behind the Grafana buttons: services and benchmark runs"
+)]
 pub struct Cli {
     /// TOML config file.
     #[arg(long, value_name = "FILE")]
@@ -160,6 +165,9 @@ pub struct SlurmSettings {
     /// Limit for one Slurm command (default 30 s).
     #[serde(default)]
     pub command_timeout_seconds: Option<u64>,
+    /// Environment for Slurm commands (`SLURM_CONF`, …), passed through `env`.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
     /// Run Slurm commands on a login node over SSH.
     #[serde(default)]
     pub ssh: Option<SshSettings>,
@@ -257,12 +265,24 @@ impl Config {
     }
 
     fn merge(cli: &Cli, file: FileConfig) -> Result<Config, ConfigError> {
-        let listen_text = cli.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|e| ConfigError::invalid("listen", format!("`{listen_text}` is not IP:PORT ({e})")))?;
-        let db = cli.db.clone().or(file.db).unwrap_or_else(|| PathBuf::from("aif-bench-api.sqlite"));
-        let recipes = cli.recipes.clone().or(file.recipes).unwrap_or_else(|| PathBuf::from("recipes"));
+        let listen_text = cli
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|e| {
+            ConfigError::invalid("listen", format!("`{listen_text}` is not IP:PORT ({e})"))
+        })?;
+        let db = cli
+            .db
+            .clone()
+            .or(file.db)
+            .unwrap_or_else(|| PathBuf::from("aif-bench-api.sqlite"));
+        let recipes = cli
+            .recipes
+            .clone()
+            .or(file.recipes)
+            .unwrap_or_else(|| PathBuf::from("recipes"));
         if !recipes.is_dir() {
             return Err(ConfigError::invalid(
                 "recipes",
@@ -285,7 +305,8 @@ impl Config {
             cli.cors_origin.clone()
         };
         for o in &cors_origins {
-            check_origin(o).map_err(|m| ConfigError::invalid("cors_origin", format!("`{o}`: {m}")))?;
+            check_origin(o)
+                .map_err(|m| ConfigError::invalid("cors_origin", format!("`{o}`: {m}")))?;
         }
         let token = match cli.token_file.clone().or(file.token_file) {
             Some(path) => Some(read_token(&path)?),
@@ -295,11 +316,17 @@ impl Config {
         if let Some(url) = &pushgateway
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(ConfigError::invalid("pushgateway", format!("`{url}` is not an http(s) URL")));
+            return Err(ConfigError::invalid(
+                "pushgateway",
+                format!("`{url}` is not an http(s) URL"),
+            ));
         }
         let workers = cli.workers.or(file.workers).unwrap_or(8);
         if !(1..=256).contains(&workers) {
-            return Err(ConfigError::invalid("workers", format!("{workers} is not in 1..=256")));
+            return Err(ConfigError::invalid(
+                "workers",
+                format!("{workers} is not in 1..=256"),
+            ));
         }
         let log_dir = cli.log_dir.clone().or(file.log_dir).unwrap_or_else(|| {
             db.parent()
@@ -309,22 +336,34 @@ impl Config {
         });
         let poll_ms = file.poll_interval_ms.unwrap_or(500);
         if !(10..=60_000).contains(&poll_ms) {
-            return Err(ConfigError::invalid("poll_interval_ms", format!("{poll_ms} is not in 10..=60000")));
+            return Err(ConfigError::invalid(
+                "poll_interval_ms",
+                format!("{poll_ms} is not in 10..=60000"),
+            ));
         }
         let grace = file.kill_grace_seconds.unwrap_or(10);
         if grace > 600 {
-            return Err(ConfigError::invalid("kill_grace_seconds", format!("{grace} is over 600")));
+            return Err(ConfigError::invalid(
+                "kill_grace_seconds",
+                format!("{grace} is over 600"),
+            ));
         }
         let health_ms = file.health_timeout_ms.unwrap_or(2000);
         if !(10..=60_000).contains(&health_ms) {
-            return Err(ConfigError::invalid("health_timeout_ms", format!("{health_ms} is not in 10..=60000")));
+            return Err(ConfigError::invalid(
+                "health_timeout_ms",
+                format!("{health_ms} is not in 10..=60000"),
+            ));
         }
         let interval = file.exporter_interval.unwrap_or_else(|| "1s".into());
         let slurm = file.slurm.unwrap_or_default();
         if let Some(t) = slurm.command_timeout_seconds
             && !(1..=600).contains(&t)
         {
-            return Err(ConfigError::invalid("slurm.command_timeout_seconds", format!("{t} is not in 1..=600")));
+            return Err(ConfigError::invalid(
+                "slurm.command_timeout_seconds",
+                format!("{t} is not in 1..=600"),
+            ));
         }
         Ok(Config {
             listen,
@@ -340,7 +379,9 @@ impl Config {
             kill_grace: Duration::from_secs(grace),
             health_timeout: Duration::from_millis(health_ms),
             exporter: ExporterSettings {
-                binary: file.exporter_binary.unwrap_or_else(|| PathBuf::from("aif-node-exporter")),
+                binary: file
+                    .exporter_binary
+                    .unwrap_or_else(|| PathBuf::from("aif-node-exporter")),
                 interval,
             },
             slurm,
@@ -362,8 +403,7 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             .or_else(|| message.strip_prefix("missing field `"))
             .and_then(|r| r.split('`').next());
         let key = match name {
-            Some(n) if parent == "." => n.to_string(),
-            Some(n) => format!("{parent}.{n}"),
+            Some(n) => crate::validate::join_path(&parent, n),
             None => parent,
         };
         ConfigError::Parse {
@@ -392,7 +432,10 @@ fn read_token(path: &Path) -> Result<Token, ConfigError> {
     })?;
     let token = text.trim();
     if token.is_empty() {
-        return Err(ConfigError::invalid("token_file", format!("{} is empty", path.display())));
+        return Err(ConfigError::invalid(
+            "token_file",
+            format!("{} is empty", path.display()),
+        ));
     }
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ConfigError::invalid(
@@ -437,7 +480,10 @@ mod tests {
             ("workers = 0", "workers"),
             ("cors_origin = [\"grafana\"]", "cors_origin"),
             ("[slurm]\nparition = \"x\"", "slurm.parition"),
-            ("[slurm.ssh]\nhost = \"h\"\nuser = \"u\"\nidentity_file = \"i\"\nknown_hosts = \"k\"\nport = \"22\"", "slurm.ssh.port"),
+            (
+                "[slurm.ssh]\nhost = \"h\"\nuser = \"u\"\nidentity_file = \"i\"\nknown_hosts = \"k\"\nport = \"22\"",
+                "slurm.ssh.port",
+            ),
             ("token_file = \"/nonexistent/token\"", "token_file"),
         ];
         for (text, key) in cases {
@@ -450,12 +496,18 @@ mod tests {
     #[test]
     fn flags_win() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cli = cli_with(dir.path(), "listen = \"127.0.0.1:1\"\ncors_origin = [\"http://a:3000\"]\n");
+        let mut cli = cli_with(
+            dir.path(),
+            "listen = \"127.0.0.1:1\"\ncors_origin = [\"http://a:3000\"]\n",
+        );
         cli.listen = Some("127.0.0.1:2".into());
         let c = Config::load(&cli).unwrap();
         assert_eq!(c.listen.port(), 2);
         assert_eq!(c.cors_origins, vec!["http://a:3000".to_string()]);
         cli.cors_origin = vec!["https://b".into()];
-        assert_eq!(Config::load(&cli).unwrap().cors_origins, vec!["https://b".to_string()]);
+        assert_eq!(
+            Config::load(&cli).unwrap().cors_origins,
+            vec!["https://b".to_string()]
+        );
     }
 }

@@ -43,7 +43,11 @@ impl Cors {
     }
 
     /// Headers for a preflight of a path that allows `methods`.
-    pub fn preflight_headers(&self, origin: Option<&str>, methods: &str) -> Vec<(&'static str, String)> {
+    pub fn preflight_headers(
+        &self,
+        origin: Option<&str>,
+        methods: &str,
+    ) -> Vec<(&'static str, String)> {
         let mut h = self.response_headers(origin);
         if !h.is_empty() {
             h.push(("Access-Control-Allow-Methods", methods.to_string()));
@@ -61,11 +65,17 @@ mod tests {
     #[test]
     fn only_configured_origins() {
         let c = Cors::new(vec!["http://grafana:3000".into()]);
-        assert_eq!(c.allowed(Some("http://grafana:3000")), Some("http://grafana:3000"));
+        assert_eq!(
+            c.allowed(Some("http://grafana:3000")),
+            Some("http://grafana:3000")
+        );
         assert_eq!(c.allowed(Some("http://evil:3000")), None);
         assert_eq!(c.allowed(None), None);
         assert!(c.response_headers(Some("http://evil")).is_empty());
         let pre = c.preflight_headers(Some("http://grafana:3000"), "GET, POST");
-        assert!(pre.iter().any(|(k, v)| *k == "Access-Control-Allow-Methods" && v == "GET, POST"));
+        assert!(
+            pre.iter()
+                .any(|(k, v)| *k == "Access-Control-Allow-Methods" && v == "GET, POST")
+        );
     }
 }

@@ -68,7 +68,9 @@ impl ApiMetrics {
         out.push_str("# TYPE aif_api_requests_total counter\n");
         let snapshot: Vec<_> = {
             let m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-            m.iter().map(|(k, v)| (*k, v.count, v.seconds_sum)).collect()
+            m.iter()
+                .map(|(k, v)| (*k, v.count, v.seconds_sum))
+                .collect()
         };
         for ((route, method, status), count, _) in &snapshot {
             let _ = writeln!(
@@ -91,13 +93,31 @@ impl ApiMetrics {
             );
         }
         for (name, help, v) in [
-            ("aif_api_handler_panics_total", "Handler panics caught (answered 500).", &self.panics),
-            ("aif_api_client_disconnects_total", "Clients that hung up before their answer was written.", &self.disconnects),
-            ("aif_api_launch_failures_total", "Services the backend could not launch.", &self.launch_failures),
+            (
+                "aif_api_handler_panics_total",
+                "Handler panics caught (answered 500).",
+                &self.panics,
+            ),
+            (
+                "aif_api_client_disconnects_total",
+                "Clients that hung up before their answer was written.",
+                &self.disconnects,
+            ),
+            (
+                "aif_api_launch_failures_total",
+                "Services the backend could not launch.",
+                &self.launch_failures,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
-        out.push_str("# HELP aif_service_status 1 for the status a service is in, 0 for the others.\n");
+        out.push_str(
+            "# HELP aif_service_status 1 for the status a service is in, 0 for the others.\n",
+        );
         out.push_str("# TYPE aif_service_status gauge\n");
         for s in services {
             for st in Status::ALL {

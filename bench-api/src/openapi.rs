@@ -192,17 +192,23 @@ fn operation(r: &Route) -> Value {
     op.insert("summary".into(), json!(r.summary));
     op.insert(
         "operationId".into(),
-        json!(format!("{:?}", r.handler).chars().fold(String::new(), |mut s, c| {
-            if c.is_uppercase() && !s.is_empty() {
-                s.push('_');
-            }
-            s.push(c.to_ascii_lowercase());
-            s
-        })),
+        json!(
+            format!("{:?}", r.handler)
+                .chars()
+                .fold(String::new(), |mut s, c| {
+                    if c.is_uppercase() && !s.is_empty() {
+                        s.push('_');
+                    }
+                    s.push(c.to_ascii_lowercase());
+                    s
+                })
+        ),
     );
     let mut params = Vec::new();
     if r.pattern.contains("{id}") {
-        params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}));
+        params.push(
+            json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
+        );
     }
     for (name, description) in r.query {
         params.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}}));
@@ -229,31 +235,65 @@ fn operation(r: &Route) -> Value {
     }
     let mut responses = serde_json::Map::new();
     let ok = match r.response {
-        "text" => json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}),
-        "any" => json!({"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}),
-        name => json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}}),
+        "text" => {
+            json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
+        }
+        "any" => {
+            json!({"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}})
+        }
+        name => {
+            json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}})
+        }
     };
     responses.insert(r.ok.to_string(), ok);
     if schema.is_some() || !r.query.is_empty() {
-        responses.insert("400".into(), error_response("Malformed JSON, unknown or missing field, wrong type, value out of range"));
+        responses.insert(
+            "400".into(),
+            error_response(
+                "Malformed JSON, unknown or missing field, wrong type, value out of range",
+            ),
+        );
     }
     if r.mutating {
-        responses.insert("401".into(), error_response("Missing or wrong bearer token (when one is configured)"));
+        responses.insert(
+            "401".into(),
+            error_response("Missing or wrong bearer token (when one is configured)"),
+        );
     }
     if r.pattern.contains("{id}") || matches!(r.body, Body::Json("CreateService" | "CreateRun")) {
-        responses.insert("404".into(), error_response("The id (in the path or the body) does not exist"));
+        responses.insert(
+            "404".into(),
+            error_response("The id (in the path or the body) does not exist"),
+        );
     }
-    responses.insert("405".into(), error_response("Method not allowed (see the Allow header)"));
+    responses.insert(
+        "405".into(),
+        error_response("Method not allowed (see the Allow header)"),
+    );
     if r.mutating {
-        responses.insert("409".into(), error_response("The record is not in a state that allows this"));
+        responses.insert(
+            "409".into(),
+            error_response("The record is not in a state that allows this"),
+        );
     }
     if schema.is_some() {
         responses.insert("413".into(), error_response("Body over 1 MiB"));
-        responses.insert("415".into(), error_response("Content-Type is not application/json"));
+        responses.insert(
+            "415".into(),
+            error_response("Content-Type is not application/json"),
+        );
     }
     responses.insert("500".into(), error_response("The handler failed (logged)"));
-    if matches!(r.handler, crate::routes::Handler::CreateService | crate::routes::Handler::SetServiceStatus | crate::routes::Handler::DeleteService) {
-        responses.insert("502".into(), error_response("The backend (process spawn, sbatch, scancel) failed"));
+    if matches!(
+        r.handler,
+        crate::routes::Handler::CreateService
+            | crate::routes::Handler::SetServiceStatus
+            | crate::routes::Handler::DeleteService
+    ) {
+        responses.insert(
+            "502".into(),
+            error_response("The backend (process spawn, sbatch, scancel) failed"),
+        );
     }
     op.insert("responses".into(), Value::Object(responses));
     Value::Object(op)
@@ -263,7 +303,9 @@ fn operation(r: &Route) -> Value {
 pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     for r in ROUTES {
-        let entry = paths.entry(r.pattern.to_string()).or_insert_with(|| json!({}));
+        let entry = paths
+            .entry(r.pattern.to_string())
+            .or_insert_with(|| json!({}));
         if let Value::Object(ops) = entry {
             ops.insert(r.method.as_str().to_ascii_lowercase(), operation(r));
         }

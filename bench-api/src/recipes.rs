@@ -227,7 +227,8 @@ fn placeholder(arg: &str) -> Option<&str> {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 impl Recipe {
@@ -251,18 +252,23 @@ impl Recipe {
                 message,
             }
         })?;
-        recipe.check().map_err(|(key, message)| RecipeError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
-        })?;
+        recipe
+            .check()
+            .map_err(|(key, message)| RecipeError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            })?;
         Ok(recipe)
     }
 
     fn check(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((k.to_string(), m));
         if !valid_name(&self.name) {
-            return err("name", format!("`{}` must match [a-z0-9._-]{{1,64}}", self.name));
+            return err(
+                "name",
+                format!("`{}` must match [a-z0-9._-]{{1,64}}", self.name),
+            );
         }
         if self.argv.is_empty() || self.argv[0].is_empty() {
             return err("argv", "must name a program".into());
@@ -285,7 +291,9 @@ impl Recipe {
                 return err(&key, "parameter names must match [a-z0-9._-]{1,64}".into());
             }
             match p {
-                Parameter::Integer { default, min, max, .. } => {
+                Parameter::Integer {
+                    default, min, max, ..
+                } => {
                     if min > max {
                         return err(&key, format!("min {min} > max {max}"));
                     }
@@ -295,18 +303,27 @@ impl Recipe {
                         return err(&key, format!("default {d} outside {min}..={max}"));
                     }
                 }
-                Parameter::String { default, max_length, .. } => {
+                Parameter::String {
+                    default,
+                    max_length,
+                    ..
+                } => {
                     if let Some(d) = default
                         && let Err(m) = check_string(d, max_length.unwrap_or(DEFAULT_MAX_STRING))
                     {
                         return err(&key, format!("default: {m}"));
                     }
                 }
-                Parameter::Enum { values, default, .. } => {
+                Parameter::Enum {
+                    values, default, ..
+                } => {
                     if values.is_empty() {
                         return err(&key, "an enum needs values".into());
                     }
-                    if let Some(v) = values.iter().find(|v| check_string(v, DEFAULT_MAX_STRING).is_err()) {
+                    if let Some(v) = values
+                        .iter()
+                        .find(|v| check_string(v, DEFAULT_MAX_STRING).is_err())
+                    {
                         return err(&key, format!("value `{v}` is not allowed"));
                     }
                     if let Some(d) = default
@@ -335,7 +352,10 @@ impl Recipe {
         if let Some(h) = &self.health_path
             && (!h.starts_with('/') || h.chars().any(|c| c.is_control() || c == ' '))
         {
-            return err("health_path", "must start with `/` and hold no spaces".into());
+            return err(
+                "health_path",
+                "must start with `/` and hold no spaces".into(),
+            );
         }
         if self.health_path.is_some() && self.port.is_none() {
             return err("health_path", "a health check needs a `port`".into());
@@ -346,12 +366,21 @@ impl Recipe {
         if let Some(m) = &self.resources.memory
             && !slurm_memory(m)
         {
-            return err("resources.memory", format!("`{m}` is not Slurm memory syntax (e.g. 16G)"));
+            return err(
+                "resources.memory",
+                format!("`{m}` is not Slurm memory syntax (e.g. 16G)"),
+            );
         }
         if let Some(t) = &self.resources.time_limit
-            && (t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || b == b':' || b == b'-'))
+            && (t.is_empty()
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b':' || b == b'-'))
         {
-            return err("resources.time_limit", format!("`{t}` is not Slurm time syntax"));
+            return err(
+                "resources.time_limit",
+                format!("`{t}` is not Slurm time syntax"),
+            );
         }
         Ok(())
     }
@@ -361,7 +390,10 @@ impl Recipe {
     ///
     /// # Errors
     /// As above.
-    pub fn resolve(&self, given: &BTreeMap<String, serde_json::Value>) -> Result<Resolved, ApiError> {
+    pub fn resolve(
+        &self,
+        given: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Resolved, ApiError> {
         if let Some(unknown) = given.keys().find(|k| !self.parameters.contains_key(*k)) {
             let known: Vec<&str> = self.parameters.keys().map(String::as_str).collect();
             return Err(ApiError::bad_field(
@@ -379,21 +411,33 @@ impl Recipe {
             let field = format!("params.{name}");
             let value = given.get(name);
             let (json, rendered) = match p {
-                Parameter::Integer { default, min, max, .. } => {
+                Parameter::Integer {
+                    default, min, max, ..
+                } => {
                     let v = match value {
                         Some(v) => v.as_i64().ok_or_else(|| {
-                            ApiError::bad_field(&field, format!("`{name}` must be an integer, got {v}"))
+                            ApiError::bad_field(
+                                &field,
+                                format!("`{name}` must be an integer, got {v}"),
+                            )
                         })?,
                         None => default.ok_or_else(|| required(&field, name))?,
                     };
                     crate::validate::in_range(&field, v, *min, *max)?;
                     (serde_json::Value::from(v), v.to_string())
                 }
-                Parameter::String { default, max_length, .. } => {
+                Parameter::String {
+                    default,
+                    max_length,
+                    ..
+                } => {
                     let v = match value {
                         Some(serde_json::Value::String(s)) => s.clone(),
                         Some(v) => {
-                            return Err(ApiError::bad_field(&field, format!("`{name}` must be a string, got {v}")));
+                            return Err(ApiError::bad_field(
+                                &field,
+                                format!("`{name}` must be a string, got {v}"),
+                            ));
                         }
                         None => default.clone().ok_or_else(|| required(&field, name))?,
                     };
@@ -401,11 +445,16 @@ impl Recipe {
                         .map_err(|m| ApiError::bad_field(&field, format!("`{name}`: {m}")))?;
                     (serde_json::Value::from(v.clone()), v)
                 }
-                Parameter::Enum { values, default, .. } => {
+                Parameter::Enum {
+                    values, default, ..
+                } => {
                     let v = match value {
                         Some(serde_json::Value::String(s)) => s.clone(),
                         Some(v) => {
-                            return Err(ApiError::bad_field(&field, format!("`{name}` must be a string, got {v}")));
+                            return Err(ApiError::bad_field(
+                                &field,
+                                format!("`{name}` must be a string, got {v}"),
+                            ));
                         }
                         None => default.clone().ok_or_else(|| required(&field, name))?,
                     };
@@ -421,7 +470,10 @@ impl Recipe {
                     let v = match value {
                         Some(serde_json::Value::Bool(b)) => *b,
                         Some(v) => {
-                            return Err(ApiError::bad_field(&field, format!("`{name}` must be true or false, got {v}")));
+                            return Err(ApiError::bad_field(
+                                &field,
+                                format!("`{name}` must be true or false, got {v}"),
+                            ));
                         }
                         None => default.ok_or_else(|| required(&field, name))?,
                     };
@@ -451,7 +503,10 @@ impl Recipe {
 }
 
 fn required(field: &str, name: &str) -> ApiError {
-    ApiError::bad_field(field, format!("parameter `{name}` is required (it has no default)"))
+    ApiError::bad_field(
+        field,
+        format!("parameter `{name}` is required (it has no default)"),
+    )
 }
 
 fn check_string(s: &str, max_len: usize) -> Result<(), String> {
@@ -479,8 +534,7 @@ fn unknown_key(path: &str, message: &str) -> String {
         .or_else(|| message.strip_prefix("missing field `"))
         .and_then(|r| r.split('`').next());
     match name {
-        Some(n) if path == "." || path.is_empty() => n.to_string(),
-        Some(n) => format!("{path}.{n}"),
+        Some(n) => crate::validate::join_path(path, n),
         None => path.to_string(),
     }
 }
@@ -577,14 +631,20 @@ default = "/tmp"
     #[test]
     fn resolves_whole_arguments() {
         let r = demo()
-            .resolve(&BTreeMap::from([("port".to_string(), serde_json::json!(9000))]))
+            .resolve(&BTreeMap::from([(
+                "port".to_string(),
+                serde_json::json!(9000),
+            )]))
             .unwrap();
         assert_eq!(r.argv[3], "9000");
         assert_eq!(r.argv[6], "/tmp");
         assert_eq!(r.port, Some(9000));
         let hostile = "x; rm -rf / $(id) `id`";
         let r = demo()
-            .resolve(&BTreeMap::from([("dir".to_string(), serde_json::json!(hostile))]))
+            .resolve(&BTreeMap::from([(
+                "dir".to_string(),
+                serde_json::json!(hostile),
+            )]))
             .unwrap();
         assert_eq!(r.argv[6], hostile, "one argument, verbatim");
     }
@@ -602,20 +662,31 @@ default = "/tmp"
         for (given, field) in cases {
             let given: BTreeMap<String, serde_json::Value> = serde_json::from_value(given).unwrap();
             let e = demo().resolve(&given).unwrap_err();
-            assert_eq!((e.status, e.field.as_deref()), (400, Some(field)), "{}", e.error);
+            assert_eq!(
+                (e.status, e.field.as_deref()),
+                (400, Some(field)),
+                "{}",
+                e.error
+            );
         }
     }
 
     #[test]
     fn unknown_keys_name_file_and_key() {
         let text = DEMO.replace("health_path", "helth_path");
-        let e = Recipe::parse(Path::new("x/demo.toml"), &text).unwrap_err().to_string();
+        let e = Recipe::parse(Path::new("x/demo.toml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x/demo.toml") && e.contains("helth_path"), "{e}");
         let text = DEMO.replace("max = 65535", "max = 65535\nmaximum = 3");
-        let e = Recipe::parse(Path::new("demo.toml"), &text).unwrap_err().to_string();
+        let e = Recipe::parse(Path::new("demo.toml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("maximum"), "{e}");
         let text = DEMO.replace("\"{port}\", \"--bind\"", "\"--port={port}\", \"--bind\"");
-        let e = Recipe::parse(Path::new("demo.toml"), &text).unwrap_err().to_string();
+        let e = Recipe::parse(Path::new("demo.toml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("argv[3]"), "{e}");
         let text = DEMO.replace("default = 8000", "default = 80");
         assert!(Recipe::parse(Path::new("demo.toml"), &text).is_err());

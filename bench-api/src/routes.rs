@@ -78,7 +78,7 @@ pub enum Body {
 }
 
 /// One route.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     /// Method.
     pub method: Method,
@@ -128,7 +128,10 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         response: "ServiceList",
-        query: &[("status", "Only services in these statuses (comma-separated), e.g. `running`")],
+        query: &[(
+            "status",
+            "Only services in these statuses (comma-separated), e.g. `running`",
+        )],
         summary: "Services, oldest first (feeds the Grafana \"Service\" dropdown)",
         ..route(Method::Get, "/api/v1/services", Handler::ListServices)
     },
@@ -142,7 +145,11 @@ pub static ROUTES: &[Route] = &[
     Route {
         response: "HttpSdTargets",
         summary: "Prometheus HTTP service discovery: running services with an endpoint",
-        ..route(Method::Get, "/api/v1/services/targets", Handler::ServiceTargets)
+        ..route(
+            Method::Get,
+            "/api/v1/services/targets",
+            Handler::ServiceTargets,
+        )
     },
     Route {
         response: "Service",
@@ -153,12 +160,20 @@ pub static ROUTES: &[Route] = &[
         body: Body::Json("SetServiceStatus"),
         response: "Service",
         summary: "Cancel a service: {\"status\": \"cancelled\"} is the only status a client may set",
-        ..route(Method::Post, "/api/v1/services/{id}/status", Handler::SetServiceStatus)
+        ..route(
+            Method::Post,
+            "/api/v1/services/{id}/status",
+            Handler::SetServiceStatus,
+        )
     },
     Route {
         response: "Service",
         summary: "Cancel a service (the record stays, with status `cancelled`)",
-        ..route(Method::Delete, "/api/v1/services/{id}", Handler::DeleteService)
+        ..route(
+            Method::Delete,
+            "/api/v1/services/{id}",
+            Handler::DeleteService,
+        )
     },
     Route {
         response: "RunList",
@@ -185,7 +200,11 @@ pub static ROUTES: &[Route] = &[
         body: Body::OptionalJson("CancelRequest"),
         response: "Run",
         summary: "Cancel a run",
-        ..route(Method::Post, "/api/v1/benchmarks/{id}/cancel", Handler::CancelRun)
+        ..route(
+            Method::Post,
+            "/api/v1/benchmarks/{id}/cancel",
+            Handler::CancelRun,
+        )
     },
     Route {
         response: "text",
@@ -273,7 +292,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match resolve(Some(Method::Get), "/api/v1/services/svc-1") {
-            Match::Found(r, Some(id)) => assert_eq!((r.handler, id.as_str()), (Handler::GetService, "svc-1")),
+            Match::Found(r, Some(id)) => {
+                assert_eq!((r.handler, id.as_str()), (Handler::GetService, "svc-1"))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(
@@ -285,9 +306,18 @@ mod tests {
             Match::MethodNotAllowed(vec![Method::Get, Method::Delete])
         );
         assert_eq!(resolve(Some(Method::Get), "/api/v1/nope"), Match::NotFound);
-        assert_eq!(resolve(Some(Method::Get), "/api/v1/services/"), Match::NotFound);
-        assert_eq!(resolve(Some(Method::Get), "/api/v1/services/a/b"), Match::NotFound);
-        assert_eq!(resolve(None, "/health"), Match::MethodNotAllowed(vec![Method::Get]));
+        assert_eq!(
+            resolve(Some(Method::Get), "/api/v1/services/"),
+            Match::NotFound
+        );
+        assert_eq!(
+            resolve(Some(Method::Get), "/api/v1/services/a/b"),
+            Match::NotFound
+        );
+        assert_eq!(
+            resolve(None, "/health"),
+            Match::MethodNotAllowed(vec![Method::Get])
+        );
     }
 
     #[test]

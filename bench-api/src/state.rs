@@ -85,9 +85,9 @@ CREATE TABLE IF NOT EXISTS run_history (
 CREATE INDEX IF NOT EXISTS run_history_id ON run_history(run_id);
 ";
 
-const SERVICE_COLS: &str =
-    "id, recipe, params, status, backend, backend_ref, host, port, exit_code, detail, created_ms, updated_ms";
-const RUN_COLS: &str = "id, service_id, status, spec, created_ms, started_ms, ended_ms, detail, result";
+const SERVICE_COLS: &str = "id, recipe, params, status, backend, backend_ref, host, port, exit_code, detail, created_ms, updated_ms";
+const RUN_COLS: &str =
+    "id, service_id, status, spec, created_ms, started_ms, ended_ms, detail, result";
 
 /// The SQLite-backed store. Cheap to share (`Arc<Store>`); one connection behind
 /// a mutex (writes are rare and short; list reads are served from a cache).
@@ -130,7 +130,10 @@ impl Store {
     }
 
     fn invalidate(&self) {
-        self.list_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.list_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Inserts a new service (its first history entry is its status).
@@ -169,7 +172,8 @@ impl Store {
 
     fn service_from_row(row: &rusqlite::Row<'_>) -> Result<Service, StateError> {
         let params_json: String = row.get(2)?;
-        let params: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&params_json)?;
+        let params: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&params_json)?;
         let created: i64 = row.get(10)?;
         let updated: i64 = row.get(11)?;
         Ok(Service {
@@ -189,12 +193,21 @@ impl Store {
         })
     }
 
-    fn history(conn: &Connection, table: &str, key: &str, id: &str) -> Result<Vec<StatusChange>, StateError> {
+    fn history(
+        conn: &Connection,
+        table: &str,
+        key: &str,
+        id: &str,
+    ) -> Result<Vec<StatusChange>, StateError> {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT status, at_ms, detail FROM {table} WHERE {key} = ?1 ORDER BY rowid"
         ))?;
         let rows = stmt.query_map([id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
@@ -209,7 +222,9 @@ impl Store {
     }
 
     fn get_service_in(conn: &Connection, id: &str) -> Result<Option<Service>, StateError> {
-        let mut stmt = conn.prepare_cached(&format!("SELECT {SERVICE_COLS} FROM services WHERE id = ?1"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SERVICE_COLS} FROM services WHERE id = ?1"
+        ))?;
         let mut rows = stmt.query([id])?;
         match rows.next()? {
             Some(row) => Ok(Some(Self::service_from_row(row)?)),
@@ -236,7 +251,9 @@ impl Store {
     /// SQLite or JSON errors.
     pub fn list_services(&self, filter: Option<&[Status]>) -> Result<Vec<Service>, StateError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("SELECT {SERVICE_COLS} FROM services ORDER BY created_ms, id"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SERVICE_COLS} FROM services ORDER BY created_ms, id"
+        ))?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -252,12 +269,20 @@ impl Store {
     ///
     /// # Errors
     /// SQLite or JSON errors.
-    pub fn list_services_json(&self, filter: Option<&[Status]>) -> Result<Arc<Vec<u8>>, StateError> {
+    pub fn list_services_json(
+        &self,
+        filter: Option<&[Status]>,
+    ) -> Result<Arc<Vec<u8>>, StateError> {
         let key = match filter {
             None => String::new(),
             Some(f) => f.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
         };
-        if let Some(hit) = self.list_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(hit) = self
+            .list_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(Arc::clone(hit));
         }
         let body = Arc::new(serde_json::to_vec(&self.list_services(filter)?)?);
@@ -334,7 +359,14 @@ impl Store {
         let tx = conn.transaction()?;
         tx.execute(
             &format!("INSERT INTO runs ({RUN_COLS}) VALUES (?1,?2,?3,?4,?5,NULL,NULL,?6,NULL)"),
-            params![run.id, run.service_id, run.status.as_str(), spec, created_ms, run.detail],
+            params![
+                run.id,
+                run.service_id,
+                run.status.as_str(),
+                spec,
+                created_ms,
+                run.detail
+            ],
         )?;
         tx.execute(
             "INSERT INTO run_history (run_id, status, at_ms, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -364,7 +396,8 @@ impl Store {
     }
 
     fn get_run_in(conn: &Connection, id: &str) -> Result<Option<Run>, StateError> {
-        let mut stmt = conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))?;
         let mut rows = stmt.query([id])?;
         match rows.next()? {
             Some(row) => Ok(Some(Self::run_from_row(row)?)),
@@ -389,14 +422,22 @@ impl Store {
     ///
     /// # Errors
     /// SQLite or JSON errors.
-    pub fn list_runs(&self, service_id: Option<&str>, filter: Option<&[Status]>) -> Result<Vec<Run>, StateError> {
+    pub fn list_runs(
+        &self,
+        service_id: Option<&str>,
+        filter: Option<&[Status]>,
+    ) -> Result<Vec<Run>, StateError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs ORDER BY created_ms, id"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_COLS} FROM runs ORDER BY created_ms, id"
+        ))?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let run = Self::run_from_row(row)?;
-            if service_id.is_none_or(|s| s == run.service_id) && filter.is_none_or(|f| f.contains(&run.status)) {
+            if service_id.is_none_or(|s| s == run.service_id)
+                && filter.is_none_or(|f| f.contains(&run.status))
+            {
                 out.push(run);
             }
         }
@@ -410,7 +451,9 @@ impl Store {
     pub fn run_started_ms(&self, id: &str) -> Result<Option<i64>, StateError> {
         Ok(self
             .conn()
-            .query_row("SELECT started_ms FROM runs WHERE id = ?1", [id], |r| r.get::<_, Option<i64>>(0))
+            .query_row("SELECT started_ms FROM runs WHERE id = ?1", [id], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
             .optional()?
             .flatten())
     }
@@ -420,7 +463,12 @@ impl Store {
     ///
     /// # Errors
     /// SQLite or JSON errors.
-    pub fn transition_run(&self, id: &str, to: Status, detail: Option<&str>) -> Result<Transition<Run>, StateError> {
+    pub fn transition_run(
+        &self,
+        id: &str,
+        to: Status,
+        detail: Option<&str>,
+    ) -> Result<Transition<Run>, StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let Some(current) = Self::get_run_in(&tx, id)? else {
@@ -451,8 +499,10 @@ impl Store {
     /// SQLite or JSON errors.
     pub fn set_run_result(&self, id: &str, result: &serde_json::Value) -> Result<(), StateError> {
         let text = serde_json::to_string(result)?;
-        self.conn()
-            .execute("UPDATE runs SET result = ?2 WHERE id = ?1", params![id, text])?;
+        self.conn().execute(
+            "UPDATE runs SET result = ?2 WHERE id = ?1",
+            params![id, text],
+        )?;
         Ok(())
     }
 }
@@ -489,22 +539,41 @@ mod tests {
             store.insert_service(&service("svc-1"), 1).unwrap();
             let first = store.list_services_json(None).unwrap();
             assert!(matches!(
-                store.transition_service("svc-1", Status::Failed, Some("exit 3"), Some(3)).unwrap(),
+                store
+                    .transition_service("svc-1", Status::Failed, Some("exit 3"), Some(3))
+                    .unwrap(),
                 Transition::Changed(_)
             ));
-            assert_ne!(first, store.list_services_json(None).unwrap(), "cache invalidated");
+            assert_ne!(
+                first,
+                store.list_services_json(None).unwrap(),
+                "cache invalidated"
+            );
             assert!(matches!(
-                store.transition_service("svc-1", Status::Running, None, None).unwrap(),
+                store
+                    .transition_service("svc-1", Status::Running, None, None)
+                    .unwrap(),
                 Transition::Unchanged(_)
             ));
-            assert_eq!(store.transition_service("nope", Status::Running, None, None).unwrap(), Transition::NotFound);
+            assert_eq!(
+                store
+                    .transition_service("nope", Status::Running, None, None)
+                    .unwrap(),
+                Transition::NotFound
+            );
         }
         let store = Store::open(&db).unwrap();
         let s = store.get_service("svc-1", true).unwrap().unwrap();
         assert_eq!((s.status, s.exit_code), (Status::Failed, Some(3)));
         let h = s.history.unwrap();
-        assert_eq!(h.iter().map(|c| c.status).collect::<Vec<_>>(), vec![Status::Pending, Status::Failed]);
-        assert_eq!(store.list_services(Some(&[Status::Running])).unwrap().len(), 0);
+        assert_eq!(
+            h.iter().map(|c| c.status).collect::<Vec<_>>(),
+            vec![Status::Pending, Status::Failed]
+        );
+        assert_eq!(
+            store.list_services(Some(&[Status::Running])).unwrap().len(),
+            0
+        );
     }
 
     #[test]
@@ -534,9 +603,13 @@ mod tests {
             history: None,
         };
         store.insert_run(&run, 1).unwrap();
-        store.transition_run("run-1", Status::Running, None).unwrap();
+        store
+            .transition_run("run-1", Status::Running, None)
+            .unwrap();
         assert!(store.run_started_ms("run-1").unwrap().is_some());
-        store.transition_run("run-1", Status::Completed, None).unwrap();
+        store
+            .transition_run("run-1", Status::Completed, None)
+            .unwrap();
         let r = store.get_run("run-1", true).unwrap().unwrap();
         assert!(r.started_at.is_some() && r.ended_at.is_some());
         assert_eq!(r.history.unwrap().len(), 3);

@@ -83,6 +83,26 @@ impl ApiError {
 /// `400` for malformed JSON, trailing data, unknown fields, missing fields and
 /// wrong types.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace());
+    if start.is_none_or(|i| body[i] != b'{') {
+        return Err(match serde_json::from_slice::<serde_json::Value>(body) {
+            Err(e) => ApiError::new(400, format!("malformed JSON: {e}")),
+            Ok(v) => {
+                let kind = match v {
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Array(_) => "an array",
+                    serde_json::Value::Object(_) => "an object",
+                };
+                ApiError::new(
+                    400,
+                    format!("invalid type: the body must be a JSON object, got {kind}"),
+                )
+            }
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => v,
@@ -139,8 +159,12 @@ fn quoted_name(msg: &str, prefix: &str) -> Option<String> {
     Some(rest[..end].to_string())
 }
 
-fn join_path(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
+/// Joins a serde path and a field name; `serde_path_to_error` already ends the
+/// path with an unknown field's name but not with a missing field's.
+pub fn join_path(parent: &str, name: &str) -> String {
+    if parent == name || parent.ends_with(&format!(".{name}")) {
+        parent.to_string()
+    } else if parent.is_empty() || parent == "." {
         name.to_string()
     } else {
         format!("{parent}.{name}")
@@ -171,7 +195,8 @@ pub fn parse_query(query: &str, allowed: &[&str]) -> Result<Vec<(String, String)
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let k = percent_decode(k).ok_or_else(|| ApiError::new(400, "malformed query string"))?;
-        let v = percent_decode(v).ok_or_else(|| ApiError::bad_field(k.clone(), "malformed query value"))?;
+        let v = percent_decode(v)
+            .ok_or_else(|| ApiError::bad_field(k.clone(), "malformed query value"))?;
         if !allowed.contains(&k.as_str()) {
             let expected = allowed.join(", ");
             return Err(ApiError::bad_field(
@@ -180,7 +205,10 @@ pub fn parse_query(query: &str, allowed: &[&str]) -> Result<Vec<(String, String)
             ));
         }
         if out.iter().any(|(seen, _)| *seen == k) {
-            return Err(ApiError::bad_field(k.clone(), format!("query parameter `{k}` given twice")));
+            return Err(ApiError::bad_field(
+                k.clone(),
+                format!("query parameter `{k}` given twice"),
+            ));
         }
         out.push((k, v));
     }
@@ -240,7 +268,11 @@ mod tests {
         let e = parse_json::<Body>(br#"{"service_id":"a","duration_minutes":5}"#).unwrap_err();
         assert_eq!(e.status, 400);
         assert_eq!(e.field.as_deref(), Some("duration_minutes"));
-        assert!(e.error.starts_with("unknown field `duration_minutes`"), "{}", e.error);
+        assert!(
+            e.error.starts_with("unknown field `duration_minutes`"),
+            "{}",
+            e.error
+        );
     }
 
     #[test]
@@ -249,8 +281,9 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("duration_seconds"));
         let e = parse_json::<Body>(br#"{"service_id":"a","duration_seconds":"5"}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("duration_seconds"));
-        let e = parse_json::<Body>(br#"{"service_id":"a","duration_seconds":5,"inner":{"port":-1}}"#)
-            .unwrap_err();
+        let e =
+            parse_json::<Body>(br#"{"service_id":"a","duration_seconds":5,"inner":{"port":-1}}"#)
+                .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("inner.port"));
         let e = parse_json::<Body>(br#"{"service_id":"a","duration_seconds":5,"inner":{"x":1}}"#)
             .unwrap_err();
@@ -274,7 +307,13 @@ mod tests {
             parse_query("status=running", &["status"]).unwrap(),
             vec![("status".to_string(), "running".to_string())]
         );
-        assert_eq!(parse_query("x=1", &["status"]).unwrap_err().field.as_deref(), Some("x"));
+        assert_eq!(
+            parse_query("x=1", &["status"])
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("x")
+        );
         assert!(parse_query("status=a&status=b", &["status"]).is_err());
         assert_eq!(percent_decode("a%2Cb+c").as_deref(), Some("a,b c"));
         assert_eq!(percent_decode("%zz"), None);

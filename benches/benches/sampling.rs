@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p aif-benches --bench sampling`
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 use gpu_metrics::source::{GpuSource, SimulatedSource};
 use gpu_metrics::{Exposition, Labels, NameScheme, Namer};
 use std::hint::black_box;
@@ -56,5 +56,8 @@ fn tick(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tick);
-criterion_main!(benches);
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    tick(&mut c);
+    c.final_summary();
+}

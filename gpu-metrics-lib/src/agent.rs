@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::buffer::{Buffer, BufferError, EvictReason, SinkReader};
@@ -35,6 +35,10 @@ use crate::naming::Namer;
 use crate::sample::{Batch, now_ms};
 use crate::sink::{Backoff, PushClass, PushgatewayClient};
 use crate::source::GpuSource;
+
+/// How often the buffer's gauges (batches, bytes, per-sink backlog) are
+/// refreshed: a stats query per tick would cost more than the tick itself.
+pub const STATS_EVERY: Duration = Duration::from_secs(5);
 
 /// The sink name of the Pushgateway in the buffer and in self-metrics.
 pub const PUSHGATEWAY_SINK: &str = "pushgateway";
@@ -61,7 +65,6 @@ pub enum AgentError {
 }
 
 /// What the agent runs with.
-#[derive(Debug)]
 pub struct AgentOptions {
     /// Sampling interval.
     pub interval: Duration,
@@ -72,6 +75,20 @@ pub struct AgentOptions {
     /// Handle of the installed self-metrics recorder, rendered after the batch
     /// in pushes and in [`AgentHandle::metrics_text`].
     pub self_metrics: Option<PrometheusHandle>,
+    /// Called on the sampler thread after every tick, e.g. to publish the SSH
+    /// tunnel's gauges. Must be cheap and must not block.
+    pub on_tick: Option<Box<dyn FnMut() + Send>>,
+}
+
+impl std::fmt::Debug for AgentOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentOptions")
+            .field("interval", &self.interval)
+            .field("pushgateway", &self.pushgateway)
+            .field("delete_on_exit", &self.delete_on_exit)
+            .field("on_tick", &self.on_tick.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -108,7 +125,7 @@ pub struct AgentHandle {
 pub fn describe_self_metrics() {
     describe_counter!("aif_exporter_samples_total", "Sampling ticks that produced a batch.");
     describe_counter!("aif_exporter_sample_errors_total", "Sampling ticks whose source failed as a whole.");
-    describe_histogram!("aif_exporter_sample_duration_seconds", metrics::Unit::Seconds, "Time to sample, name and buffer one tick.");
+    describe_gauge!("aif_exporter_sample_duration_seconds", "Time the last tick took to sample, name and buffer its batch.");
     describe_counter!("aif_exporter_ticks_skipped_total", "Sampling slots skipped because a tick overran the interval.");
     describe_gauge!("aif_exporter_buffer_batches", "Batches stored in the write-ahead buffer.");
     describe_gauge!("aif_exporter_buffer_bytes", "Bytes of the write-ahead buffer's file set on disk.");
@@ -117,7 +134,7 @@ pub fn describe_self_metrics() {
     describe_counter!("aif_exporter_dropped_batches_total", "Batches lost, by reason (cap: evicted by the size cap; disk_full, buffer_error: not stored; rejected: refused by a sink).");
     describe_counter!("aif_exporter_superseded_batches_total", "Batches a latest-state sink skipped because a newer one was pushed.");
     describe_counter!("aif_exporter_pushes_total", "Push attempts by sink and result.");
-    describe_histogram!("aif_exporter_push_duration_seconds", metrics::Unit::Seconds, "Duration of push attempts.");
+    describe_gauge!("aif_exporter_push_duration_seconds", "Duration of the last push attempt, by sink.");
     describe_gauge!("aif_exporter_last_push_success_timestamp_seconds", "Unix time of the last successful push, by sink.");
     describe_gauge!("aif_exporter_tunnel_up", "1 while the SSH tunnel is established.");
     describe_counter!("aif_exporter_tunnel_reconnects_total", "SSH tunnel reconnections.");
@@ -167,11 +184,13 @@ pub fn start(
     let interval = options.interval;
     let sampler_shared = Arc::clone(&shared);
     let upkeep = options.self_metrics.clone();
+    let mut on_tick = options.on_tick;
     let sampler = std::thread::Builder::new()
         .name("aif-sampler".into())
         .spawn(move || {
             let mut next = Instant::now();
             let mut disk_full_logged = 0u64;
+            let mut last_stats: Option<Instant> = None;
             loop {
                 let tick_start = Instant::now();
                 let ts = now_ms();
@@ -203,11 +222,18 @@ pub fn start(
                         log::error!("sampling failed: {e}");
                     }
                 }
-                publish_buffer_stats(&mut buffer);
-                if let Some(h) = &upkeep {
-                    h.run_upkeep();
+                if let Some(f) = on_tick.as_mut() {
+                    f();
                 }
-                histogram!("aif_exporter_sample_duration_seconds").record(tick_start.elapsed().as_secs_f64());
+                let took = tick_start.elapsed().as_secs_f64();
+                gauge!("aif_exporter_sample_duration_seconds").set(took);
+                if last_stats.is_none_or(|t: Instant| t.elapsed() >= STATS_EVERY) {
+                    publish_buffer_stats(&mut buffer);
+                    if let Some(h) = &upkeep {
+                        h.run_upkeep();
+                    }
+                    last_stats = Some(Instant::now());
+                }
                 next += interval;
                 let now = Instant::now();
                 if next < now {
@@ -337,8 +363,8 @@ impl PushgatewayLoop {
         }
         let t0 = Instant::now();
         let result = self.client.push(&text);
-        histogram!("aif_exporter_push_duration_seconds", "sink" => PUSHGATEWAY_SINK)
-            .record(t0.elapsed().as_secs_f64());
+        let took = t0.elapsed().as_secs_f64();
+        gauge!("aif_exporter_push_duration_seconds", "sink" => PUSHGATEWAY_SINK).set(took);
         let outcome = match &result {
             Ok(()) => "ok",
             Err(e) => e.result_label(),

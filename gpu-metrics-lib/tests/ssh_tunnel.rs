@@ -200,6 +200,51 @@ fn exec_logs_in_again_after_the_server_restarted() {
     assert_eq!(out.stdout, "back\n");
 }
 
+#[test]
+fn exec_timeout_is_reported_and_the_session_recovers() {
+    let bed = bed();
+    let mut config = bed.config();
+    config.exec_timeout = Some(Duration::from_secs(1));
+    let session = SshSession::connect(&config).expect("connect");
+    let err = session
+        .exec(&argv(&["sleep", "30"]))
+        .expect_err("must time out");
+    assert!(
+        matches!(&err, SshError::ExecTimeout { program, .. } if program == "sleep"),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(
+        session.exec(&argv(&["echo", "ok"])).expect("exec").stdout,
+        "ok\n"
+    );
+}
+
+#[test]
+fn one_session_serves_several_threads() {
+    let bed = bed();
+    let session = std::sync::Arc::new(SshSession::connect(&bed.config()).expect("connect"));
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let session = std::sync::Arc::clone(&session);
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|j| {
+                        session
+                            .exec(&argv(&["printf", "%s", &format!("{i}-{j}")]))
+                            .map(|o| o.stdout)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let outs = h.join().expect("thread").expect("exec");
+        let expected: Vec<String> = (0..5).map(|j| format!("{i}-{j}")).collect();
+        assert_eq!(outs, expected);
+    }
+}
+
 // ---------------------------------------------------------------- host keys
 
 #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use gpu_metrics::buffer::{Durability, MIN_MAX_BYTES, parse_size};
 use gpu_metrics::naming::{LabelError, NameScheme, parse_label};
 use gpu_metrics::sink::{BackoffPolicy, Secret};
+use gpu_metrics::ssh::SshConfig;
 use gpu_metrics::units::parse_duration;
 use serde::Deserialize;
 
@@ -126,21 +127,17 @@ pub struct PushgatewayConfig {
     pub timeout: Duration,
 }
 
-/// The SSH gateway for a local forward.
+/// The SSH gateway for a local forward, and where the forward leads.
 #[derive(Debug, Clone)]
 pub struct SshSettings {
-    /// Gateway host.
-    pub host: String,
-    /// Gateway port.
-    pub port: u16,
-    /// User.
-    pub user: String,
-    /// Private key.
-    pub identity: PathBuf,
-    /// known_hosts file.
-    pub known_hosts: PathBuf,
-    /// Append unknown host keys.
-    pub accept_new: bool,
+    /// Login to the gateway (validated).
+    pub ssh: SshConfig,
+    /// The Pushgateway's host as the gateway resolves it.
+    pub remote_host: String,
+    /// The Pushgateway's port.
+    pub remote_port: u16,
+    /// The Pushgateway URL's path prefix (may be empty).
+    pub path: String,
 }
 
 /// The validated configuration.
@@ -214,6 +211,37 @@ pub fn validate_base_url(key: &'static str, url: &str) -> Result<String, ConfigE
         ));
     }
     Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Splits `http://host[:port][/path]` into host, port (default 80) and path.
+/// `None` for anything else (https, userinfo, bad port).
+pub fn split_http_url(url: &str) -> Option<(String, u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    if authority.contains('@') || authority.is_empty() {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => 80,
+            None => return None,
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().ok()?),
+            None => (authority.to_string(), 80),
+        }
+    };
+    if host.is_empty() || port == 0 {
+        return None;
+    }
+    Some((host, port, path.to_string()))
 }
 
 /// The host name of this machine (`instance` default, DCGM `Hostname`).
@@ -393,28 +421,48 @@ impl Config {
         };
         let ssh = match cli.ssh_host.or(file.ssh_host) {
             Some(host) => {
-                let identity =
-                    cli.ssh_identity
-                        .or(file.ssh_identity)
-                        .ok_or(ConfigError::Needs {
-                            key: "ssh_host",
-                            needs: "ssh_identity",
-                        })?;
+                let identity = cli
+                    .ssh_identity
+                    .or(file.ssh_identity)
+                    .ok_or(ConfigError::Needs {
+                        key: "ssh_host",
+                        needs: "ssh_identity",
+                    })?;
+                let pg = pushgateway.as_ref().ok_or(ConfigError::Needs {
+                    key: "ssh_host",
+                    needs: "pushgateway",
+                })?;
+                let (remote_host, remote_port, path) = split_http_url(&pg.url).ok_or_else(|| {
+                    invalid(
+                        "pushgateway",
+                        format!(
+                            "{:?}: through the SSH tunnel the URL must be http://HOST[:PORT][/PATH] \
+                             (the tunnel encrypts; TLS to the far end is not supported)",
+                            pg.url
+                        ),
+                    )
+                })?;
                 let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+                let user = cli
+                    .ssh_user
+                    .or(file.ssh_user)
+                    .or_else(|| std::env::var("USER").ok())
+                    .unwrap_or_else(|| "root".into());
+                let ssh = SshConfig::builder(non_empty("ssh_host", host)?, user, identity)
+                    .port(cli.ssh_port.or(file.ssh_port).unwrap_or(22))
+                    .known_hosts(
+                        cli.ssh_known_hosts
+                            .or(file.ssh_known_hosts)
+                            .unwrap_or_else(|| PathBuf::from(home).join(".ssh/known_hosts")),
+                    )
+                    .accept_new(cli.ssh_accept_new || file.ssh_accept_new.unwrap_or(false))
+                    .build()
+                    .map_err(|e| invalid("ssh_host", e))?;
                 Some(SshSettings {
-                    host: non_empty("ssh_host", host)?,
-                    port: cli.ssh_port.or(file.ssh_port).unwrap_or(22),
-                    user: cli
-                        .ssh_user
-                        .or(file.ssh_user)
-                        .or_else(|| std::env::var("USER").ok())
-                        .unwrap_or_else(|| "root".into()),
-                    identity,
-                    known_hosts: cli
-                        .ssh_known_hosts
-                        .or(file.ssh_known_hosts)
-                        .unwrap_or_else(|| PathBuf::from(home).join(".ssh/known_hosts")),
-                    accept_new: cli.ssh_accept_new || file.ssh_accept_new.unwrap_or(false),
+                    ssh,
+                    remote_host,
+                    remote_port,
+                    path,
                 })
             }
             None => {
@@ -493,6 +541,19 @@ mod tests {
             ConfigError::Invalid { key, .. } | ConfigError::Needs { key, .. } => key,
             other => panic!("unexpected {other}"),
         }
+    }
+
+    #[test]
+    fn splits_http_urls() {
+        assert_eq!(
+            split_http_url("http://pgw.internal:9091/prefix/"),
+            Some(("pgw.internal".into(), 9091, "/prefix".into()))
+        );
+        assert_eq!(split_http_url("http://pgw"), Some(("pgw".into(), 80, String::new())));
+        assert_eq!(split_http_url("http://[::1]:9091"), Some(("::1".into(), 9091, String::new())));
+        assert_eq!(split_http_url("https://pgw:9091"), None);
+        assert_eq!(split_http_url("http://u:p@pgw:9091"), None);
+        assert_eq!(split_http_url("http://pgw:x"), None);
     }
 
     #[test]

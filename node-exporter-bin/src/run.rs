@@ -9,6 +9,10 @@ use gpu_metrics::buffer::{Buffer, BufferConfig, BufferError};
 use gpu_metrics::naming::attribution_labels;
 use gpu_metrics::sink::{PushgatewayBuilder, PushgatewayConfigError};
 use gpu_metrics::source::GpuSource;
+use gpu_metrics::ssh::SshError;
+use gpu_metrics::tunnel::{
+    LocalForward, TUNNEL_RECONNECTS_METRIC, TUNNEL_UP_METRIC, TunnelOptions,
+};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -35,6 +39,9 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
+    /// The SSH tunnel could not be set up (invalid settings, local bind).
+    #[error("cannot start the SSH tunnel: {0}")]
+    Tunnel(#[from] SshError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -96,9 +103,28 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
     }
     agent::describe_self_metrics();
 
+    // With an SSH gateway, pushes go to the local end of a forward; the first
+    // login happens in the background so the node starts even while the
+    // gateway is down (samples are buffered meanwhile).
+    let tunnel = match &config.ssh {
+        Some(s) => Some(LocalForward::start_with(
+            &s.ssh,
+            &s.remote_host,
+            s.remote_port,
+            TunnelOptions {
+                wait_for_first_login: false,
+                ..TunnelOptions::default()
+            },
+        )?),
+        None => None,
+    };
     let pushgateway = match &config.pushgateway {
         Some(pg) => {
-            let mut b = PushgatewayBuilder::new(pg.url.clone())
+            let base = match (&tunnel, &config.ssh) {
+                (Some(t), Some(s)) => format!("http://{}{}", t.local_addr(), s.path),
+                _ => pg.url.clone(),
+            };
+            let mut b = PushgatewayBuilder::new(base)
                 .job(pg.job.clone())
                 .instance(pg.instance.clone())
                 .grouping(attribution_labels(&config.labels))
@@ -135,13 +161,17 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
         None => None,
     };
     log::info!(
-        "aif-node-exporter started: source={} gpus={} interval={:?} buffer={} durability={} pushgateway={} listen={}",
+        "aif-node-exporter started: source={} gpus={} interval={:?} buffer={} durability={} pushgateway={} tunnel={} listen={}",
         source.kind(),
         source.device_count(),
         config.interval,
         config.buffer.display(),
         config.durability.as_str(),
         pushgateway.as_ref().map_or("none", |p| p.group_url()),
+        config.ssh.as_ref().map_or_else(
+            || "none".to_string(),
+            |s| format!("{} -> {}:{}", s.ssh.destination(), s.remote_host, s.remote_port)
+        ),
         config
             .listen
             .map_or_else(|| "none".to_string(), |a| a.to_string()),
@@ -155,6 +185,13 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
             pushgateway,
             delete_on_exit: config.pushgateway.as_ref().is_some_and(|p| p.delete_on_exit),
             self_metrics: Some(self_metrics),
+            on_tick: tunnel.as_ref().map(|t| {
+                let stats = t.stats();
+                Box::new(move || {
+                    metrics::gauge!(TUNNEL_UP_METRIC).set(if stats.up() { 1.0 } else { 0.0 });
+                    metrics::counter!(TUNNEL_RECONNECTS_METRIC).absolute(stats.reconnects());
+                }) as Box<dyn FnMut() + Send>
+            }),
         },
     )?);
     let http = server
@@ -174,6 +211,7 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
         Ok(h) => h.shutdown(),
         Err(_) => log::error!("agent still referenced at shutdown; exiting without flush"),
     }
+    drop(tunnel);
     log::info!("aif-node-exporter stopped");
     Ok(())
 }

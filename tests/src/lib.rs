@@ -16,6 +16,7 @@ pub mod process;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod text;
+pub mod slurm;
 pub mod sshd;
 
 pub use fake_nvml::fake_nvml_in;
@@ -25,4 +26,5 @@ pub use process::{
 pub use prometheus::{Prometheus, PromtoolReport, promtool_check_metrics};
 pub use pushgateway::Pushgateway;
 pub use text::{metric_value, metric_values};
+pub use slurm::SlurmCluster;
 pub use sshd::{KeyFormat, KeyKind, KeyPair, Sshd, SshdOptions};

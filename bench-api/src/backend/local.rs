@@ -45,7 +45,8 @@ pub fn parse_exit_file(text: &str) -> Option<Ending> {
     if let Some(n) = text.strip_prefix("signal ") {
         return n.parse().ok().map(Ending::Signalled);
     }
-    text.strip_prefix("error ").map(|m| Ending::SchedulerFailure(m.to_string()))
+    text.strip_prefix("error ")
+        .map(|m| Ending::SchedulerFailure(m.to_string()))
 }
 
 fn group_alive(pgid: i32) -> bool {
@@ -69,7 +70,8 @@ fn find_program(program: &str) -> bool {
     if program.contains('/') {
         return Path::new(program).is_file();
     }
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
 }
 
 impl LocalBackend {
@@ -78,12 +80,18 @@ impl LocalBackend {
     ///
     /// # Errors
     /// When `log_dir` cannot be created.
-    pub fn new(log_dir: &Path, supervisor: PathBuf, kill_grace: Duration) -> Result<LocalBackend, BackendError> {
+    pub fn new(
+        log_dir: &Path,
+        supervisor: PathBuf,
+        kill_grace: Duration,
+    ) -> Result<LocalBackend, BackendError> {
         std::fs::create_dir_all(log_dir).map_err(|source| BackendError::Io {
             what: format!("create log directory {}", log_dir.display()),
             source,
         })?;
-        let log_dir = log_dir.canonicalize().unwrap_or_else(|_| log_dir.to_path_buf());
+        let log_dir = log_dir
+            .canonicalize()
+            .unwrap_or_else(|_| log_dir.to_path_buf());
         Ok(LocalBackend {
             log_dir,
             supervisor,
@@ -184,8 +192,10 @@ impl Backend for LocalBackend {
         let dir = self.dir(spec.service_id);
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
         let _ = std::fs::remove_file(self.exit_file(spec.service_id));
-        let out = File::create(dir.join("stdout.log")).map_err(io(format!("create {}/stdout.log", dir.display())))?;
-        let err = File::create(dir.join("stderr.log")).map_err(io(format!("create {}/stderr.log", dir.display())))?;
+        let out = File::create(dir.join("stdout.log"))
+            .map_err(io(format!("create {}/stdout.log", dir.display())))?;
+        let err = File::create(dir.join("stderr.log"))
+            .map_err(io(format!("create {}/stderr.log", dir.display())))?;
         let mut cmd = Command::new(&self.supervisor);
         cmd.arg(SUPERVISE_ARG)
             .arg(self.exit_file(spec.service_id))
@@ -199,9 +209,10 @@ impl Backend for LocalBackend {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let child = cmd
-            .spawn()
-            .map_err(io(format!("spawn supervisor {}", self.supervisor.display())))?;
+        let child = cmd.spawn().map_err(io(format!(
+            "spawn supervisor {}",
+            self.supervisor.display()
+        )))?;
         let pid = child.id() as i32;
         self.children
             .lock()
@@ -252,7 +263,9 @@ impl Backend for LocalBackend {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            log::warn!("local: service {service_id} outlived SIGTERM by {grace:?}; sending SIGKILL to process group {pgid}");
+            log::warn!(
+                "local: service {service_id} outlived SIGTERM by {grace:?}; sending SIGKILL to process group {pgid}"
+            );
             let _ = signal_group(pgid, libc::SIGKILL);
             for _ in 0..100 {
                 Self::reap(&children);
@@ -274,7 +287,10 @@ extern "C" fn ignore_signal(_: libc::c_int) {}
 
 fn write_exit_file(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+    if std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .is_err()
+    {
         eprintln!("aif-bench-api supervisor: cannot write {}", path.display());
     }
 }
@@ -286,7 +302,9 @@ fn write_exit_file(path: &Path, text: &str) {
 /// the default in the service) so it can record how the service ended.
 pub fn supervise(args: &[OsString]) -> i32 {
     let (exit_file, argv) = match args {
-        [exit_file, dashdash, program, rest @ ..] if dashdash == "--" => (PathBuf::from(exit_file), (program, rest)),
+        [exit_file, dashdash, program, rest @ ..] if dashdash == "--" => {
+            (PathBuf::from(exit_file), (program, rest))
+        }
         _ => {
             eprintln!("usage: aif-bench-api {SUPERVISE_ARG} EXIT_FILE -- PROGRAM [ARGS...]");
             return 2;
@@ -301,7 +319,10 @@ pub fn supervise(args: &[OsString]) -> i32 {
     let mut child = match Command::new(argv.0).args(argv.1).spawn() {
         Ok(c) => c,
         Err(e) => {
-            write_exit_file(&exit_file, &format!("error cannot start {}: {e}\n", argv.0.to_string_lossy()));
+            write_exit_file(
+                &exit_file,
+                &format!("error cannot start {}: {e}\n", argv.0.to_string_lossy()),
+            );
             return 127;
         }
     };
@@ -340,7 +361,10 @@ mod tests {
     fn exit_file_forms() {
         assert_eq!(parse_exit_file("exit 3\n"), Some(Ending::Exited(3)));
         assert_eq!(parse_exit_file("signal 15"), Some(Ending::Signalled(15)));
-        assert!(matches!(parse_exit_file("error x"), Some(Ending::SchedulerFailure(_))));
+        assert!(matches!(
+            parse_exit_file("error x"),
+            Some(Ending::SchedulerFailure(_))
+        ));
         assert_eq!(parse_exit_file("garbage"), None);
     }
 }

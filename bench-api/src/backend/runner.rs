@@ -39,7 +39,7 @@ pub enum RunnerError {
         /// `user@host:port`.
         destination: String,
         /// The SSH error.
-        source: gpu_metrics::ssh::SshError,
+        source: Box<gpu_metrics::ssh::SshError>,
     },
 }
 
@@ -127,7 +127,9 @@ impl CommandRunner for LocalRunner {
         };
         let status = {
             use std::os::unix::process::ExitStatusExt;
-            status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+            status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
         };
         Ok(CommandOutput {
             status,
@@ -150,7 +152,9 @@ pub struct SshRunner {
 
 impl std::fmt::Debug for SshRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SshRunner").field("destination", &self.config.destination()).finish()
+        f.debug_struct("SshRunner")
+            .field("destination", &self.config.destination())
+            .finish()
     }
 }
 
@@ -169,7 +173,7 @@ impl SshRunner {
             .build()
             .map_err(|source| RunnerError::Ssh {
                 destination: format!("{}@{}:{}", settings.user, settings.host, settings.port),
-                source,
+                source: Box::new(source),
             })?;
         Ok(SshRunner {
             config,
@@ -182,10 +186,13 @@ impl SshRunner {
         if let Some(s) = guard.as_ref() {
             return Ok(Arc::clone(s));
         }
-        let session = Arc::new(SshSession::connect(&self.config).map_err(|source| RunnerError::Ssh {
-            destination: self.config.destination(),
-            source,
-        })?);
+        let session =
+            Arc::new(
+                SshSession::connect(&self.config).map_err(|source| RunnerError::Ssh {
+                    destination: self.config.destination(),
+                    source: Box::new(source),
+                })?,
+            );
         log::info!("ssh: logged in to {}", self.config.destination());
         *guard = Some(Arc::clone(&session));
         Ok(session)
@@ -211,7 +218,7 @@ impl CommandRunner for SshRunner {
                 }
                 Err(RunnerError::Ssh {
                     destination: self.config.destination(),
-                    source,
+                    source: Box::new(source),
                 })
             }
         }
@@ -230,11 +237,24 @@ mod tests {
     fn local_runner_collects_output_and_status() {
         let r = LocalRunner::new(Duration::from_secs(10));
         let out = r
-            .run(&["sh".into(), "-c".into(), "echo out; echo err >&2; exit 3".into()])
+            .run(&[
+                "sh".into(),
+                "-c".into(),
+                "echo out; echo err >&2; exit 3".into(),
+            ])
             .unwrap();
-        assert_eq!((out.status, out.stdout.as_str(), out.stderr.as_str()), (3, "out\n", "err\n"));
-        assert!(matches!(r.run(&["/nonexistent/x".into()]), Err(RunnerError::Spawn { .. })));
+        assert_eq!(
+            (out.status, out.stdout.as_str(), out.stderr.as_str()),
+            (3, "out\n", "err\n")
+        );
+        assert!(matches!(
+            r.run(&["/nonexistent/x".into()]),
+            Err(RunnerError::Spawn { .. })
+        ));
         let r = LocalRunner::new(Duration::from_millis(200));
-        assert!(matches!(r.run(&["sleep".into(), "5".into()]), Err(RunnerError::Timeout { .. })));
+        assert!(matches!(
+            r.run(&["sleep".into(), "5".into()]),
+            Err(RunnerError::Timeout { .. })
+        ));
     }
 }

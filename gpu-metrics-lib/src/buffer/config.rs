@@ -14,8 +14,9 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 pub const MIN_MAX_BYTES: u64 = 512 << 10;
 
 /// How far the file set (main file + `-wal` + `-shm`) may exceed `max_bytes`:
-/// the WAL frames of the one transaction that crosses the checkpoint threshold
-/// and the pages of one append, beyond what the budget already reserves.
+/// WAL frame headers and the b-tree, free-list and pointer-map pages one
+/// append transaction touches, beyond what the append margin reserves (see
+/// the module documentation, *Size*).
 pub const CAP_SLACK_BYTES: u64 = 64 << 10;
 
 /// SQLite page size of new files.
@@ -24,9 +25,6 @@ pub(crate) const PAGE_SIZE: u64 = 4096;
 /// Bytes reserved for the `-shm` wal-index (one 32 KiB segment covers 4062
 /// WAL frames; the WAL limit below stays under that).
 const SHM_RESERVE: u64 = 32 << 10;
-
-/// Bytes reserved for one append's new pages and WAL frame headers.
-const APPEND_MARGIN: u64 = 64 << 10;
 
 /// What a committed batch survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -141,6 +139,10 @@ impl BufferConfig {
 /// How the cap is split between the main file, the WAL and the wal-index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CapPlan {
+    /// Reserved for one append transaction: the pages it adds to the main file
+    /// before eviction runs, and its frames in the WAL beyond the checkpoint
+    /// threshold. `max_bytes / 16` clamped to 128 KiB ..= 4 MiB.
+    pub append_margin_bytes: u64,
     /// WAL size at which a checkpoint runs, and the size the WAL is truncated
     /// to after one (`wal_autocheckpoint`, `journal_size_limit`).
     pub wal_limit_bytes: u64,
@@ -152,23 +154,25 @@ pub(crate) struct CapPlan {
     pub vacuum_threshold_pages: u64,
     /// Pages given back per append (bounded so one append's WAL stays small).
     pub vacuum_step_pages: u64,
-    /// The largest encoded batch accepted.
+    /// The largest encoded batch accepted: a quarter of the append margin.
     pub batch_limit_bytes: u64,
 }
 
 impl CapPlan {
     pub(crate) fn new(max_bytes: u64) -> Self {
         let wal_limit_bytes = (max_bytes / 8).clamp(64 << 10, 4 << 20) / PAGE_SIZE * PAGE_SIZE;
+        let append_margin_bytes = (max_bytes / 16).clamp(128 << 10, 4 << 20);
         let db_budget_bytes =
-            max_bytes.saturating_sub(wal_limit_bytes + SHM_RESERVE + APPEND_MARGIN);
+            max_bytes.saturating_sub(wal_limit_bytes + SHM_RESERVE + append_margin_bytes);
         let wal_pages = wal_limit_bytes / PAGE_SIZE;
         CapPlan {
+            append_margin_bytes,
             wal_limit_bytes,
             db_budget_bytes,
             low_water_bytes: db_budget_bytes - db_budget_bytes / 32,
             vacuum_threshold_pages: (db_budget_bytes / PAGE_SIZE / 8).max(16),
             vacuum_step_pages: (wal_pages / 8).clamp(2, 64),
-            batch_limit_bytes: db_budget_bytes / 4,
+            batch_limit_bytes: append_margin_bytes / 4,
         }
     }
 
@@ -199,7 +203,11 @@ mod tests {
     fn buffer_cap_plan_fits_in_the_cap() {
         for max in [MIN_MAX_BYTES, 1 << 20, 64 << 20, DEFAULT_MAX_BYTES, 1 << 40] {
             let p = CapPlan::new(max);
-            assert!(p.db_budget_bytes + p.wal_limit_bytes + SHM_RESERVE + APPEND_MARGIN <= max);
+            assert!(
+                p.db_budget_bytes + p.wal_limit_bytes + SHM_RESERVE + p.append_margin_bytes <= max
+            );
+            assert!(p.batch_limit_bytes >= 32 << 10);
+            assert!(p.db_budget_bytes >= 256 << 10);
             assert!(p.low_water_bytes < p.db_budget_bytes);
             assert!(p.wal_pages() < 4062, "one shm segment");
         }

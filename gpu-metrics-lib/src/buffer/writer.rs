@@ -331,6 +331,7 @@ impl Buffer {
     pub fn append(&mut self, batch: &Batch) -> Result<BatchId, BufferError> {
         let id = self.head + 1;
         let mut new_series: Vec<(i64, Arc<Series>)> = Vec::new();
+        let mut new_ids: HashMap<&Series, i64> = HashMap::new();
         let mut refresh: Vec<i64> = Vec::new();
         self.pairs.clear();
         for sample in &batch.samples {
@@ -341,14 +342,11 @@ impl Buffer {
                     }
                     sid
                 }
-                None => match new_series.iter().find(|(_, s)| **s == *sample.series) {
-                    Some((sid, _)) => *sid,
-                    None => {
-                        let sid = self.next_series_id + new_series.len() as i64;
-                        new_series.push((sid, Arc::clone(&sample.series)));
-                        sid
-                    }
-                },
+                None => *new_ids.entry(&*sample.series).or_insert_with(|| {
+                    let sid = self.next_series_id + new_series.len() as i64;
+                    new_series.push((sid, Arc::clone(&sample.series)));
+                    sid
+                }),
             };
             self.pairs.push((sid, sample.value));
         }
@@ -488,10 +486,10 @@ impl Buffer {
     ///
     /// # Errors
     /// SQLite errors; [`BufferError::Io`] when the files cannot be measured.
-    pub fn stats(&mut self) -> Result<BufferStats, BufferError> {
+    pub fn stats(&self) -> Result<BufferStats, BufferError> {
         let path = self.config.path.clone();
         let err = |op| super::error::on(&path, op);
-        let tx = self.conn.transaction().map_err(err("stats"))?;
+        let tx = self.conn.unchecked_transaction().map_err(err("stats"))?;
         let range = stats::id_range(&tx).map_err(err("stats"))?;
         let all = stats::pending_after(&tx, range, 0).map_err(err("stats"))?;
         let evicted = stats::evictions(&tx).map_err(err("stats"))?;

@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn energy_never_decreases_and_power_follows_utilization() {
         let mut s = SimulatedSource::new(8, 7).expect("source");
-        let mut last = vec![0u64; 8];
+        let mut last = [0u64; 8];
         let mut t = 1_700_000_000_000i64;
         for step in 0..2_000 {
             // Irregular steps, one going backwards in time.

@@ -372,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_matches_ssh_keygen_format() {
+    fn fingerprint_has_the_ssh_shape() {
         // The exact value is checked against `ssh-keygen -lf` in the
         // integration tests; here the shape: unpadded base64 of 32 bytes.
         let fp = fingerprint_sha256(&blob("ssh-ed25519", &[7; 36]));

@@ -109,7 +109,9 @@ pub struct SshConfig {
     /// disables keepalives. At least 1 s (libssh2 counts whole seconds).
     pub keepalive_interval: Option<Duration>,
     /// Longest time [`SshSession::exec`] waits for a command; `None` (default)
-    /// waits for as long as it runs.
+    /// waits for as long as it runs. On a timeout the connection is abandoned
+    /// (the next call logs in again) and, as with `ssh host cmd` without a tty,
+    /// the remote command may run on.
     pub exec_timeout: Option<Duration>,
 }
 
@@ -1057,9 +1059,13 @@ fn collect_output(
         if let Some(d) = deadline {
             let now = Instant::now();
             if now >= d {
+                // sshd holds the channel open while the command runs, so a
+                // polite close would wait for it: abandon the connection
+                // instead (the caller drops it). As with `ssh host cmd`
+                // without a tty, the remote command may run on.
                 session.set_blocking(true);
-                session.set_timeout(2000);
-                let _ = channel.close();
+                session.set_timeout(200);
+                drop(channel);
                 return Err(SshError::ExecTimeout {
                     host: conn.host.clone(),
                     program: program.to_string(),

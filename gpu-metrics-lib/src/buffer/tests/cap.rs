@@ -58,7 +58,7 @@ fn cap_of_1mib_without_acks_holds_and_counts_every_eviction() {
     drop(r);
     drop(buf);
     assert_eq!(integrity_check(&cfg.path), "ok");
-    let mut buf = open(&cfg);
+    let buf = open(&cfg);
     assert_eq!(
         buf.stats().expect("stats").evicted.cap,
         s.evicted.cap,

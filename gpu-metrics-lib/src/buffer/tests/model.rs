@@ -17,6 +17,11 @@ enum Op {
         samples: usize,
         seed: u64,
     },
+    /// Append `count` large batches: drives the buffer over its cap.
+    Fill {
+        count: usize,
+        seed: u64,
+    },
     Oldest {
         sink: usize,
         max: usize,
@@ -42,7 +47,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (1usize..40, any::<u64>()).prop_map(|(samples, seed)| Op::Append { samples, seed }),
-        5 => (4000usize..8000, any::<u64>()).prop_map(|(samples, seed)| Op::Append { samples, seed }),
+        5 => (1500usize..3500, any::<u64>()).prop_map(|(samples, seed)| Op::Append { samples, seed }),
+        1 => (4usize..16, any::<u64>()).prop_map(|(count, seed)| Op::Fill { count, seed }),
         2 => (0usize..3, 0usize..6).prop_map(|(sink, max)| Op::Oldest { sink, max }),
         1 => (0usize..3).prop_map(|sink| Op::Newest { sink }),
         3 => (0usize..3, -2i64..10).prop_map(|(sink, offset)| Op::Ack { sink, offset }),
@@ -183,6 +189,31 @@ fn check_stats(sys: &mut System, model: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Appends one batch; eviction is the system's choice, but it must take a
+/// prefix, never the new batch, and count each one.
+fn append(
+    sys: &mut System,
+    model: &mut Model,
+    pool: &[Arc<Series>],
+    samples: usize,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let batch = make_batch(pool, model.next_ts, samples, seed);
+    model.next_ts += 1000;
+    let id = sys.buf().append(&batch).expect("append never fails");
+    model.head += 1;
+    prop_assert_eq!(id.0, model.head);
+    model.stored.push_back((id.0, batch));
+    let s = sys.buf().stats().expect("stats");
+    let first = s.first_id.expect("the new batch is stored").0;
+    while model.stored.front().is_some_and(|(i, _)| *i < first) {
+        model.stored.pop_front();
+        model.evicted_cap += 1;
+    }
+    prop_assert!(s.file_bytes <= s.max_bytes + crate::buffer::CAP_SLACK_BYTES);
+    Ok(())
+}
+
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path(), &SINKS[..2]);
@@ -206,20 +237,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             (!configured.is_empty()).then(|| configured[i % configured.len()].clone())
         };
         match op {
-            Op::Append { samples, seed } => {
-                let batch = make_batch(&pool, model.next_ts, samples, seed);
-                model.next_ts += 1000;
-                let id = sys.buf().append(&batch).expect("append never fails");
-                model.head += 1;
-                prop_assert_eq!(id.0, model.head);
-                model.stored.push_back((id.0, batch));
-                // Eviction is the system's choice; it must take a prefix,
-                // never the new batch, and count each one.
-                let s = sys.buf().stats().expect("stats");
-                let first = s.first_id.expect("the new batch is stored").0;
-                while model.stored.front().is_some_and(|(i, _)| *i < first) {
-                    model.stored.pop_front();
-                    model.evicted_cap += 1;
+            Op::Append { samples, seed } => append(&mut sys, &mut model, &pool, samples, seed)?,
+            Op::Fill { count, seed } => {
+                for i in 0..count {
+                    append(&mut sys, &mut model, &pool, 3000, seed ^ i as u64)?;
                 }
             }
             Op::Oldest { sink, max } => {
@@ -296,7 +317,6 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         check_stats(&mut sys, &model)?;
     }
-    eprintln!("model case: evicted {} head {}", model.evicted_cap, model.head);
     sys.readers.clear();
     let path = sys.cfg.path.clone();
     sys.buf = None;

@@ -92,7 +92,7 @@ fn buffer_restart_preserves_cursors_counters_and_ids() {
             .expect("ack");
         crate::buffer::stats::count_eviction(buf.connection(), EvictReason::Cap, 7).expect("count");
     }
-    let mut buf = open(&cfg);
+    let buf = open(&cfg);
     let s = buf.stats().expect("stats");
     assert_eq!(s.evicted.get(EvictReason::Cap), 7);
     assert_eq!(s.sinks[0].acked_through, BatchId(3));
@@ -136,7 +136,7 @@ fn buffer_unconfigured_sink_does_not_block_deletion() {
             .ack_through(BatchId(2))
             .expect("ack");
     }
-    let mut buf = open(&config(dir.path(), &["keep"]));
+    let buf = open(&config(dir.path(), &["keep"]));
     // Batches 1 and 2 were only held back by "gone".
     let s = buf.stats().expect("stats");
     assert_eq!((s.batches, s.first_id), (1, Some(BatchId(3))));
@@ -326,4 +326,11 @@ fn buffer_decodes_special_values_bit_exact() {
         .expect("one")
         .1;
     assert_same_batch(&got, &b);
+}
+
+#[test]
+fn buffer_writer_and_readers_are_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Buffer>();
+    is_send::<SinkReader>();
 }

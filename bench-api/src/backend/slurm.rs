@@ -1,0 +1,511 @@
+//! The Slurm backend: a service is a batch job.
+//!
+//! - start: `sbatch --parsable … --wrap=SCRIPT`; the script is generated, every
+//!   argument of the recipe's argv single-quoted (client values can never be
+//!   parsed by the shell). With `--wrap` the script travels as one argument, so
+//!   the same call works locally and over SSH (no file to copy).
+//! - state: one `squeue -h -t all -j ID,… -o %i|%T|%N` for all jobs; jobs that
+//!   ended (or aged out of squeue) are looked up with `sacct -c` (jobcomp
+//!   filetxt) for their exit code.
+//! - cancel: `scancel ID`.
+//!
+//! A recipe that asks for GPUs gets `aif-node-exporter` started beside the
+//! service in the same job, with `--label service_id=<id> --pushgateway URL
+//! --delete-on-exit` (`slurm_job_id` comes from the job's environment).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::runner::{CommandOutput, CommandRunner};
+use super::{Backend, BackendError, Ending, JobState, LaunchSpec, Launched};
+use crate::config::{ExporterSettings, SlurmSettings};
+
+/// Quotes one argument for a POSIX shell (single quotes; `'` as `'\''`).
+pub fn shell_quote(arg: &str) -> String {
+    gpu_metrics::ssh::shell_quote(arg)
+}
+
+/// The node exporter to start beside GPU services.
+#[derive(Debug, Clone)]
+pub struct ExporterPlan {
+    /// Exporter binary and interval.
+    pub settings: ExporterSettings,
+    /// Pushgateway URL.
+    pub pushgateway: String,
+}
+
+/// Slurm jobs through a [`CommandRunner`].
+pub struct SlurmBackend {
+    runner: Box<dyn CommandRunner>,
+    settings: SlurmSettings,
+    log_dir: PathBuf,
+    exporter: Option<ExporterPlan>,
+    env: Vec<String>,
+}
+
+impl std::fmt::Debug for SlurmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlurmBackend")
+            .field("runner", &self.runner.describe())
+            .field("log_dir", &self.log_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a Slurm job state name (`RUNNING`, `CANCELLED by 0`, …) to a coarse
+/// state; the exit code is filled in separately.
+fn classify(state: &str) -> Option<JobState> {
+    let base = state
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('+');
+    Some(match base {
+        "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" => {
+            JobState::Queued
+        }
+        "CONFIGURING" | "RUNNING" | "COMPLETING" | "RESIZING" | "SIGNALING" | "STAGE_OUT"
+        | "STOPPED" | "SUSPENDED" => JobState::Active { host: None },
+        "COMPLETED" => JobState::Ended(Ending::Exited(0)),
+        "FAILED" => JobState::Ended(Ending::Exited(1)),
+        "CANCELLED" => JobState::Ended(Ending::Cancelled),
+        "TIMEOUT" | "NODE_FAIL" | "PREEMPTED" | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY"
+        | "SPECIAL_EXIT" => JobState::Ended(Ending::SchedulerFailure(base.to_string())),
+        _ => return None,
+    })
+}
+
+/// `3:0` → exit 3; `0:15` → signal 15.
+fn parse_exit_code(s: &str) -> Option<Ending> {
+    let (code, signal) = s.trim().split_once(':')?;
+    let (code, signal): (i32, i32) = (code.parse().ok()?, signal.parse().ok()?);
+    Some(if signal != 0 {
+        Ending::Signalled(signal)
+    } else {
+        Ending::Exited(code)
+    })
+}
+
+/// The first host of a Slurm node list (`node[01-04,07]` → `node01`).
+pub fn first_host(nodelist: &str) -> Option<String> {
+    let nodelist = nodelist.trim();
+    if nodelist.is_empty() || nodelist == "(null)" {
+        return None;
+    }
+    match nodelist.find('[') {
+        None => nodelist.split(',').next().map(str::to_string),
+        Some(i) if i > 0 && !nodelist[..i].contains(',') => {
+            let prefix = &nodelist[..i];
+            let first = nodelist[i + 1..].split([',', '-', ']']).next()?;
+            Some(format!("{prefix}{first}"))
+        }
+        Some(_) => nodelist.split(',').next().map(str::to_string),
+    }
+}
+
+fn sbatch_job_id(out: &str) -> Option<String> {
+    let line = out.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+    let id = line.split(';').next()?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit() || b == b'_')).then(|| id.to_string())
+}
+
+impl SlurmBackend {
+    /// A backend running Slurm commands through `runner`, job output in
+    /// `log_dir` (on the cluster), with `exporter` beside GPU services.
+    pub fn new(
+        runner: Box<dyn CommandRunner>,
+        settings: SlurmSettings,
+        log_dir: PathBuf,
+        exporter: Option<ExporterPlan>,
+    ) -> SlurmBackend {
+        let env = if settings.env.is_empty() {
+            Vec::new()
+        } else {
+            std::iter::once("env".to_string())
+                .chain(settings.env.iter().map(|(k, v)| format!("{k}={v}")))
+                .collect()
+        };
+        SlurmBackend {
+            runner,
+            settings,
+            log_dir,
+            exporter,
+            env,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Vec<String> {
+        self.env
+            .iter()
+            .cloned()
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect()
+    }
+
+    fn run(&self, args: Vec<String>) -> Result<CommandOutput, BackendError> {
+        log::debug!("slurm: {} $ {}", self.runner.describe(), args.join(" "));
+        Ok(self.runner.run(&args)?)
+    }
+
+    /// The job script (`sh`): the exporter in the background when the recipe
+    /// asks for GPUs, then the service; the service's exit status is the job's.
+    pub fn script(&self, spec: &LaunchSpec<'_>) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "# aif-bench-api service {} (recipe {})\n",
+            spec.service_id, spec.recipe.name
+        ));
+        let exporter = self
+            .exporter
+            .as_ref()
+            .filter(|_| spec.recipe.resources.gpus > 0);
+        if let Some(e) = exporter {
+            let args = [
+                e.settings.binary.to_string_lossy().into_owned(),
+                "--pushgateway".into(),
+                e.pushgateway.clone(),
+                "--job".into(),
+                "aif-service".into(),
+                "--instance".into(),
+            ];
+            let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+            let rest: Vec<String> = [
+                "--label".to_string(),
+                format!("service_id={}", spec.service_id),
+                "--delete-on-exit".into(),
+                "--interval".into(),
+                e.settings.interval.clone(),
+            ]
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect();
+            s.push_str(&format!(
+                "{} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}.sqlite\" --source auto &\n",
+                quoted.join(" "),
+                rest.join(" ")
+            ));
+            s.push_str("aif_exporter=$!\n");
+        }
+        let argv: Vec<String> = spec.argv.iter().map(|a| shell_quote(a)).collect();
+        s.push_str(&argv.join(" "));
+        s.push('\n');
+        s.push_str("aif_rc=$?\n");
+        if exporter.is_some() {
+            s.push_str("kill -TERM \"$aif_exporter\" 2>/dev/null\nwait \"$aif_exporter\"\n");
+        }
+        s.push_str("exit \"$aif_rc\"\n");
+        s
+    }
+
+    /// The `sbatch` argv for `spec`.
+    pub fn sbatch_args(&self, spec: &LaunchSpec<'_>) -> Vec<String> {
+        let r = &spec.recipe.resources;
+        let log = |ext: &str| {
+            self.log_dir
+                .join(format!("{}-%j.{ext}", spec.service_id))
+                .to_string_lossy()
+                .into_owned()
+        };
+        let mut args = vec![
+            "sbatch".to_string(),
+            "--parsable".into(),
+            format!("--job-name=aif-{}", spec.service_id),
+            format!("--nodes={}", r.nodes),
+            "--ntasks-per-node=1".into(),
+            format!("--cpus-per-task={}", r.cpus),
+            format!("--output={}", log("out")),
+            format!("--error={}", log("err")),
+        ];
+        if r.gpus > 0 {
+            args.push(format!("--gres=gpu:{}", r.gpus));
+        }
+        if let Some(m) = &r.memory {
+            args.push(format!("--mem={m}"));
+        }
+        if let Some(t) = &r.time_limit {
+            args.push(format!("--time={t}"));
+        }
+        if let Some(p) = &self.settings.partition {
+            args.push(format!("--partition={p}"));
+        }
+        if let Some(a) = &self.settings.account {
+            args.push(format!("--account={a}"));
+        }
+        args.extend(self.settings.extra_args.iter().cloned());
+        args.push(format!("--wrap={}", self.script(spec)));
+        self.env.iter().cloned().chain(args).collect()
+    }
+
+    fn sacct(&self, ids: &[&str]) -> HashMap<String, JobState> {
+        let list = ids.join(",");
+        let mut out = HashMap::new();
+        let Ok(res) = self.run(self.command(&[
+            "sacct",
+            "-c",
+            "-n",
+            "-P",
+            "-j",
+            &list,
+            "-o",
+            "JobID,State,ExitCode",
+        ])) else {
+            return out;
+        };
+        if !res.success() {
+            log::warn!(
+                "slurm: sacct -c -j {list} failed ({}): {}",
+                res.status,
+                res.stderr.trim()
+            );
+            return out;
+        }
+        for line in res.stdout.lines() {
+            let f: Vec<&str> = line.split('|').collect();
+            if f.len() < 3 {
+                continue;
+            }
+            let Some(state) = classify(f[1]) else {
+                continue;
+            };
+            let state = match (state, parse_exit_code(f[2])) {
+                (JobState::Ended(Ending::Exited(_)), Some(e)) => JobState::Ended(e),
+                (s, _) => s,
+            };
+            out.insert(f[0].to_string(), state);
+        }
+        out
+    }
+}
+
+impl Backend for SlurmBackend {
+    fn kind(&self) -> &'static str {
+        "slurm"
+    }
+
+    fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched, BackendError> {
+        let dir = self.log_dir.to_string_lossy().into_owned();
+        let mk = self.run(self.command(&["mkdir", "-p", &dir]))?;
+        if !mk.success() {
+            log::warn!("slurm: mkdir -p {dir} failed: {}", mk.stderr.trim());
+        }
+        let out = self.run(self.sbatch_args(spec))?;
+        if !out.success() {
+            return Err(BackendError::BadOutput {
+                command: "sbatch".into(),
+                output: format!("exit {}: {}", out.status, out.stderr.trim()),
+            });
+        }
+        let id = sbatch_job_id(&out.stdout).ok_or_else(|| BackendError::BadOutput {
+            command: "sbatch --parsable".into(),
+            output: out.stdout.clone(),
+        })?;
+        log::info!(
+            "slurm: submitted service {} ({}) as job {id} via {}",
+            spec.service_id,
+            spec.recipe.name,
+            self.runner.describe()
+        );
+        Ok(Launched {
+            backend_ref: id,
+            host: None,
+        })
+    }
+
+    fn states(&self, jobs: &[(&str, &str)]) -> HashMap<String, Result<JobState, BackendError>> {
+        let mut out = HashMap::new();
+        if jobs.is_empty() {
+            return out;
+        }
+        for (sid, r) in jobs {
+            if sbatch_job_id(r).as_deref() != Some(*r) {
+                out.insert(
+                    (*sid).to_string(),
+                    Err(BackendError::BadRef((*r).to_string())),
+                );
+            }
+        }
+        let ids: Vec<&str> = jobs
+            .iter()
+            .map(|(_, r)| *r)
+            .filter(|r| sbatch_job_id(r).as_deref() == Some(*r))
+            .collect();
+        if ids.is_empty() {
+            return out;
+        }
+        let list = ids.join(",");
+        let mut seen: HashMap<String, (String, Option<String>)> = HashMap::new();
+        match self.run(self.command(&["squeue", "-h", "-t", "all", "-j", &list, "-o", "%i|%T|%N"]))
+        {
+            Ok(res) if res.success() => {
+                for line in res.stdout.lines() {
+                    let f: Vec<&str> = line.trim().split('|').collect();
+                    if f.len() >= 3 {
+                        seen.insert(f[0].to_string(), (f[1].to_string(), first_host(f[2])));
+                    }
+                }
+            }
+            Ok(res) => log::debug!(
+                "slurm: squeue -j {list}: exit {}: {}",
+                res.status,
+                res.stderr.trim()
+            ),
+            Err(e) => {
+                for (sid, _) in jobs {
+                    out.entry((*sid).to_string()).or_insert_with(|| {
+                        Err(BackendError::BadOutput {
+                            command: "squeue".into(),
+                            output: e.to_string(),
+                        })
+                    });
+                }
+                return out;
+            }
+        }
+        // Ended or unknown to squeue: ask the job completion log for the exit code.
+        let need_sacct: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| match seen.get(*id) {
+                None => true,
+                Some((state, _)) => matches!(classify(state), Some(JobState::Ended(_)) | None),
+            })
+            .collect();
+        let completed = if need_sacct.is_empty() {
+            HashMap::new()
+        } else {
+            self.sacct(&need_sacct)
+        };
+        for (sid, r) in jobs {
+            if out.contains_key(*sid) {
+                continue;
+            }
+            let state = match (seen.get(*r), completed.get(*r)) {
+                (_, Some(done)) => done.clone(),
+                (Some((state, host)), None) => match classify(state) {
+                    Some(JobState::Active { .. }) => JobState::Active { host: host.clone() },
+                    Some(s) => s,
+                    None => JobState::Missing,
+                },
+                (None, None) => JobState::Missing,
+            };
+            out.insert((*sid).to_string(), Ok(state));
+        }
+        out
+    }
+
+    fn cancel(&self, service_id: &str, backend_ref: &str) -> Result<(), BackendError> {
+        if sbatch_job_id(backend_ref).as_deref() != Some(backend_ref) {
+            return Err(BackendError::BadRef(backend_ref.to_string()));
+        }
+        let out = self.run(self.command(&["scancel", backend_ref]))?;
+        if !out.success()
+            && !out.stderr.contains("Invalid job id")
+            && !out.stderr.contains("already completed")
+        {
+            return Err(BackendError::BadOutput {
+                command: "scancel".into(),
+                output: format!("exit {}: {}", out.status, out.stderr.trim()),
+            });
+        }
+        log::info!("slurm: scancel job {backend_ref} (service {service_id})");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipes::Recipe;
+    use std::path::Path;
+
+    #[test]
+    fn parsing() {
+        assert_eq!(sbatch_job_id("123\n").as_deref(), Some("123"));
+        assert_eq!(sbatch_job_id("123;cluster\n").as_deref(), Some("123"));
+        assert_eq!(sbatch_job_id("sbatch: error"), None);
+        assert_eq!(parse_exit_code("3:0"), Some(Ending::Exited(3)));
+        assert_eq!(parse_exit_code("0:15"), Some(Ending::Signalled(15)));
+        assert_eq!(first_host("node[01-04,07]").as_deref(), Some("node01"));
+        assert_eq!(first_host("localhost").as_deref(), Some("localhost"));
+        assert_eq!(first_host("a1,a2").as_deref(), Some("a1"));
+        assert_eq!(first_host(""), None);
+        assert_eq!(
+            classify("CANCELLED by 0"),
+            Some(JobState::Ended(Ending::Cancelled))
+        );
+        assert_eq!(classify("RUNNING"), Some(JobState::Active { host: None }));
+    }
+
+    struct NoRunner;
+    impl CommandRunner for NoRunner {
+        fn run(&self, _: &[String]) -> Result<CommandOutput, super::super::runner::RunnerError> {
+            Err(super::super::runner::RunnerError::Empty)
+        }
+        fn describe(&self) -> String {
+            "none".into()
+        }
+    }
+
+    #[test]
+    fn script_quotes_every_argument_and_adds_the_exporter_for_gpus() {
+        let text = r#"
+name = "g"
+description = "d"
+category = "c"
+argv = ["prog", "{s}"]
+[resources]
+gpus = 1
+[parameters.s]
+type = "string"
+"#;
+        let recipe = Recipe::parse(Path::new("g.toml"), text).unwrap();
+        let backend = SlurmBackend::new(
+            Box::new(NoRunner),
+            SlurmSettings::default(),
+            PathBuf::from("/logs"),
+            Some(ExporterPlan {
+                settings: ExporterSettings {
+                    binary: PathBuf::from("/opt/aif-node-exporter"),
+                    interval: "1s".into(),
+                },
+                pushgateway: "http://pgw:9091".into(),
+            }),
+        );
+        let argv = vec!["prog".to_string(), "it's $(id) `x` \"y\"".to_string()];
+        let spec = LaunchSpec {
+            service_id: "svc-1",
+            recipe: &recipe,
+            argv: &argv,
+            port: None,
+        };
+        let script = backend.script(&spec);
+        assert!(script.contains("'it'\\''s $(id) `x` \"y\"'"), "{script}");
+        assert!(
+            script.contains("'--label' 'service_id=svc-1' '--delete-on-exit'"),
+            "{script}"
+        );
+        assert!(
+            script.contains("'--pushgateway' 'http://pgw:9091'"),
+            "{script}"
+        );
+        // The shell gives the program exactly the argv back.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf '%s\\n' {}",
+                argv.iter()
+                    .map(|a| shell_quote(a))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{}\n{}\n", argv[0], argv[1])
+        );
+        let args = backend.sbatch_args(&spec);
+        assert!(args.contains(&"--gres=gpu:1".to_string()));
+        assert!(args.last().unwrap().starts_with("--wrap="));
+    }
+}

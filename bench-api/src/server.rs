@@ -1,0 +1,570 @@
+//! The HTTP server: `tiny_http` with a fixed pool of worker threads, the
+//! request pipeline (route → auth → body limits → handler), CORS, and the last
+//! line of defence (`catch_unwind`) around every request.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::app::{App, Payload, Reply};
+use crate::backend::local::LocalBackend;
+use crate::backend::runner::{CommandRunner, LocalRunner, SshRunner};
+use crate::backend::slurm::{ExporterPlan, SlurmBackend};
+use crate::backend::{Backend, BackendError};
+use crate::config::{BackendKind, Config};
+use crate::recipes::{Catalogue, RecipeError};
+use crate::routes::{self, Body, Handler, Match, Method};
+use crate::state::{StateError, Store};
+use crate::validate::{ApiError, MAX_BODY_BYTES};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The recipes are invalid (a configuration error: exit code 2).
+    #[error(transparent)]
+    Recipes(#[from] RecipeError),
+    /// The state database could not be opened.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The backend could not be set up.
+    #[error("backend: {0}")]
+    Backend(#[from] BackendError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {message}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        message: String,
+    },
+    /// This program's own path is unknown (needed for the local supervisor).
+    #[error("cannot find this program's path: {0}")]
+    CurrentExe(std::io::Error),
+}
+
+/// A running server.
+pub struct Server {
+    http: Arc<tiny_http::Server>,
+    app: Arc<App>,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    monitor: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_backend(config: &Config) -> Result<Box<dyn Backend>, StartError> {
+    match config.backend {
+        BackendKind::Local => {
+            let exe = std::env::current_exe().map_err(StartError::CurrentExe)?;
+            Ok(Box::new(LocalBackend::new(
+                &config.log_dir,
+                exe,
+                config.kill_grace,
+            )?))
+        }
+        BackendKind::Slurm => {
+            let timeout = Duration::from_secs(config.slurm.command_timeout_seconds.unwrap_or(30));
+            let (runner, default_log_dir): (Box<dyn CommandRunner>, std::path::PathBuf) =
+                match &config.slurm.ssh {
+                    Some(ssh) => (
+                        Box::new(SshRunner::new(ssh, timeout).map_err(BackendError::from)?),
+                        "aif-bench-logs".into(),
+                    ),
+                    None => {
+                        std::fs::create_dir_all(&config.log_dir).map_err(|source| {
+                            BackendError::Io {
+                                what: format!("create {}", config.log_dir.display()),
+                                source,
+                            }
+                        })?;
+                        let dir = config
+                            .log_dir
+                            .canonicalize()
+                            .unwrap_or_else(|_| config.log_dir.clone());
+                        (Box::new(LocalRunner::new(timeout)), dir)
+                    }
+                };
+            let log_dir = config.slurm.log_dir.clone().unwrap_or(default_log_dir);
+            let exporter = config.pushgateway.as_ref().map(|pgw| ExporterPlan {
+                settings: config.exporter.clone(),
+                pushgateway: pgw.clone(),
+            });
+            if exporter.is_none() {
+                log::warn!(
+                    "slurm: no pushgateway configured; GPU services start without a node exporter"
+                );
+            }
+            log::info!("slurm: commands run via {}", runner.describe());
+            Ok(Box::new(SlurmBackend::new(
+                runner,
+                config.slurm.clone(),
+                log_dir,
+                exporter,
+            )))
+        }
+    }
+}
+
+impl Server {
+    /// Loads recipes, opens the state, reconciles with the backend, binds, and
+    /// starts the workers and the monitor.
+    ///
+    /// # Errors
+    /// [`StartError`].
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        let recipes = Catalogue::load(&config.recipes)?;
+        log::info!(
+            "loaded {} recipes from {}",
+            recipes.len(),
+            config.recipes.display()
+        );
+        let store = Store::open(&config.db)?;
+        let backend = build_backend(&config)?;
+        let listen = config.listen;
+        let workers_n = config.workers;
+        let poll = config.poll_interval;
+        let app = Arc::new(App::new(config, store, recipes, backend));
+        app.reconcile_on_start();
+        let listener = std::net::TcpListener::bind(listen).map_err(|e| StartError::Bind {
+            addr: listen,
+            message: e.to_string(),
+        })?;
+        set_nodelay(&listener);
+        let http =
+            tiny_http::Server::from_listener(listener, None).map_err(|e| StartError::Bind {
+                addr: listen,
+                message: e.to_string(),
+            })?;
+        let addr = http.server_addr().to_ip().unwrap_or(listen);
+        let http = Arc::new(http);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::with_capacity(workers_n);
+        for i in 0..workers_n {
+            let http = Arc::clone(&http);
+            let app = Arc::clone(&app);
+            let stop = Arc::clone(&stop);
+            let handle = std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match http.recv() {
+                            Ok(req) => handle(&app, req),
+                            Err(e) => {
+                                if stop.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                                log::warn!("http: accept failed: {e}");
+                            }
+                        }
+                    }
+                })
+                .map_err(|e| StartError::Bind {
+                    addr,
+                    message: format!("cannot start worker thread: {e}"),
+                })?;
+            workers.push(handle);
+        }
+        let monitor = {
+            let app = Arc::clone(&app);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("monitor".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let step = Duration::from_millis(10).min(poll);
+                        let until = Instant::now() + poll;
+                        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(step);
+                        }
+                        if std::panic::catch_unwind(AssertUnwindSafe(|| app.tick())).is_err() {
+                            log::error!("monitor: a tick panicked; continuing");
+                        }
+                    }
+                })
+                .ok()
+        };
+        log::info!(
+            "aif-bench-api {} listening on http://{addr} ({} workers, backend {}, auth {}, CORS origins: {})",
+            env!("CARGO_PKG_VERSION"),
+            workers_n,
+            app.backend.kind(),
+            if app.config.token.is_some() {
+                "bearer token"
+            } else {
+                "off"
+            },
+            if app.config.cors_origins.is_empty() {
+                "none".to_string()
+            } else {
+                app.config.cors_origins.join(" ")
+            },
+        );
+        Ok(Server {
+            http,
+            app,
+            addr,
+            stop,
+            workers,
+            monitor,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The application (for tests and embedding).
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Blocks until the workers end (they run until [`Server::shutdown`]).
+    pub fn wait(mut self) {
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+
+    /// Stops accepting, ends the workers and the monitor.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.http.unblock();
+        for _ in 0..self.workers.len() {
+            self.http.unblock();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
+    }
+}
+
+/// Sets `TCP_NODELAY` on the listening socket; Linux hands it on to every
+/// accepted connection. tiny_http writes the head and the body of an answer
+/// separately, and with Nagle's algorithm the body then waits for the
+/// client's delayed ACK (~40 ms per keep-alive request).
+fn set_nodelay(listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt(2) on a socket we own, with a pointer to a c_int
+    // that outlives the call and its exact size.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        log::warn!(
+            "cannot set TCP_NODELAY: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn header<'a>(req: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else { return false };
+    let mut parts = ct.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|p| {
+        let p = p.trim();
+        match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+                v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            _ => true,
+        }
+    })
+}
+
+/// Reads at most `MAX_BODY_BYTES + 1` bytes.
+fn read_body(req: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
+    if req.body_length().is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    req.as_reader()
+        .take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::new(400, format!("cannot read request body: {e}")))?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(body)
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        format!("request body is larger than {MAX_BODY_BYTES} bytes (1 MiB)"),
+    )
+}
+
+/// Routes one request to its handler. Returns the route label for metrics.
+fn dispatch(app: &App, req: &mut tiny_http::Request) -> (&'static str, Result<Reply, ApiError>) {
+    let url = req.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let method_name = req.method().as_str().to_string();
+    if method_name == "OPTIONS" {
+        let methods = routes::methods_for(path);
+        if methods.is_empty() {
+            return (
+                "unmatched",
+                Err(ApiError::not_found(format!("no route {path}"))),
+            );
+        }
+        let allow = routes::allow_header(&methods);
+        let mut headers = app.cors.preflight_headers(header(req, "Origin"), &allow);
+        headers.push(("Allow", allow));
+        return (
+            "preflight",
+            Ok(Reply {
+                status: 204,
+                payload: Payload::Empty,
+                headers,
+            }),
+        );
+    }
+    let route = match routes::resolve(Method::parse(&method_name), path) {
+        Match::Found(route, id) => (route, id),
+        Match::MethodNotAllowed(methods) => {
+            let allow = routes::allow_header(&methods);
+            return (
+                "unmatched",
+                Err(ApiError::new(
+                    405,
+                    format!("method {method_name} is not allowed on {path}; allowed: {allow}"),
+                )
+                .with_header("Allow", allow)),
+            );
+        }
+        Match::NotFound => {
+            return (
+                "unmatched",
+                Err(ApiError::not_found(format!(
+                    "no route {method_name} {path}"
+                ))),
+            );
+        }
+    };
+    let (route, id) = route;
+    let label = route.pattern;
+    if route.mutating
+        && let Some(token) = &app.config.token
+        && !token.accepts(header(req, "Authorization"))
+    {
+        return (
+            label,
+            Err(
+                ApiError::new(401, "this route needs `Authorization: Bearer <token>`")
+                    .with_header("WWW-Authenticate", "Bearer"),
+            ),
+        );
+    }
+    let body = match route.body {
+        Body::None => Vec::new(),
+        Body::Json(_) | Body::OptionalJson(_) => {
+            if req.body_length().is_some_and(|n| n > MAX_BODY_BYTES) {
+                return (label, Err(too_large()));
+            }
+            let content_type = header(req, "Content-Type");
+            let has_body = req.body_length().is_none_or(|n| n > 0)
+                && (req.body_length().is_some() || header(req, "Transfer-Encoding").is_some());
+            let needs_json = matches!(route.body, Body::Json(_)) || has_body;
+            if needs_json && !is_json(content_type) {
+                return (
+                    label,
+                    Err(ApiError::new(
+                        415,
+                        format!(
+                            "Content-Type must be application/json, got {}",
+                            content_type.map_or("none".to_string(), |c| format!("`{c}`"))
+                        ),
+                    )),
+                );
+            }
+            match read_body(req) {
+                Ok(b) => b,
+                Err(e) => return (label, Err(e)),
+            }
+        }
+    };
+    let id = id.as_deref().unwrap_or("");
+    let result = match route.handler {
+        Handler::Health => app.health(),
+        Handler::ListRecipes => app.list_recipes(),
+        Handler::ListServices => app.list_services(query),
+        Handler::CreateService => app.create_service(&body),
+        Handler::ServiceTargets => app.service_targets(),
+        Handler::GetService => app.get_service(id),
+        Handler::SetServiceStatus => app.set_service_status(id, &body),
+        Handler::DeleteService => app.delete_service(id),
+        Handler::ListRuns => app.list_runs(query),
+        Handler::CreateRun => app.create_run(&body),
+        Handler::GetRun => app.get_run(id),
+        Handler::CancelRun => app.cancel_run(id, &body),
+        Handler::Metrics => app.render_metrics(),
+        Handler::OpenApi => app.openapi(),
+    };
+    (label, result)
+}
+
+fn to_response(
+    reply: Result<Reply, ApiError>,
+    cors: Vec<(&'static str, String)>,
+) -> (u16, tiny_http::Response<std::io::Cursor<Vec<u8>>>) {
+    let (status, content_type, body, mut headers) = match reply {
+        Ok(r) => {
+            let (ct, body) = match r.payload {
+                Payload::Json(b) => ("application/json", b),
+                Payload::SharedJson(b) => ("application/json", b.as_ref().clone()),
+                Payload::Text(t) => ("text/plain; version=0.0.4; charset=utf-8", t.into_bytes()),
+                Payload::Empty => ("", Vec::new()),
+            };
+            (r.status, ct, body, r.headers)
+        }
+        Err(e) => {
+            let mut h = Vec::new();
+            if let Some((k, v)) = &e.header {
+                h.push((*k, v.clone()));
+            }
+            (e.status, "application/json", e.body(), h)
+        }
+    };
+    headers.extend(cors);
+    let mut resp = tiny_http::Response::from_data(body).with_status_code(status);
+    if !content_type.is_empty() {
+        headers.push(("Content-Type", content_type.to_string()));
+    }
+    headers.push(("Cache-Control", "no-store".to_string()));
+    for (k, v) in headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            resp.add_header(h);
+        }
+    }
+    (status, resp)
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Above this declared body size, tiny_http 0.12 would abort the process when
+/// the request is dropped (its `EqualReader` drains the rest of the body into a
+/// buffer of the remaining size, and an allocation failure aborts).
+const ABORT_GUARD_BYTES: usize = 1 << 30;
+
+/// Answers a request whose declared body is too large for tiny_http to drop
+/// safely: the 413 is written, then the connection is deliberately leaked
+/// (never dropped) instead of letting tiny_http try to drain it.
+fn refuse_huge_body(app: &App, req: tiny_http::Request, method: &str, path: &str) {
+    let e = too_large();
+    let origin = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Origin"))
+        .map(|h| h.value.to_string());
+    let (status, resp) = to_response(Err(e), app.cors.response_headers(origin.as_deref()));
+    log::warn!(
+        "{method} {path} from {:?} declares a {} byte body; answered {status} and abandoned the connection",
+        req.remote_addr(),
+        req.body_length().unwrap_or(0)
+    );
+    let stream = req.upgrade("close", resp);
+    std::mem::forget(stream);
+    app.metrics.observe("oversized", "other", status, 0.0);
+}
+
+/// Answers one request; never panics (a handler panic becomes a logged 500).
+fn handle(app: &App, mut req: tiny_http::Request) {
+    let start = Instant::now();
+    let method = req.method().as_str().to_string();
+    let path = req.url().split('?').next().unwrap_or("").to_string();
+    let peer = req.remote_addr().copied();
+    if req.body_length().is_some_and(|n| n > ABORT_GUARD_BYTES) {
+        refuse_huge_body(app, req, &method, &path);
+        return;
+    }
+    let (label, reply) =
+        match std::panic::catch_unwind(AssertUnwindSafe(|| dispatch(app, &mut req))) {
+            Ok(r) => r,
+            Err(p) => {
+                app.metrics.panicked();
+                log::error!(
+                    "handler panicked on {method} {path}: {}",
+                    panic_message(p.as_ref())
+                );
+                ("panic", Err(ApiError::internal("internal error (logged)")))
+            }
+        };
+    if let Err(e) = &reply
+        && e.status >= 500
+    {
+        log::error!("{method} {path} → {}: {}", e.status, e.error);
+    }
+    let cors = app.cors.response_headers(
+        req.headers()
+            .iter()
+            .find(|h| h.field.equiv("Origin"))
+            .map(|h| h.value.as_str()),
+    );
+    let (status, resp) = to_response(reply, cors);
+    let sent = std::panic::catch_unwind(AssertUnwindSafe(move || req.respond(resp)));
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            app.metrics.disconnected();
+            log::info!(
+                "client {peer:?} hung up before the answer to {method} {path} was written: {e}"
+            );
+        }
+        Err(p) => {
+            app.metrics.panicked();
+            log::error!(
+                "writing the answer to {method} {path} panicked: {}",
+                panic_message(p.as_ref())
+            );
+        }
+    }
+    let method_label = match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    app.metrics
+        .observe(label, method_label, status, start.elapsed().as_secs_f64());
+    log::debug!("{method} {path} → {status} in {:?}", start.elapsed());
+}

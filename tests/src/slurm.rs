@@ -1,0 +1,347 @@
+//! A real single-node Slurm cluster (`slurmctld`, `slurmd`, `slurm-client`,
+//! `munge`), on 127.0.0.1, in a temporary directory (DESIGN.md §9).
+//!
+//! - `munged` runs as user `munge` (through `setpriv`) with its socket, key,
+//!   pid, log and seed files under `$T/mr` (mode 755, owned by munge).
+//! - `slurm.conf` uses that socket (`AuthInfo=socket=…`), listens on loopback
+//!   only (`CommunicationParameters=NoInAddrAny,NoCtldInAddrAny`), free ports,
+//!   `jobcomp/filetxt` (so `sacct -c` answers exit codes), and two fake GPUs
+//!   (`Gres=gpu:2`). slurmd 22.05 refuses plain files as GRES devices ("is not
+//!   a valid character or block device"), so `$T/gpu0` and `$T/gpu1` are
+//!   character devices made with `mknod` (1:3, like `/dev/null`); where mknod is
+//!   not permitted, `/dev/null` and `/dev/zero` stand in.
+//! - `slurmctld -D` and `slurmd -D -N localhost` run with `SLURM_CONF`
+//!   exported; ready when `sinfo -h -o %T` says `idle`.
+//!
+//! Client commands need [`SlurmCluster::env`] (`SLURM_CONF`). Every daemon is
+//! stopped by PID when the handle drops; the directory is kept (and printed)
+//! when the test failed.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::process::{TestbedError, free_port, require_binary, wait_until};
+
+/// A running single-node Slurm cluster.
+#[derive(Debug)]
+pub struct SlurmCluster {
+    dir: Option<tempfile::TempDir>,
+    conf: PathBuf,
+    daemons: Vec<(String, Child, PathBuf)>,
+    sinfo: PathBuf,
+}
+
+fn chown_munge(path: &Path, uid: u32, gid: u32) -> Result<(), TestbedError> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    Ok(())
+}
+
+fn user_ids(user: &str) -> Option<(u32, u32)> {
+    let name = std::ffi::CString::new(user).ok()?;
+    // SAFETY: getpwnam returns a pointer into static storage or null; the two
+    // ids are copied out at once.
+    unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            None
+        } else {
+            Some(((*pw).pw_uid, (*pw).pw_gid))
+        }
+    }
+}
+
+fn mknod_char(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: mknod(2) with a valid C string; makedev(1, 3) is /dev/null's number.
+    unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) == 0 }
+}
+
+impl SlurmCluster {
+    /// Starts munged, slurmctld and slurmd and waits until the node is idle.
+    ///
+    /// # Errors
+    /// A missing binary (naming the Debian package: `munge`, `slurmctld`,
+    /// `slurmd`, `slurm-client`, `util-linux`), no `munge` user, or not ready
+    /// within 30 s (with the end of the daemons' logs).
+    pub fn start() -> Result<SlurmCluster, TestbedError> {
+        let munged = require_binary("munged", "munge")?;
+        let mungekey = require_binary("mungekey", "munge")?;
+        let slurmctld = require_binary("slurmctld", "slurmctld")?;
+        let slurmd = require_binary("slurmd", "slurmd")?;
+        let sinfo = require_binary("sinfo", "slurm-client")?;
+        require_binary("sbatch", "slurm-client")?;
+        let setpriv = require_binary("setpriv", "util-linux")?;
+        let (muid, mgid) = user_ids("munge").ok_or_else(|| TestbedError::MissingBinary {
+            binary: "user munge".into(),
+            package: "munge".into(),
+        })?;
+
+        let dir = tempfile::Builder::new().prefix("aif-slurm-").tempdir()?;
+        let t = dir.path().to_path_buf();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o755))?;
+        let mr = t.join("mr");
+        for d in ["mr", "state", "spool", "log"] {
+            std::fs::create_dir_all(t.join(d))?;
+        }
+        std::fs::set_permissions(&mr, std::fs::Permissions::from_mode(0o755))?;
+        chown_munge(&mr, muid, mgid)?;
+
+        let key = t.join("munge.key");
+        let out = Command::new(&mungekey)
+            .arg("-c")
+            .arg("-k")
+            .arg(&key)
+            .output()?;
+        if !out.status.success() {
+            return Err(TestbedError::Io(std::io::Error::other(format!(
+                "mungekey -c failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))));
+        }
+        chown_munge(&key, muid, mgid)?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+
+        let gres = if mknod_char(&t.join("gpu0")) && mknod_char(&t.join("gpu1")) {
+            format!(
+                "NodeName=localhost Name=gpu File={}/gpu[0-1]\n",
+                t.display()
+            )
+        } else {
+            "NodeName=localhost Name=gpu File=/dev/null\nNodeName=localhost Name=gpu File=/dev/zero\n".to_string()
+        };
+        std::fs::write(t.join("gres.conf"), gres)?;
+
+        let sock = mr.join("munge.sock");
+        let conf = t.join("slurm.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "ClusterName=aif\n\
+                 SlurmctldHost=localhost(127.0.0.1)\n\
+                 SlurmctldPort={ctld_port}\n\
+                 SlurmdPort={slurmd_port}\n\
+                 AuthType=auth/munge\n\
+                 CredType=cred/munge\n\
+                 AuthInfo=socket={sock}\n\
+                 CommunicationParameters=NoInAddrAny,NoCtldInAddrAny\n\
+                 SlurmUser=root\n\
+                 SlurmdUser=root\n\
+                 StateSaveLocation={t}/state\n\
+                 SlurmdSpoolDir={t}/spool\n\
+                 SlurmctldPidFile={t}/slurmctld.pid\n\
+                 SlurmdPidFile={t}/slurmd.pid\n\
+                 SlurmctldLogFile={t}/log/slurmctld.log\n\
+                 SlurmdLogFile={t}/log/slurmd.log\n\
+                 ProctrackType=proctrack/linuxproc\n\
+                 TaskPlugin=task/none\n\
+                 MpiDefault=none\n\
+                 JobCompType=jobcomp/filetxt\n\
+                 JobCompLoc={t}/jobcomp.txt\n\
+                 JobAcctGatherType=jobacct_gather/none\n\
+                 MailProg=/bin/true\n\
+                 ReturnToService=2\n\
+                 SchedulerType=sched/backfill\n\
+                 SelectType=select/cons_tres\n\
+                 KillWait=5\n\
+                 GresTypes=gpu\n\
+                 NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=2048 Gres=gpu:2 State=UNKNOWN\n\
+                 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP\n",
+                ctld_port = free_port(),
+                slurmd_port = free_port(),
+                sock = sock.display(),
+                t = t.display(),
+            ),
+        )?;
+
+        let mut cluster = SlurmCluster {
+            dir: Some(dir),
+            conf: conf.clone(),
+            daemons: Vec::new(),
+            sinfo,
+        };
+        let mut cmd = Command::new(&setpriv);
+        cmd.arg(format!("--reuid={muid}"))
+            .arg(format!("--regid={mgid}"))
+            .arg("--clear-groups")
+            .arg(&munged)
+            .arg("-F")
+            .arg(format!("--socket={}", sock.display()))
+            .arg(format!("--key-file={}", key.display()))
+            .arg(format!("--pid-file={}", mr.join("munged.pid").display()))
+            .arg(format!("--log-file={}", mr.join("munged.log").display()))
+            .arg(format!("--seed-file={}", mr.join("munged.seed").display()));
+        cluster.spawn("munged", cmd)?;
+        let sock_ready = wait_until(Duration::from_secs(10), || sock.exists());
+        if !sock_ready {
+            return Err(cluster.not_ready("munged", Duration::from_secs(10)));
+        }
+        let mut cmd = Command::new(&slurmctld);
+        cmd.arg("-D").arg("-f").arg(&conf).env("SLURM_CONF", &conf);
+        cluster.spawn("slurmctld", cmd)?;
+        let mut cmd = Command::new(&slurmd);
+        cmd.arg("-D")
+            .arg("-N")
+            .arg("localhost")
+            .arg("-f")
+            .arg(&conf)
+            .env("SLURM_CONF", &conf);
+        cluster.spawn("slurmd", cmd)?;
+        let timeout = Duration::from_secs(30);
+        let sinfo = cluster.sinfo.clone();
+        let idle = wait_until(timeout, || {
+            Command::new(&sinfo)
+                .args(["-h", "-o", "%T"])
+                .env("SLURM_CONF", &conf)
+                .stderr(Stdio::null())
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "idle")
+        });
+        if !idle {
+            return Err(cluster.not_ready("slurm node", timeout));
+        }
+        log::info!(
+            "testbed: slurm cluster ready, SLURM_CONF={}",
+            conf.display()
+        );
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, what: &str, mut cmd: Command) -> Result<(), TestbedError> {
+        let log = self.dir().join(format!("{what}.out"));
+        let out = File::create(&log)?;
+        let err = out.try_clone()?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd.spawn()?;
+        log::info!("testbed: started {what} pid={}", child.id());
+        self.daemons.push((what.to_string(), child, log));
+        Ok(())
+    }
+
+    fn not_ready(&mut self, what: &str, waited: Duration) -> TestbedError {
+        let mut tail = String::new();
+        let t = self.dir().to_path_buf();
+        let logs: Vec<PathBuf> = self
+            .daemons
+            .iter()
+            .map(|d| d.2.clone())
+            .chain([t.join("log/slurmctld.log"), t.join("log/slurmd.log")])
+            .collect();
+        for p in logs {
+            let mut s = String::new();
+            if File::open(&p)
+                .and_then(|mut f| f.read_to_string(&mut s))
+                .is_ok()
+            {
+                let start = s.len().saturating_sub(1500);
+                let start = (start..s.len())
+                    .find(|i| s.is_char_boundary(*i))
+                    .unwrap_or(s.len());
+                tail.push_str(&format!("--- {} ---\n{}\n", p.display(), &s[start..]));
+            }
+        }
+        TestbedError::NotReady {
+            what: what.to_string(),
+            waited,
+            log_tail: tail,
+        }
+    }
+
+    /// The cluster's directory.
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |d| d.path())
+    }
+
+    /// `slurm.conf`.
+    pub fn conf_path(&self) -> &Path {
+        &self.conf
+    }
+
+    /// The job completion log (`jobcomp/filetxt`).
+    pub fn jobcomp_path(&self) -> PathBuf {
+        self.dir().join("jobcomp.txt")
+    }
+
+    /// Environment for client commands (`sbatch`, `squeue`, `sacct`, `scancel`).
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("SLURM_CONF".to_string(), self.conf.display().to_string())]
+    }
+
+    /// The daemons' logs (their stdout/stderr plus Slurm's own log files).
+    pub fn log_text(&self) -> String {
+        let mut all = String::new();
+        let t = self.dir();
+        for p in self
+            .daemons
+            .iter()
+            .map(|d| d.2.clone())
+            .chain([t.join("log/slurmctld.log"), t.join("log/slurmd.log")])
+        {
+            if let Ok(s) = std::fs::read_to_string(&p) {
+                all.push_str(&format!("--- {} ---\n{s}", p.display()));
+            }
+        }
+        all
+    }
+
+    /// Cancels every job, then stops every daemon (SIGTERM, SIGKILL after
+    /// 5 s), newest first.
+    pub fn stop(&mut self) {
+        if !self.daemons.is_empty()
+            && let Ok(scancel) = require_binary("scancel", "slurm-client")
+        {
+            let _ = Command::new(scancel)
+                .args(["--user", "root", "--full"])
+                .env("SLURM_CONF", &self.conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let squeue = self.sinfo.with_file_name("squeue");
+            let conf = self.conf.clone();
+            wait_until(Duration::from_secs(10), || {
+                Command::new(&squeue)
+                    .args(["-h", "-o", "%i"])
+                    .env("SLURM_CONF", &conf)
+                    .stderr(Stdio::null())
+                    .output()
+                    .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
+            });
+        }
+        while let Some((what, mut child, _)) = self.daemons.pop() {
+            let pid = child.id() as libc::pid_t;
+            // SAFETY: kill(2) on a PID we spawned and have not reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            if !wait_until(Duration::from_secs(5), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            }) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+            log::info!("testbed: stopped {what} pid={pid}");
+        }
+    }
+}
+
+impl Drop for SlurmCluster {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!(
+                "testbed: slurm cluster of a failed test: kept {}",
+                kept.display()
+            );
+        }
+    }
+}
