@@ -37,9 +37,11 @@ EXP=$!; PIDS+=($EXP)
 "$VENV/bin/python" benches/footprint/peer_exporter.py "127.0.0.1:$port" 8 "$((RUN_S + 5))" >"$T/peer.log" 2>&1 &
 PEER=$!; PIDS+=($PEER)
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time in ns, summed over the process's threads (schedstat: ns precision,
+# unlike /proc/PID/stat's 10 ms clock ticks).
+ticks() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d\n", s}'; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-HZ=$(getconf CLK_TCK)
+HZ=1000000000  # schedstat counts nanoseconds
 
 sleep 3  # let both settle (imports, first pushes) before measuring
 e0=$(ticks $EXP); p0=$(ticks $PEER); start=$(date +%s.%N)

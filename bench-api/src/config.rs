@@ -233,7 +233,8 @@ pub struct Config {
     pub workers: usize,
     /// Local service logs.
     pub log_dir: PathBuf,
-    /// How often services and runs are checked.
+    /// How often services and runs are checked (`poll_interval_ms`; default
+    /// 500 ms for local, 2000 ms for Slurm).
     pub poll_interval: Duration,
     /// SIGTERM → SIGKILL grace for local cancels.
     pub kill_grace: Duration,
@@ -334,7 +335,14 @@ impl Config {
                 .unwrap_or(Path::new("."))
                 .join("aif-bench-logs")
         });
-        let poll_ms = file.poll_interval_ms.unwrap_or(500);
+        // Slurm answers through squeue (maybe over SSH): ask it less often.
+        let poll_ms = file
+            .poll_interval_ms
+            .unwrap_or(if backend == BackendKind::Slurm {
+                2000
+            } else {
+                500
+            });
         if !(10..=60_000).contains(&poll_ms) {
             return Err(ConfigError::invalid(
                 "poll_interval_ms",

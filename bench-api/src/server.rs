@@ -124,6 +124,18 @@ impl Server {
     /// # Errors
     /// [`StartError`].
     pub fn start(config: Config) -> Result<Server, StartError> {
+        let backend = build_backend(&config)?;
+        Self::start_with_backend(config, backend)
+    }
+
+    /// As [`Server::start`], with a backend of the caller's (embedding, tests).
+    ///
+    /// # Errors
+    /// [`StartError`].
+    pub fn start_with_backend(
+        config: Config,
+        backend: Box<dyn Backend>,
+    ) -> Result<Server, StartError> {
         let recipes = Catalogue::load(&config.recipes)?;
         log::info!(
             "loaded {} recipes from {}",
@@ -131,7 +143,6 @@ impl Server {
             config.recipes.display()
         );
         let store = Store::open(&config.db)?;
-        let backend = build_backend(&config)?;
         let listen = config.listen;
         let workers_n = config.workers;
         let poll = config.poll_interval;
@@ -567,4 +578,76 @@ fn handle(app: &App, mut req: tiny_http::Request) {
     app.metrics
         .observe(label, method_label, status, start.elapsed().as_secs_f64());
     log::debug!("{method} {path} → {status} in {:?}", start.elapsed());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{JobState, LaunchSpec, Launched};
+    use std::collections::HashMap;
+
+    /// A backend whose launch panics: the last line of defence must turn it
+    /// into a logged 500, and the worker must go on serving.
+    struct PanickingBackend;
+
+    impl Backend for PanickingBackend {
+        fn kind(&self) -> &'static str {
+            "local"
+        }
+        fn launch(&self, _: &LaunchSpec<'_>) -> Result<Launched, BackendError> {
+            panic!("backend exploded")
+        }
+        fn states(&self, _: &[(&str, &str)]) -> HashMap<String, Result<JobState, BackendError>> {
+            HashMap::new()
+        }
+        fn cancel(&self, _: &str, _: &str) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_answers_500_json_and_the_server_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = crate::Cli {
+            listen: Some("127.0.0.1:0".into()),
+            db: Some(dir.path().join("s.sqlite")),
+            recipes: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes")),
+            workers: Some(1),
+            ..crate::Cli::default()
+        };
+        let config = Config::load(&cli).unwrap();
+        let server = Server::start_with_backend(config, Box::new(PanickingBackend)).unwrap();
+        let base = format!("http://{}", server.addr());
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        for _ in 0..3 {
+            let mut resp = agent
+                .post(&format!("{base}/api/v1/services"))
+                .header("Content-Type", "application/json")
+                .send(r#"{"recipe": "sleep"}"#)
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 500);
+            let body: serde_json::Value =
+                serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+            assert_eq!(
+                body,
+                serde_json::json!({"error": "internal error (logged)"})
+            );
+        }
+        let mut resp = agent.get(&format!("{base}/metrics")).call().unwrap();
+        let text = resp.body_mut().read_to_string().unwrap();
+        assert!(text.contains("aif_api_handler_panics_total 3"), "{text}");
+        assert_eq!(
+            agent
+                .get(&format!("{base}/health"))
+                .call()
+                .unwrap()
+                .status()
+                .as_u16(),
+            200
+        );
+        server.shutdown();
+    }
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::buffer::{Buffer, BufferError, EvictReason, SinkReader};
+use crate::buffer::{BatchId, Buffer, BufferError, EvictReason, SinkReader};
 use crate::exposition::Exposition;
 use crate::naming::Namer;
 use crate::sample::{Batch, now_ms};
@@ -102,7 +102,10 @@ struct Signals {
 struct Shared {
     signals: Mutex<Signals>,
     cv: Condvar,
-    latest: Mutex<Option<Batch>>,
+    /// The last tick's batch and its id in the buffer (`None` when the append
+    /// failed): `/metrics` serves it and the Pushgateway sink pushes it without
+    /// reading it back from disk.
+    latest: Mutex<Option<(Option<BatchId>, Arc<Batch>)>>,
 }
 
 impl Shared {
@@ -123,21 +126,66 @@ pub struct AgentHandle {
 
 /// Describes every self-metric (call once after installing a recorder).
 pub fn describe_self_metrics() {
-    describe_counter!("aif_exporter_samples_total", "Sampling ticks that produced a batch.");
-    describe_counter!("aif_exporter_sample_errors_total", "Sampling ticks whose source failed as a whole.");
-    describe_gauge!("aif_exporter_sample_duration_seconds", "Time the last tick took to sample, name and buffer its batch.");
-    describe_counter!("aif_exporter_ticks_skipped_total", "Sampling slots skipped because a tick overran the interval.");
-    describe_gauge!("aif_exporter_buffer_batches", "Batches stored in the write-ahead buffer.");
-    describe_gauge!("aif_exporter_buffer_bytes", "Bytes of the write-ahead buffer's file set on disk.");
-    describe_gauge!("aif_exporter_buffer_pending_batches", "Batches a sink has not taken yet.");
-    describe_gauge!("aif_exporter_buffer_oldest_unsent_age_seconds", "Age of the oldest batch a sink has not taken (0 when none).");
-    describe_counter!("aif_exporter_dropped_batches_total", "Batches lost, by reason (cap: evicted by the size cap; disk_full, buffer_error: not stored; rejected: refused by a sink).");
-    describe_counter!("aif_exporter_superseded_batches_total", "Batches a latest-state sink skipped because a newer one was pushed.");
-    describe_counter!("aif_exporter_pushes_total", "Push attempts by sink and result.");
-    describe_gauge!("aif_exporter_push_duration_seconds", "Duration of the last push attempt, by sink.");
-    describe_gauge!("aif_exporter_last_push_success_timestamp_seconds", "Unix time of the last successful push, by sink.");
-    describe_gauge!("aif_exporter_tunnel_up", "1 while the SSH tunnel is established.");
-    describe_counter!("aif_exporter_tunnel_reconnects_total", "SSH tunnel reconnections.");
+    describe_counter!(
+        "aif_exporter_samples_total",
+        "Sampling ticks that produced a batch."
+    );
+    describe_counter!(
+        "aif_exporter_sample_errors_total",
+        "Sampling ticks whose source failed as a whole."
+    );
+    describe_gauge!(
+        "aif_exporter_sample_duration_seconds",
+        "Time the last tick took to sample, name and buffer its batch."
+    );
+    describe_counter!(
+        "aif_exporter_ticks_skipped_total",
+        "Sampling slots skipped because a tick overran the interval."
+    );
+    describe_gauge!(
+        "aif_exporter_buffer_batches",
+        "Batches stored in the write-ahead buffer."
+    );
+    describe_gauge!(
+        "aif_exporter_buffer_bytes",
+        "Bytes of the write-ahead buffer's file set on disk."
+    );
+    describe_gauge!(
+        "aif_exporter_buffer_pending_batches",
+        "Batches a sink has not taken yet."
+    );
+    describe_gauge!(
+        "aif_exporter_buffer_oldest_unsent_age_seconds",
+        "Age of the oldest batch a sink has not taken (0 when none)."
+    );
+    describe_counter!(
+        "aif_exporter_dropped_batches_total",
+        "Batches lost, by reason (cap: evicted by the size cap; disk_full, buffer_error: not stored; rejected: refused by a sink)."
+    );
+    describe_counter!(
+        "aif_exporter_superseded_batches_total",
+        "Batches a latest-state sink skipped because a newer one was pushed."
+    );
+    describe_counter!(
+        "aif_exporter_pushes_total",
+        "Push attempts by sink and result."
+    );
+    describe_gauge!(
+        "aif_exporter_push_duration_seconds",
+        "Duration of the last push attempt, by sink."
+    );
+    describe_gauge!(
+        "aif_exporter_last_push_success_timestamp_seconds",
+        "Unix time of the last successful push, by sink."
+    );
+    describe_gauge!(
+        "aif_exporter_tunnel_up",
+        "1 while the SSH tunnel is established."
+    );
+    describe_counter!(
+        "aif_exporter_tunnel_reconnects_total",
+        "SSH tunnel reconnections."
+    );
 }
 
 /// Starts the sampler (and the sink threads) and returns at once.
@@ -153,10 +201,12 @@ pub fn start(
     let shared = Arc::new(Shared::default());
     let sink = match options.pushgateway {
         Some(client) => {
-            let reader = buffer.reader(PUSHGATEWAY_SINK).map_err(|source| AgentError::Reader {
-                sink: PUSHGATEWAY_SINK,
-                source,
-            })?;
+            let reader = buffer
+                .reader(PUSHGATEWAY_SINK)
+                .map_err(|source| AgentError::Reader {
+                    sink: PUSHGATEWAY_SINK,
+                    source,
+                })?;
             let shared = Arc::clone(&shared);
             let self_metrics = options.self_metrics.clone();
             let delete_on_exit = options.delete_on_exit;
@@ -165,6 +215,7 @@ pub fn start(
                     .name("aif-push-pgw".into())
                     .spawn(move || {
                         PushgatewayLoop {
+                            acked: BatchId(0),
                             client,
                             reader,
                             shared,
@@ -196,12 +247,11 @@ pub fn start(
                 let ts = now_ms();
                 match source.sample(ts) {
                     Ok(readings) => {
-                        let batch = namer.batch(ts, &readings);
-                        match buffer.append(&batch) {
-                            Ok(_) => {
+                        let batch = Arc::new(namer.batch(ts, &readings));
+                        let stored = match buffer.append(&batch) {
+                            Ok(id) => {
                                 counter!("aif_exporter_samples_total").increment(1);
-                                sampler_shared.lock().new_batch = true;
-                                sampler_shared.cv.notify_all();
+                                Some(id)
                             }
                             Err(e @ BufferError::DiskFull { .. }) => {
                                 counter!("aif_exporter_dropped_batches_total", "reason" => "disk_full").increment(1);
@@ -209,13 +259,20 @@ pub fn start(
                                     log::error!("buffer append failed, batch dropped: {e} (logged every 60th time)");
                                 }
                                 disk_full_logged += 1;
+                                None
                             }
                             Err(e) => {
                                 counter!("aif_exporter_dropped_batches_total", "reason" => "buffer_error").increment(1);
                                 log::error!("buffer append failed, batch dropped: {e}");
+                                None
                             }
-                        }
-                        *sampler_shared.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(batch);
+                        };
+                        // Even a batch the disk could not take is served and
+                        // pushed: the live view survives a full disk.
+                        *sampler_shared.latest.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some((stored, batch));
+                        sampler_shared.lock().new_batch = true;
+                        sampler_shared.cv.notify_all();
                     }
                     Err(e) => {
                         counter!("aif_exporter_sample_errors_total").increment(1);
@@ -289,7 +346,8 @@ fn publish_buffer_stats(buffer: &mut Buffer) {
     let now = now_ms();
     for s in &stats.sinks {
         let sink = s.sink.clone();
-        gauge!("aif_exporter_buffer_pending_batches", "sink" => sink.clone()).set(s.pending.batches as f64);
+        gauge!("aif_exporter_buffer_pending_batches", "sink" => sink.clone())
+            .set(s.pending.batches as f64);
         let age = s
             .pending
             .oldest_timestamp_ms
@@ -305,7 +363,7 @@ impl AgentHandle {
             let latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
             latest
                 .as_ref()
-                .map(|b| Exposition::new().render(b))
+                .map(|(_, b)| Exposition::new().render(b))
                 .unwrap_or_default()
         };
         if let Some(h) = &self.self_metrics {
@@ -335,6 +393,9 @@ impl AgentHandle {
 }
 
 struct PushgatewayLoop {
+    /// Everything up to here is acked (in memory; the buffer's cursor is the
+    /// durable copy).
+    acked: BatchId,
     client: PushgatewayClient,
     reader: SinkReader,
     shared: Arc<Shared>,
@@ -351,12 +412,30 @@ enum Attempt {
 }
 
 impl PushgatewayLoop {
+    /// The newest batch: the sampler's last one from memory, or (before the
+    /// first tick, e.g. a backlog left by a previous run) from the buffer.
+    fn newest(&mut self) -> Result<Option<(Option<BatchId>, Arc<Batch>)>, BufferError> {
+        let in_memory = self
+            .shared
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match in_memory {
+            Some(x) => Ok(Some(x)),
+            None => Ok(self.reader.newest()?.map(|(id, b)| (Some(id), Arc::new(b)))),
+        }
+    }
+
     fn push_newest(&mut self) -> Attempt {
-        let (id, batch) = match self.reader.newest() {
+        let (id, batch) = match self.newest() {
             Ok(Some(x)) => x,
             Ok(None) => return Attempt::Nothing,
             Err(e) => return Attempt::Buffer(e),
         };
+        if id.is_some_and(|id| id <= self.acked) {
+            return Attempt::Nothing;
+        }
         let mut text = self.exposition.render(&batch);
         if let Some(h) = &self.self_metrics {
             text.push_str(&h.render());
@@ -369,22 +448,26 @@ impl PushgatewayLoop {
             Ok(()) => "ok",
             Err(e) => e.result_label(),
         };
-        counter!("aif_exporter_pushes_total", "sink" => PUSHGATEWAY_SINK, "result" => outcome).increment(1);
+        counter!("aif_exporter_pushes_total", "sink" => PUSHGATEWAY_SINK, "result" => outcome)
+            .increment(1);
         match result {
             Ok(()) => {
                 gauge!("aif_exporter_last_push_success_timestamp_seconds", "sink" => PUSHGATEWAY_SINK)
                     .set(now_ms() as f64 / 1000.0);
-                self.ack(id, "pushed")
+                match id {
+                    Some(id) => self.ack(id, "pushed"),
+                    None => Attempt::Pushed,
+                }
             }
             Err(e) if e.class() == PushClass::Permanent => {
                 log::warn!(
                     "pushgateway rejected batch {} (ts={}), dropping it: {e}",
-                    id.get(),
+                    id.map_or(-1, |i| i.get()),
                     batch.timestamp_ms
                 );
                 counter!("aif_exporter_dropped_batches_total", "reason" => "rejected").increment(1);
-                match self.ack(id, "rejected") {
-                    Attempt::Buffer(b) => Attempt::Buffer(b),
+                match id.map(|id| self.ack(id, "rejected")) {
+                    Some(Attempt::Buffer(b)) => Attempt::Buffer(b),
                     _ => Attempt::Failed(e),
                 }
             }
@@ -392,15 +475,19 @@ impl PushgatewayLoop {
         }
     }
 
-    fn ack(&mut self, id: crate::buffer::BatchId, why: &str) -> Attempt {
+    fn ack(&mut self, id: BatchId, why: &str) -> Attempt {
         match self.reader.ack_through(id) {
             Ok(n) => {
+                self.acked = id;
                 let superseded = n.saturating_sub(1);
                 if superseded > 0 {
                     counter!("aif_exporter_superseded_batches_total", "sink" => PUSHGATEWAY_SINK)
                         .increment(superseded);
                 }
-                log::debug!("pushgateway batch {} {why}; {superseded} superseded", id.get());
+                log::debug!(
+                    "pushgateway batch {} {why}; {superseded} superseded",
+                    id.get()
+                );
                 Attempt::Pushed
             }
             Err(e) => Attempt::Buffer(e),
@@ -471,7 +558,10 @@ impl PushgatewayLoop {
                 },
                 Attempt::Buffer(e) => {
                     let d = backoff.next_delay();
-                    log::error!("pushgateway sink cannot read the buffer (retry in {:.1}s): {e}", d.as_secs_f64());
+                    log::error!(
+                        "pushgateway sink cannot read the buffer (retry in {:.1}s): {e}",
+                        d.as_secs_f64()
+                    );
                     retry_at = Some(Instant::now() + d);
                 }
             }
@@ -489,7 +579,9 @@ impl PushgatewayLoop {
         match self.push_newest() {
             Attempt::Pushed => log::info!("pushgateway flushed on shutdown"),
             Attempt::Nothing => {}
-            Attempt::Failed(e) => log::warn!("pushgateway flush on shutdown failed (data kept in the buffer): {e}"),
+            Attempt::Failed(e) => {
+                log::warn!("pushgateway flush on shutdown failed (data kept in the buffer): {e}")
+            }
             Attempt::Buffer(e) => log::warn!("pushgateway flush on shutdown: buffer error: {e}"),
         }
     }

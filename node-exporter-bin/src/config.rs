@@ -421,13 +421,13 @@ impl Config {
         };
         let ssh = match cli.ssh_host.or(file.ssh_host) {
             Some(host) => {
-                let identity = cli
-                    .ssh_identity
-                    .or(file.ssh_identity)
-                    .ok_or(ConfigError::Needs {
-                        key: "ssh_host",
-                        needs: "ssh_identity",
-                    })?;
+                let identity =
+                    cli.ssh_identity
+                        .or(file.ssh_identity)
+                        .ok_or(ConfigError::Needs {
+                            key: "ssh_host",
+                            needs: "ssh_identity",
+                        })?;
                 let pg = pushgateway.as_ref().ok_or(ConfigError::Needs {
                     key: "ssh_host",
                     needs: "pushgateway",
@@ -549,8 +549,14 @@ mod tests {
             split_http_url("http://pgw.internal:9091/prefix/"),
             Some(("pgw.internal".into(), 9091, "/prefix".into()))
         );
-        assert_eq!(split_http_url("http://pgw"), Some(("pgw".into(), 80, String::new())));
-        assert_eq!(split_http_url("http://[::1]:9091"), Some(("::1".into(), 9091, String::new())));
+        assert_eq!(
+            split_http_url("http://pgw"),
+            Some(("pgw".into(), 80, String::new()))
+        );
+        assert_eq!(
+            split_http_url("http://[::1]:9091"),
+            Some(("::1".into(), 9091, String::new()))
+        );
         assert_eq!(split_http_url("https://pgw:9091"), None);
         assert_eq!(split_http_url("http://u:p@pgw:9091"), None);
         assert_eq!(split_http_url("http://pgw:x"), None);

@@ -58,10 +58,7 @@ impl RunError {
 }
 
 /// Serves `GET /metrics` until the server is unblocked.
-fn serve_metrics(
-    server: Arc<tiny_http::Server>,
-    agent: Arc<agent::AgentHandle>,
-) -> JoinHandle<()> {
+fn serve_metrics(server: Arc<tiny_http::Server>, agent: Arc<agent::AgentHandle>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for request in server.incoming_requests() {
             let (status, body, content_type) = match (request.method(), request.url()) {
@@ -170,7 +167,12 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
         pushgateway.as_ref().map_or("none", |p| p.group_url()),
         config.ssh.as_ref().map_or_else(
             || "none".to_string(),
-            |s| format!("{} -> {}:{}", s.ssh.destination(), s.remote_host, s.remote_port)
+            |s| format!(
+                "{} -> {}:{}",
+                s.ssh.destination(),
+                s.remote_host,
+                s.remote_port
+            )
         ),
         config
             .listen
@@ -183,7 +185,10 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
         AgentOptions {
             interval: config.interval,
             pushgateway,
-            delete_on_exit: config.pushgateway.as_ref().is_some_and(|p| p.delete_on_exit),
+            delete_on_exit: config
+                .pushgateway
+                .as_ref()
+                .is_some_and(|p| p.delete_on_exit),
             self_metrics: Some(self_metrics),
             on_tick: tunnel.as_ref().map(|t| {
                 let stats = t.stats();

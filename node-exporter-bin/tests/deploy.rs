@@ -10,7 +10,9 @@ use aif_testbed::{Pushgateway, metric_value, require_binary, wait_until};
 use support::EXE;
 
 fn deploy(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(rel)
 }
 
 #[test]
@@ -21,9 +23,9 @@ fn sample_config_parses_with_every_key() {
         .lines()
         .map(|l| match l.strip_prefix("# ") {
             Some(rest)
-                if rest
-                    .split_once(" = ")
-                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
+                if rest.split_once(" = ").is_some_and(|(k, _)| {
+                    k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                }) =>
             {
                 rest.to_string()
             }
@@ -44,15 +46,45 @@ fn sample_config_parses_with_every_key() {
         .args(["--config", cfg.to_str().expect("utf8"), "--once"])
         .output()
         .expect("spawn");
-    assert!(o.status.success(), "{}\n---\n{all_keys}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{}\n---\n{all_keys}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     for key in [
-        "source", "gpus", "seed", "nvml_lib", "processes", "metric_names", "interval", "buffer",
-        "buffer_max_bytes", "durability", "pushgateway", "job", "instance", "pushgateway_user",
-        "pushgateway_password_file", "push_retry_initial", "push_retry_max", "push_timeout",
-        "delete_on_exit", "listen", "ssh_host", "ssh_port", "ssh_user", "ssh_identity",
-        "ssh_known_hosts", "ssh_accept_new",
+        "source",
+        "gpus",
+        "seed",
+        "nvml_lib",
+        "processes",
+        "metric_names",
+        "interval",
+        "buffer",
+        "buffer_max_bytes",
+        "durability",
+        "pushgateway",
+        "job",
+        "instance",
+        "pushgateway_user",
+        "pushgateway_password_file",
+        "push_retry_initial",
+        "push_retry_max",
+        "push_timeout",
+        "delete_on_exit",
+        "listen",
+        "ssh_host",
+        "ssh_port",
+        "ssh_user",
+        "ssh_identity",
+        "ssh_known_hosts",
+        "ssh_accept_new",
     ] {
-        assert!(all_keys.lines().any(|l| l.starts_with(&format!("{key} = "))), "sample lacks {key}");
+        assert!(
+            all_keys
+                .lines()
+                .any(|l| l.starts_with(&format!("{key} = "))),
+            "sample lacks {key}"
+        );
     }
 }
 
@@ -64,7 +96,12 @@ fn prometheus_config_passes_promtool() {
         .arg(deploy("prometheus/prometheus.yml"))
         .output()
         .expect("promtool");
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -91,11 +128,15 @@ fn slurm_prolog_starts_a_labelled_exporter_and_epilog_deletes_its_group() {
     prolog.arg(deploy("slurm/prolog.sh"));
     env(&mut prolog);
     assert!(prolog.status().expect("prolog").success());
-    let labelled = [("instance", "node-slurm"), ("slurm_job_id", "4242"), ("gpu", "1")];
+    let labelled = [
+        ("instance", "node-slurm"),
+        ("slurm_job_id", "4242"),
+        ("gpu", "1"),
+    ];
     assert!(
-        wait_until(Duration::from_secs(15), || pgw
-            .metrics_text()
-            .is_ok_and(|t| metric_value(&t, "aif_gpu_up", &labelled) == Some(1.0))),
+        wait_until(Duration::from_secs(15), || pgw.metrics_text().is_ok_and(
+            |t| metric_value(&t, "aif_gpu_up", &labelled) == Some(1.0)
+        )),
         "job's exporter never pushed; log:\n{}",
         std::fs::read_to_string(dir.path().join("state/job-4242.log")).unwrap_or_default()
     );
@@ -112,7 +153,10 @@ fn slurm_prolog_starts_a_labelled_exporter_and_epilog_deletes_its_group() {
     let alive = unsafe { libc::kill(pid, 0) } == 0;
     assert!(!alive, "exporter {pid} still running after the epilog");
     let text = pgw.metrics_text().expect("metrics");
-    assert!(!text.contains("slurm_job_id=\"4242\""), "group not deleted:\n{text}");
+    assert!(
+        !text.contains("slurm_job_id=\"4242\""),
+        "group not deleted:\n{text}"
+    );
     assert!(!dir.path().join("run/job-4242.pid").exists());
 }
 

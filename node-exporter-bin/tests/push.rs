@@ -12,11 +12,16 @@ use gpu_metrics::buffer::{Buffer, BufferConfig};
 use support::{Exporter, run_to_end};
 
 fn tmp() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("aif-exp-").tempdir().expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("aif-exp-")
+        .tempdir()
+        .expect("tempdir")
 }
 
 fn pgw_value(pgw: &Pushgateway, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    pgw.metrics_text().ok().and_then(|t| metric_value(&t, name, labels))
+    pgw.metrics_text()
+        .ok()
+        .and_then(|t| metric_value(&t, name, labels))
 }
 
 #[test]
@@ -27,32 +32,71 @@ fn pushes_land_and_sigterm_flushes_and_exits_0() {
     let mut exp = Exporter::start(
         dir.path(),
         &[
-            "--source", "simulated", "--gpus", "8", "--interval", "100ms",
-            "--buffer", buffer.to_str().expect("utf8"),
-            "--pushgateway", &pgw.url(), "--instance", "node-a", "--label", "run_id=r1",
+            "--source",
+            "simulated",
+            "--gpus",
+            "8",
+            "--interval",
+            "100ms",
+            "--buffer",
+            buffer.to_str().expect("utf8"),
+            "--pushgateway",
+            &pgw.url(),
+            "--instance",
+            "node-a",
+            "--label",
+            "run_id=r1",
         ],
     );
     let landed = wait_until(Duration::from_secs(15), || {
         (0..8).all(|g| {
             let gpu = g.to_string();
-            pgw_value(&pgw, "aif_gpu_up", &[("instance", "node-a"), ("job", "aif_gpu"), ("run_id", "r1"), ("gpu", &gpu)])
-                == Some(1.0)
+            pgw_value(
+                &pgw,
+                "aif_gpu_up",
+                &[
+                    ("instance", "node-a"),
+                    ("job", "aif_gpu"),
+                    ("run_id", "r1"),
+                    ("gpu", &gpu),
+                ],
+            ) == Some(1.0)
         })
     });
-    assert!(landed, "8 GPUs never landed:\n{}", pgw.metrics_text().unwrap_or_default());
+    assert!(
+        landed,
+        "8 GPUs never landed:\n{}",
+        pgw.metrics_text().unwrap_or_default()
+    );
     let text = pgw.metrics_text().expect("metrics");
-    assert!(metric_value(&text, "aif_gpu_power_watts", &[("instance", "node-a"), ("gpu", "7")]).is_some());
+    assert!(
+        metric_value(
+            &text,
+            "aif_gpu_power_watts",
+            &[("instance", "node-a"), ("gpu", "7")]
+        )
+        .is_some()
+    );
     // Self-metrics travel with the batch (a push reports the pushes before it).
     assert!(wait_until(Duration::from_secs(15), || {
-        pgw_value(&pgw, "aif_exporter_pushes_total", &[("instance", "node-a"), ("result", "ok")])
-            .is_some_and(|v| v >= 1.0)
+        pgw_value(
+            &pgw,
+            "aif_exporter_pushes_total",
+            &[("instance", "node-a"), ("result", "ok")],
+        )
+        .is_some_and(|v| v >= 1.0)
     }));
     let status = exp.terminate();
     assert_eq!(status.code(), Some(0), "{}", exp.log_text());
     // Flushed: nothing left unsent for the sink.
-    let mut buf = Buffer::open(BufferConfig::new(&buffer, ["pushgateway"])).expect("reopen");
+    let buf = Buffer::open(BufferConfig::new(&buffer, ["pushgateway"])).expect("reopen");
     let stats = buf.stats().expect("stats");
-    assert_eq!(stats.sinks[0].pending.batches, 0, "{stats:?}\n{}", exp.log_text());
+    assert_eq!(
+        stats.sinks[0].pending.batches,
+        0,
+        "{stats:?}\n{}",
+        exp.log_text()
+    );
 }
 
 #[test]
@@ -62,9 +106,19 @@ fn delete_on_exit_removes_the_group() {
     let mut exp = Exporter::start(
         dir.path(),
         &[
-            "--source", "simulated", "--gpus", "2", "--interval", "100ms",
-            "--buffer", dir.path().join("b.db").to_str().expect("utf8"),
-            "--pushgateway", &pgw.url(), "--instance", "node-del", "--delete-on-exit",
+            "--source",
+            "simulated",
+            "--gpus",
+            "2",
+            "--interval",
+            "100ms",
+            "--buffer",
+            dir.path().join("b.db").to_str().expect("utf8"),
+            "--pushgateway",
+            &pgw.url(),
+            "--instance",
+            "node-del",
+            "--delete-on-exit",
         ],
     );
     assert!(wait_until(Duration::from_secs(15), || {
@@ -72,8 +126,15 @@ fn delete_on_exit_removes_the_group() {
     }));
     assert_eq!(exp.terminate().code(), Some(0));
     let text = pgw.metrics_text().expect("metrics");
-    assert!(!text.contains("instance=\"node-del\""), "group not deleted:\n{text}");
-    assert!(exp.log_text().contains("pushgateway group deleted"), "{}", exp.log_text());
+    assert!(
+        !text.contains("instance=\"node-del\""),
+        "group not deleted:\n{text}"
+    );
+    assert!(
+        exp.log_text().contains("pushgateway group deleted"),
+        "{}",
+        exp.log_text()
+    );
 }
 
 #[test]
@@ -86,11 +147,26 @@ fn outage_then_restart_delivers_the_newest_state_and_counts_superseded() {
     let exp = Exporter::start(
         dir.path(),
         &[
-            "--source", "simulated", "--gpus", "8", "--interval", "100ms",
-            "--buffer", dir.path().join("b.db").to_str().expect("utf8"),
-            "--pushgateway", &pgw.url(), "--instance", "node-o",
-            "--push-retry-initial", "200ms", "--push-retry-max", "2s", "--push-timeout", "2s",
-            "--listen", &listen,
+            "--source",
+            "simulated",
+            "--gpus",
+            "8",
+            "--interval",
+            "100ms",
+            "--buffer",
+            dir.path().join("b.db").to_str().expect("utf8"),
+            "--pushgateway",
+            &pgw.url(),
+            "--instance",
+            "node-o",
+            "--push-retry-initial",
+            "200ms",
+            "--push-retry-max",
+            "2s",
+            "--push-timeout",
+            "2s",
+            "--listen",
+            &listen,
         ],
     );
     let samples_pushed = |pgw: &Pushgateway| {
@@ -102,8 +178,12 @@ fn outage_then_restart_delivers_the_newest_state_and_counts_superseded() {
     // The exporter notices: failed pushes are counted, sampling goes on.
     assert!(
         wait_until(Duration::from_secs(15), || {
-            metric_value(&exp.scrape(), "aif_exporter_pushes_total", &[("result", "unreachable")])
-                .is_some_and(|v| v >= 2.0)
+            metric_value(
+                &exp.scrape(),
+                "aif_exporter_pushes_total",
+                &[("result", "unreachable")],
+            )
+            .is_some_and(|v| v >= 2.0)
         }),
         "no failed push counted:\n{}",
         exp.scrape()
@@ -111,17 +191,24 @@ fn outage_then_restart_delivers_the_newest_state_and_counts_superseded() {
     // Batches are kept while the sink is down.
     assert!(
         wait_until(Duration::from_secs(15), || {
-            metric_value(&exp.scrape(), "aif_exporter_buffer_pending_batches", &[("sink", "pushgateway")])
-                .is_some_and(|v| v >= 5.0)
+            metric_value(
+                &exp.scrape(),
+                "aif_exporter_buffer_pending_batches",
+                &[("sink", "pushgateway")],
+            )
+            .is_some_and(|v| v >= 5.0)
         }),
         "batches not kept during the outage:\n{}",
         exp.scrape()
     );
-    let samples_before_restart = metric_value(&exp.scrape(), "aif_exporter_samples_total", &[]).expect("samples");
+    let samples_before_restart =
+        metric_value(&exp.scrape(), "aif_exporter_samples_total", &[]).expect("samples");
 
     pgw.restart().unwrap_or_else(|e| panic!("{e}"));
     let restarted = Instant::now();
-    let fresh = wait_until(Duration::from_secs(20), || samples_pushed(&pgw) >= samples_before_restart);
+    let fresh = wait_until(Duration::from_secs(20), || {
+        samples_pushed(&pgw) >= samples_before_restart
+    });
     let took = restarted.elapsed();
     assert!(fresh, "newest state never arrived:\n{}", exp.log_text());
     // Not a timed assertion on speed: the contract is one interval plus the
@@ -130,9 +217,16 @@ fn outage_then_restart_delivers_the_newest_state_and_counts_superseded() {
         took <= interval + retry_max + Duration::from_secs(8),
         "took {took:?} to deliver after restart"
     );
-    let superseded = |t: &str| metric_value(t, "aif_exporter_superseded_batches_total", &[("sink", "pushgateway")]);
+    let superseded = |t: &str| {
+        metric_value(
+            t,
+            "aif_exporter_superseded_batches_total",
+            &[("sink", "pushgateway")],
+        )
+    };
     assert!(
-        wait_until(Duration::from_secs(10), || superseded(&exp.scrape()).is_some_and(|v| v >= 1.0)),
+        wait_until(Duration::from_secs(10), || superseded(&exp.scrape())
+            .is_some_and(|v| v >= 1.0)),
         "superseded batches not counted:\n{}",
         exp.scrape()
     );
@@ -143,7 +237,10 @@ fn a_rejected_payload_is_dropped_not_retried_forever() {
     let pgw = Pushgateway::start().unwrap_or_else(|e| panic!("{e}"));
     // Another group already has aif_gpu_up as a counter: the Pushgateway refuses
     // our gauge of the same name with 400 (inconsistent metric types).
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let st = agent
         .put(&format!("{}/metrics/job/other/instance/x", pgw.url()))
         .header("Content-Type", "text/plain; version=0.0.4")
@@ -156,15 +253,30 @@ fn a_rejected_payload_is_dropped_not_retried_forever() {
     let mut exp = Exporter::start(
         dir.path(),
         &[
-            "--source", "simulated", "--gpus", "2", "--interval", "100ms",
-            "--buffer", dir.path().join("b.db").to_str().expect("utf8"),
-            "--pushgateway", &pgw.url(), "--instance", "node-r", "--listen", &listen,
+            "--source",
+            "simulated",
+            "--gpus",
+            "2",
+            "--interval",
+            "100ms",
+            "--buffer",
+            dir.path().join("b.db").to_str().expect("utf8"),
+            "--pushgateway",
+            &pgw.url(),
+            "--instance",
+            "node-r",
+            "--listen",
+            &listen,
         ],
     );
     assert!(
         wait_until(Duration::from_secs(15), || {
-            metric_value(&exp.scrape(), "aif_exporter_dropped_batches_total", &[("reason", "rejected")])
-                .is_some_and(|v| v >= 5.0)
+            metric_value(
+                &exp.scrape(),
+                "aif_exporter_dropped_batches_total",
+                &[("reason", "rejected")],
+            )
+            .is_some_and(|v| v >= 5.0)
         }),
         "{}",
         exp.log_text()
@@ -172,61 +284,110 @@ fn a_rejected_payload_is_dropped_not_retried_forever() {
     let status = exp.terminate();
     assert_eq!(status.code(), Some(0));
     let log = exp.log_text();
-    assert!(log.contains("pushgateway rejected batch") && log.contains("400"), "{log}");
+    assert!(
+        log.contains("pushgateway rejected batch") && log.contains("400"),
+        "{log}"
+    );
     // Each batch was tried once: rejected pushes never exceed batches sampled,
     // and nothing piles up for the sink.
-    let mut buf = Buffer::open(BufferConfig::new(dir.path().join("b.db"), ["pushgateway"])).expect("open");
+    let buf =
+        Buffer::open(BufferConfig::new(dir.path().join("b.db"), ["pushgateway"])).expect("open");
     let stats = buf.stats().expect("stats");
     let appended = buf.head().get();
     let rejections = log.matches("pushgateway rejected batch").count() as i64;
-    assert!(rejections <= appended + 1, "{rejections} rejections for {appended} batches");
+    assert!(
+        rejections <= appended + 1,
+        "{rejections} rejections for {appended} batches"
+    );
     assert!(stats.sinks[0].pending.batches <= 1, "{stats:?}");
 }
 
 #[test]
 fn basic_auth_wrong_password_is_a_configuration_error_right_password_lands() {
-    let htpasswd = aif_testbed::require_binary("htpasswd", "apache2-utils").unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(htpasswd).args(["-nbBC", "10", "aif", "s3cret-pw"]).output().expect("htpasswd");
+    let htpasswd =
+        aif_testbed::require_binary("htpasswd", "apache2-utils").unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(htpasswd)
+        .args(["-nbBC", "10", "aif", "s3cret-pw"])
+        .output()
+        .expect("htpasswd");
     assert!(out.status.success());
     let line = String::from_utf8(out.stdout).expect("utf8");
-    let hash = line.trim().split_once(':').expect("user:hash").1.to_string();
-    let pgw = Pushgateway::start_with_web_config(Some(&format!("basic_auth_users:\n  aif: '{hash}'\n")))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let hash = line
+        .trim()
+        .split_once(':')
+        .expect("user:hash")
+        .1
+        .to_string();
+    let pgw =
+        Pushgateway::start_with_web_config(Some(&format!("basic_auth_users:\n  aif: '{hash}'\n")))
+            .unwrap_or_else(|e| panic!("{e}"));
     let dir = tmp();
     let wrong = dir.path().join("wrong");
     std::fs::write(&wrong, "not-the-password\n").expect("write");
     let mut exp = Exporter::start(
         dir.path(),
         &[
-            "--source", "simulated", "--gpus", "1", "--interval", "100ms",
-            "--buffer", dir.path().join("b1.db").to_str().expect("utf8"),
-            "--pushgateway", &pgw.url(), "--instance", "node-auth",
-            "--pushgateway-user", "aif", "--pushgateway-password-file", wrong.to_str().expect("utf8"),
+            "--source",
+            "simulated",
+            "--gpus",
+            "1",
+            "--interval",
+            "100ms",
+            "--buffer",
+            dir.path().join("b1.db").to_str().expect("utf8"),
+            "--pushgateway",
+            &pgw.url(),
+            "--instance",
+            "node-auth",
+            "--pushgateway-user",
+            "aif",
+            "--pushgateway-password-file",
+            wrong.to_str().expect("utf8"),
         ],
     );
     assert!(
-        wait_until(Duration::from_secs(15), || exp.log_text().contains("pushgateway configuration error")),
+        wait_until(Duration::from_secs(15), || exp
+            .log_text()
+            .contains("pushgateway configuration error")),
         "{}",
         exp.log_text()
     );
     assert_eq!(exp.terminate().code(), Some(0));
     let log = exp.log_text();
     assert!(log.contains("401"), "{log}");
-    assert!(!log.contains("not-the-password"), "password leaked into the log");
+    assert!(
+        !log.contains("not-the-password"),
+        "password leaked into the log"
+    );
 
     let right = dir.path().join("right");
     std::fs::write(&right, "s3cret-pw\n").expect("write");
     let mut exp = Exporter::start(
         dir.path(),
         &[
-            "--source", "simulated", "--gpus", "1", "--interval", "100ms",
-            "--buffer", dir.path().join("b2.db").to_str().expect("utf8"),
-            "--pushgateway", &pgw.url(), "--instance", "node-auth",
-            "--pushgateway-user", "aif", "--pushgateway-password-file", right.to_str().expect("utf8"),
+            "--source",
+            "simulated",
+            "--gpus",
+            "1",
+            "--interval",
+            "100ms",
+            "--buffer",
+            dir.path().join("b2.db").to_str().expect("utf8"),
+            "--pushgateway",
+            &pgw.url(),
+            "--instance",
+            "node-auth",
+            "--pushgateway-user",
+            "aif",
+            "--pushgateway-password-file",
+            right.to_str().expect("utf8"),
         ],
     );
     let authed_get = || {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
         agent
             .get(&format!("{}/metrics", pgw.url()))
             .header("Authorization", "Basic YWlmOnMzY3JldC1wdw==")
@@ -236,12 +397,20 @@ fn basic_auth_wrong_password_is_a_configuration_error_right_password_lands() {
             .unwrap_or_default()
     };
     assert!(
-        wait_until(Duration::from_secs(15), || metric_value(&authed_get(), "aif_gpu_up", &[("instance", "node-auth")]).is_some()),
+        wait_until(Duration::from_secs(15), || metric_value(
+            &authed_get(),
+            "aif_gpu_up",
+            &[("instance", "node-auth")]
+        )
+        .is_some()),
         "{}",
         exp.log_text()
     );
     assert_eq!(exp.terminate().code(), Some(0));
-    assert!(!exp.log_text().contains("s3cret-pw"), "password leaked into the log");
+    assert!(
+        !exp.log_text().contains("s3cret-pw"),
+        "password leaked into the log"
+    );
 }
 
 #[test]
@@ -253,15 +422,30 @@ fn cap_holds_with_the_sink_down_and_evictions_are_counted() {
     let mut exp = Exporter::start(
         dir.path(),
         &[
-            "--source", "simulated", "--gpus", "64", "--interval", "10ms",
-            "--buffer", buffer.to_str().expect("utf8"), "--buffer-max-bytes", "1MiB",
-            "--pushgateway", &dead, "--listen", &listen,
+            "--source",
+            "simulated",
+            "--gpus",
+            "64",
+            "--interval",
+            "10ms",
+            "--buffer",
+            buffer.to_str().expect("utf8"),
+            "--buffer-max-bytes",
+            "1MiB",
+            "--pushgateway",
+            &dead,
+            "--listen",
+            &listen,
         ],
     );
     assert!(
         wait_until(Duration::from_secs(60), || {
-            metric_value(&exp.scrape(), "aif_exporter_dropped_batches_total", &[("reason", "cap")])
-                .is_some_and(|v| v >= 20.0)
+            metric_value(
+                &exp.scrape(),
+                "aif_exporter_dropped_batches_total",
+                &[("reason", "cap")],
+            )
+            .is_some_and(|v| v >= 20.0)
         }),
         "no eviction:\n{}",
         exp.scrape()
@@ -278,7 +462,7 @@ fn cap_holds_with_the_sink_down_and_evictions_are_counted() {
         "file set {files} B exceeds cap {cap} + slack {}",
         gpu_metrics::buffer::CAP_SLACK_BYTES
     );
-    let mut buf = Buffer::open(BufferConfig::new(&buffer, ["pushgateway"])).expect("open");
+    let buf = Buffer::open(BufferConfig::new(&buffer, ["pushgateway"])).expect("open");
     let stats = buf.stats().expect("stats");
     let appended = stats.last_id.expect("some batches").get() as u64;
     assert!(stats.evicted.cap > 0);
@@ -299,7 +483,10 @@ fn bad_configuration_exits_2_naming_the_key_and_starts_nothing() {
         (vec!["--buffer-max-bytes", "12 parsecs"], "buffer_max_bytes"),
         (vec!["--pushgateway", "127.0.0.1:9091"], "pushgateway"),
         (vec!["--durability", "eventually"], "durability"),
-        (vec!["--push-retry-max", "1ms", "--push-retry-initial", "1s"], "push_retry_max"),
+        (
+            vec!["--push-retry-max", "1ms", "--push-retry-initial", "1s"],
+            "push_retry_max",
+        ),
     ];
     for (extra, key) in cases {
         let mut args = vec!["--source", "simulated", "--buffer", b];

@@ -22,12 +22,16 @@ struct Bed {
 fn bed() -> Bed {
     let sshd = Sshd::start().unwrap_or_else(|e| panic!("{e}"));
     let pgw = Pushgateway::start().unwrap_or_else(|e| panic!("{e}"));
-    let tmp = tempfile::Builder::new().prefix("aif-exp-ssh-").tempdir().expect("tmp");
+    let tmp = tempfile::Builder::new()
+        .prefix("aif-exp-ssh-")
+        .tempdir()
+        .expect("tmp");
     let key = sshd
         .client_key("client_ed25519", KeyKind::Ed25519, KeyFormat::OpenSsh, None)
         .unwrap_or_else(|e| panic!("{e}"));
     let known_hosts = tmp.path().join("known_hosts");
-    sshd.write_known_hosts(&known_hosts).unwrap_or_else(|e| panic!("{e}"));
+    sshd.write_known_hosts(&known_hosts)
+        .unwrap_or_else(|e| panic!("{e}"));
     Bed {
         pgw_url: pgw.url(),
         user: sshd.user(),
@@ -42,28 +46,57 @@ fn bed() -> Bed {
 impl Bed {
     /// Starts the exporter pushing through the tunnel; `--pushgateway` names the
     /// Pushgateway as the gateway sees it.
-    fn exporter(&self, instance: &str, user: &str, identity: &Path, known_hosts: &Path, extra: &[&str]) -> Exporter {
+    fn exporter(
+        &self,
+        instance: &str,
+        user: &str,
+        identity: &Path,
+        known_hosts: &Path,
+        extra: &[&str],
+    ) -> Exporter {
         let listen = format!("127.0.0.1:{}", free_port());
         let port = self.sshd.port().to_string();
         let buffer = self.tmp.path().join(format!("{instance}.db"));
         let mut args = vec![
-            "--source", "simulated", "--gpus", "2", "--interval", "100ms",
-            "--pushgateway", &self.pgw_url, "--instance", instance,
-            "--push-retry-initial", "100ms", "--push-retry-max", "1s", "--push-timeout", "2s",
-            "--ssh-host", "127.0.0.1", "--ssh-port", &port, "--ssh-user", user,
-            "--ssh-identity", identity.to_str().expect("utf8"),
-            "--ssh-known-hosts", known_hosts.to_str().expect("utf8"),
-            "--listen", &listen,
-            "--buffer", buffer.to_str().expect("utf8"),
+            "--source",
+            "simulated",
+            "--gpus",
+            "2",
+            "--interval",
+            "100ms",
+            "--pushgateway",
+            &self.pgw_url,
+            "--instance",
+            instance,
+            "--push-retry-initial",
+            "100ms",
+            "--push-retry-max",
+            "1s",
+            "--push-timeout",
+            "2s",
+            "--ssh-host",
+            "127.0.0.1",
+            "--ssh-port",
+            &port,
+            "--ssh-user",
+            user,
+            "--ssh-identity",
+            identity.to_str().expect("utf8"),
+            "--ssh-known-hosts",
+            known_hosts.to_str().expect("utf8"),
+            "--listen",
+            &listen,
+            "--buffer",
+            buffer.to_str().expect("utf8"),
         ];
         args.extend(extra.iter());
         Exporter::start(self.tmp.path(), &args)
     }
 
     fn landed(&self, instance: &str) -> bool {
-        self.pgw
-            .metrics_text()
-            .is_ok_and(|t| metric_value(&t, "aif_gpu_up", &[("instance", instance), ("gpu", "1")]) == Some(1.0))
+        self.pgw.metrics_text().is_ok_and(|t| {
+            metric_value(&t, "aif_gpu_up", &[("instance", instance), ("gpu", "1")]) == Some(1.0)
+        })
     }
 }
 
@@ -75,10 +108,18 @@ fn scraped(exp: &Exporter, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 fn pushes_travel_through_the_tunnel_and_survive_an_sshd_restart() {
     let mut bed = bed();
     let exp = bed.exporter("node-t", &bed.user, &bed.key.private, &bed.known_hosts, &[]);
-    assert!(wait_until(Duration::from_secs(20), || bed.landed("node-t")), "{}", exp.log_text());
+    assert!(
+        wait_until(Duration::from_secs(20), || bed.landed("node-t")),
+        "{}",
+        exp.log_text()
+    );
     // The gauge is refreshed once per tick.
     assert!(
-        wait_until(Duration::from_secs(5), || scraped(&exp, "aif_exporter_tunnel_up", &[]) == Some(1.0)),
+        wait_until(Duration::from_secs(5), || scraped(
+            &exp,
+            "aif_exporter_tunnel_up",
+            &[]
+        ) == Some(1.0)),
         "{}",
         exp.scrape()
     );
@@ -90,14 +131,24 @@ fn pushes_travel_through_the_tunnel_and_survive_an_sshd_restart() {
     assert!(
         wait_until(Duration::from_secs(20), || {
             scraped(&exp, "aif_exporter_tunnel_up", &[]) == Some(0.0)
-                && scraped(&exp, "aif_exporter_pushes_total", &[("result", "unreachable")]).is_some_and(|v| v >= 1.0)
+                && scraped(
+                    &exp,
+                    "aif_exporter_pushes_total",
+                    &[("result", "unreachable")],
+                )
+                .is_some_and(|v| v >= 1.0)
         }),
         "tunnel loss not seen:\n{}\n{}",
         exp.scrape(),
         exp.log_text()
     );
     assert!(wait_until(Duration::from_secs(10), || {
-        scraped(&exp, "aif_exporter_buffer_pending_batches", &[("sink", "pushgateway")]).is_some_and(|v| v >= 3.0)
+        scraped(
+            &exp,
+            "aif_exporter_buffer_pending_batches",
+            &[("sink", "pushgateway")],
+        )
+        .is_some_and(|v| v >= 3.0)
     }));
     let samples_during_outage = scraped(&exp, "aif_exporter_samples_total", &[]).expect("samples");
 
@@ -110,7 +161,8 @@ fn pushes_travel_through_the_tunnel_and_survive_an_sshd_restart() {
             .unwrap_or(0.0)
     };
     assert!(
-        wait_until(Duration::from_secs(40), || pushed_samples(&bed) >= samples_during_outage),
+        wait_until(Duration::from_secs(40), || pushed_samples(&bed)
+            >= samples_during_outage),
         "buffered state never arrived after the restart:\n{}",
         exp.log_text()
     );
@@ -134,15 +186,32 @@ fn unknown_host_key_is_refused_with_its_fingerprint_and_nothing_is_pushed() {
         "fingerprint {fp} not in the log:\n{}",
         exp.log_text()
     );
-    assert!(!bed.landed("node-unknown"), "pushed through an unverified host");
+    assert!(
+        !bed.landed("node-unknown"),
+        "pushed through an unverified host"
+    );
     assert_eq!(scraped(&exp, "aif_exporter_tunnel_up", &[]), Some(0.0));
-    assert_eq!(std::fs::read_to_string(&empty).expect("read"), "", "known_hosts must be untouched");
+    assert_eq!(
+        std::fs::read_to_string(&empty).expect("read"),
+        "",
+        "known_hosts must be untouched"
+    );
 
     // With --ssh-accept-new the key is recorded and pushes land.
     let accepting = bed.tmp.path().join("accept_known_hosts");
     std::fs::write(&accepting, "").expect("write");
-    let exp = bed.exporter("node-accept", &bed.user, &bed.key.private, &accepting, &["--ssh-accept-new"]);
-    assert!(wait_until(Duration::from_secs(20), || bed.landed("node-accept")), "{}", exp.log_text());
+    let exp = bed.exporter(
+        "node-accept",
+        &bed.user,
+        &bed.key.private,
+        &accepting,
+        &["--ssh-accept-new"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || bed.landed("node-accept")),
+        "{}",
+        exp.log_text()
+    );
     let recorded = std::fs::read_to_string(&accepting).expect("read");
     let host_key = bed.sshd.host_keys()[0].public_key();
     assert!(
@@ -154,33 +223,65 @@ fn unknown_host_key_is_refused_with_its_fingerprint_and_nothing_is_pushed() {
 #[test]
 fn changed_host_key_is_refused_even_with_accept_new() {
     let bed = bed();
-    let other = generate_key(&bed.tmp.path().join("impostor"), KeyKind::Ed25519, KeyFormat::OpenSsh, None)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let other = generate_key(
+        &bed.tmp.path().join("impostor"),
+        KeyKind::Ed25519,
+        KeyFormat::OpenSsh,
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let kh = bed.tmp.path().join("changed_known_hosts");
     let line = format!("[127.0.0.1]:{} {}\n", bed.sshd.port(), other.public_key());
     std::fs::write(&kh, &line).expect("write");
-    let exp = bed.exporter("node-changed", &bed.user, &bed.key.private, &kh, &["--ssh-accept-new"]);
+    let exp = bed.exporter(
+        "node-changed",
+        &bed.user,
+        &bed.key.private,
+        &kh,
+        &["--ssh-accept-new"],
+    );
     assert!(
-        wait_until(Duration::from_secs(20), || exp.log_text().contains("CHANGED")),
+        wait_until(Duration::from_secs(20), || exp
+            .log_text()
+            .contains("CHANGED")),
         "{}",
         exp.log_text()
     );
     assert!(!bed.landed("node-changed"));
-    assert_eq!(std::fs::read_to_string(&kh).expect("read"), line, "known_hosts must be untouched");
+    assert_eq!(
+        std::fs::read_to_string(&kh).expect("read"),
+        line,
+        "known_hosts must be untouched"
+    );
 }
 
 #[test]
 fn wrong_user_is_an_authentication_error_retried_with_backoff() {
     let bed = bed();
-    let stranger = generate_key(&bed.tmp.path().join("stranger"), KeyKind::Ed25519, KeyFormat::OpenSsh, None)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stranger = generate_key(
+        &bed.tmp.path().join("stranger"),
+        KeyKind::Ed25519,
+        KeyFormat::OpenSsh,
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     for (instance, user, identity) in [
-        ("node-wrong-key", bed.user.as_str(), stranger.private.as_path()),
-        ("node-wrong-user", "aif-no-such-user", bed.key.private.as_path()),
+        (
+            "node-wrong-key",
+            bed.user.as_str(),
+            stranger.private.as_path(),
+        ),
+        (
+            "node-wrong-user",
+            "aif-no-such-user",
+            bed.key.private.as_path(),
+        ),
     ] {
         let exp = bed.exporter(instance, user, identity, &bed.known_hosts, &[]);
         assert!(
-            wait_until(Duration::from_secs(20), || exp.log_text().contains("authentication")),
+            wait_until(Duration::from_secs(20), || exp
+                .log_text()
+                .contains("authentication")),
             "{instance}: no authentication error:\n{}",
             exp.log_text()
         );
@@ -191,7 +292,11 @@ fn wrong_user_is_an_authentication_error_retried_with_backoff() {
         wait_until(Duration::from_secs(10), || false);
         let attempts = exp.log_text().matches("tunnel login failed").count() - before;
         assert!(start.elapsed() >= Duration::from_secs(10));
-        assert!(attempts <= 10, "{instance}: {attempts} login attempts in 10 s:\n{}", exp.log_text());
+        assert!(
+            attempts <= 10,
+            "{instance}: {attempts} login attempts in 10 s:\n{}",
+            exp.log_text()
+        );
         assert!(!bed.landed(instance));
     }
 }

@@ -15,9 +15,9 @@ pub mod fake_nvml;
 pub mod process;
 pub mod prometheus;
 pub mod pushgateway;
-pub mod text;
 pub mod slurm;
 pub mod sshd;
+pub mod text;
 
 pub use fake_nvml::fake_nvml_in;
 pub use process::{
@@ -25,6 +25,6 @@ pub use process::{
 };
 pub use prometheus::{Prometheus, PromtoolReport, promtool_check_metrics};
 pub use pushgateway::Pushgateway;
-pub use text::{metric_value, metric_values};
 pub use slurm::SlurmCluster;
 pub use sshd::{KeyFormat, KeyKind, KeyPair, Sshd, SshdOptions};
+pub use text::{metric_value, metric_values};

@@ -54,7 +54,11 @@ impl Backoff {
 
     /// The current ceiling: `min(max, initial × factor^failures)`.
     pub fn ceiling(&self) -> Duration {
-        let exp = self.policy.factor.max(1.0).powi(self.failures.min(64) as i32);
+        let exp = self
+            .policy
+            .factor
+            .max(1.0)
+            .powi(self.failures.min(64) as i32);
         let secs = (self.policy.initial.as_secs_f64() * exp).min(self.policy.max.as_secs_f64());
         Duration::from_secs_f64(secs.max(0.0))
     }
@@ -126,7 +130,10 @@ mod tests {
         let mut b = Backoff::new(BackoffPolicy::default(), 3);
         for _ in 0..100 {
             let d = b.max_delay();
-            assert!(d >= Duration::from_secs(15) && d <= Duration::from_secs(30), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(15) && d <= Duration::from_secs(30),
+                "{d:?}"
+            );
         }
     }
 }

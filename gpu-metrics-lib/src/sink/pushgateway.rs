@@ -101,7 +101,9 @@ pub enum PushgatewayConfigError {
         url: String,
     },
     /// `https://` without the `tls` feature.
-    #[error("pushgateway URL {url:?} is https but this build has no TLS (enable the `tls` feature)")]
+    #[error(
+        "pushgateway URL {url:?} is https but this build has no TLS (enable the `tls` feature)"
+    )]
     NoTls {
         /// The URL as given.
         url: String,
@@ -425,7 +427,10 @@ mod tests {
         assert_eq!(group_segment("job", "aif_gpu"), "job/aif_gpu");
         assert_eq!(group_segment("run_id", ""), "run_id@base64/=");
         assert_eq!(group_segment("path", "a/b"), "path@base64/YS9i");
-        assert_eq!(group_segment("x", "a b?"), format!("x@base64/{}", URL_SAFE.encode("a b?")));
+        assert_eq!(
+            group_segment("x", "a b?"),
+            format!("x@base64/{}", URL_SAFE.encode("a b?"))
+        );
     }
 
     #[test]
@@ -433,7 +438,10 @@ mod tests {
         let c = PushgatewayBuilder::new("http://127.0.0.1:9091/")
             .job("aif_gpu")
             .instance("node-01")
-            .grouping(Labels::from_pairs([("slurm_job_id", "42"), ("run_id", "a/b")]))
+            .grouping(Labels::from_pairs([
+                ("slurm_job_id", "42"),
+                ("run_id", "a/b"),
+            ]))
             .build()
             .expect("build");
         assert_eq!(
@@ -449,7 +457,9 @@ mod tests {
             Err(PushgatewayConfigError::Empty { what: "job" })
         ));
         assert!(matches!(
-            PushgatewayBuilder::new("http://x").timeout(Duration::ZERO).build(),
+            PushgatewayBuilder::new("http://x")
+                .timeout(Duration::ZERO)
+                .build(),
             Err(PushgatewayConfigError::ZeroTimeout { .. })
         ));
     }
@@ -468,16 +478,32 @@ mod tests {
     #[test]
     fn error_classes() {
         assert_eq!(
-            PushError::Rejected { status: 400, body: String::new() }.class(),
+            PushError::Rejected {
+                status: 400,
+                body: String::new()
+            }
+            .class(),
             PushClass::Permanent
         );
         assert_eq!(
-            PushError::Configuration { status: 401, url: String::new(), body: String::new() }.class(),
+            PushError::Configuration {
+                status: 401,
+                url: String::new(),
+                body: String::new()
+            }
+            .class(),
             PushClass::Configuration
         );
-        assert_eq!(PushError::Unavailable { status: 503 }.class(), PushClass::Retryable);
         assert_eq!(
-            PushError::Transport { url: String::new(), reason: String::new() }.class(),
+            PushError::Unavailable { status: 503 }.class(),
+            PushClass::Retryable
+        );
+        assert_eq!(
+            PushError::Transport {
+                url: String::new(),
+                reason: String::new()
+            }
+            .class(),
             PushClass::Retryable
         );
     }

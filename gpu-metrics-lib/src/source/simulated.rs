@@ -93,9 +93,12 @@ impl SimulatedSource {
 
 impl SimGpu {
     fn utilization(&self, now_ms: i64) -> f64 {
+        // Reduce the time modulo each period first: sin() of an epoch-sized
+        // argument needs slow argument reduction and loses precision.
         let t = now_ms as f64 / 1000.0;
-        let slow = (std::f64::consts::TAU * t / self.period_s + self.phase).sin();
-        let fast = (std::f64::consts::TAU * t / self.fast_period_s + self.fast_phase).sin();
+        let cycle = |period: f64| (t.rem_euclid(period)) / period;
+        let slow = (std::f64::consts::TAU * cycle(self.period_s) + self.phase).sin();
+        let fast = (std::f64::consts::TAU * cycle(self.fast_period_s) + self.fast_phase).sin();
         (0.45 + 0.5 * slow + 0.1 * fast).clamp(0.0, 1.0)
     }
 }

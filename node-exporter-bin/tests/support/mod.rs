@@ -71,7 +71,10 @@ impl Exporter {
             Some(s) => s,
             None => {
                 let _ = child.kill();
-                panic!("exporter did not exit within 20 s of SIGTERM:\n{}", self.log_text());
+                panic!(
+                    "exporter did not exit within 20 s of SIGTERM:\n{}",
+                    self.log_text()
+                );
             }
         }
     }
@@ -89,7 +92,11 @@ impl Drop for Exporter {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("--- exporter log ({}) ---\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "--- exporter log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
     }
 }
@@ -101,5 +108,8 @@ pub fn run_to_end(args: &[&str]) -> (Option<i32>, String) {
         .env("RUST_LOG", "info")
         .output()
         .expect("spawn");
-    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
