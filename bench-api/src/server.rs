@@ -491,42 +491,12 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Above this declared body size, tiny_http 0.12 would abort the process when
-/// the request is dropped (its `EqualReader` drains the rest of the body into a
-/// buffer of the remaining size, and an allocation failure aborts).
-const ABORT_GUARD_BYTES: usize = 1 << 30;
-
-/// Answers a request whose declared body is too large for tiny_http to drop
-/// safely: the 413 is written, then the connection is deliberately leaked
-/// (never dropped) instead of letting tiny_http try to drain it.
-fn refuse_huge_body(app: &App, req: tiny_http::Request, method: &str, path: &str) {
-    let e = too_large();
-    let origin = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Origin"))
-        .map(|h| h.value.to_string());
-    let (status, resp) = to_response(Err(e), app.cors.response_headers(origin.as_deref()));
-    log::warn!(
-        "{method} {path} from {:?} declares a {} byte body; answered {status} and abandoned the connection",
-        req.remote_addr(),
-        req.body_length().unwrap_or(0)
-    );
-    let stream = req.upgrade("close", resp);
-    std::mem::forget(stream);
-    app.metrics.observe("oversized", "other", status, 0.0);
-}
-
 /// Answers one request; never panics (a handler panic becomes a logged 500).
 fn handle(app: &App, mut req: tiny_http::Request) {
     let start = Instant::now();
     let method = req.method().as_str().to_string();
     let path = req.url().split('?').next().unwrap_or("").to_string();
     let peer = req.remote_addr().copied();
-    if req.body_length().is_some_and(|n| n > ABORT_GUARD_BYTES) {
-        refuse_huge_body(app, req, &method, &path);
-        return;
-    }
     let (label, reply) =
         match std::panic::catch_unwind(AssertUnwindSafe(|| dispatch(app, &mut req))) {
             Ok(r) => r,

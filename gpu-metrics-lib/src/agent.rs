@@ -98,6 +98,9 @@ struct Signals {
     new_batch: bool,
 }
 
+/// A tick's batch and its buffer id (`None`: the append failed).
+type Latest = (Option<BatchId>, Arc<Batch>);
+
 #[derive(Debug, Default)]
 struct Shared {
     signals: Mutex<Signals>,
@@ -105,7 +108,7 @@ struct Shared {
     /// The last tick's batch and its id in the buffer (`None` when the append
     /// failed): `/metrics` serves it and the Pushgateway sink pushes it without
     /// reading it back from disk.
-    latest: Mutex<Option<(Option<BatchId>, Arc<Batch>)>>,
+    latest: Mutex<Option<Latest>>,
 }
 
 impl Shared {
@@ -414,7 +417,7 @@ enum Attempt {
 impl PushgatewayLoop {
     /// The newest batch: the sampler's last one from memory, or (before the
     /// first tick, e.g. a backlog left by a previous run) from the buffer.
-    fn newest(&mut self) -> Result<Option<(Option<BatchId>, Arc<Batch>)>, BufferError> {
+    fn newest(&mut self) -> Result<Option<Latest>, BufferError> {
         let in_memory = self
             .shared
             .latest
