@@ -15,10 +15,11 @@ if ! command -v cargo >/dev/null; then
   echo "run.sh: cargo is not installed" >&2
   exit 1
 fi
-if ! pkg-config --exists openssl 2>/dev/null || ! command -v cc >/dev/null; then
+# Build needs: a C compiler, make and perl (static OpenSSL and zlib for libssh2).
+if ! command -v cc >/dev/null || ! command -v make >/dev/null || ! command -v perl >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev pkg-config libssl-dev
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev make perl
 fi
 cargo build --release --locked -p aif-node-exporter
 

@@ -13,9 +13,9 @@ PACKAGES=(
   openssh-server openssh-client          # testbed: private sshd, ssh-keygen
   apache2-utils                          # htpasswd (bcrypt) for Pushgateway basic auth
   slurmctld slurmd slurm-client munge    # testbed: single-node Slurm cluster
-  gcc libc6-dev pkg-config libssl-dev    # fake libnvidia-ml.so.1; libssh2's OpenSSL
-  python3                                # the demo service recipe
-  curl ca-certificates
+  gcc libc6-dev make perl pkg-config     # fake libnvidia-ml.so.1; static OpenSSL/zlib for libssh2
+  python3                                # the demo service recipe, free ports in scripts
+  curl ca-certificates wrk               # benches (wrk: the API bench)
 )
 
 missing=()
@@ -37,4 +37,4 @@ fi
 
 # Build every binary first so end-to-end tests spawn fresh ones.
 cargo build --workspace --all-targets --locked
-cargo test --workspace --locked -- --test-threads="${AIF_TEST_THREADS:-4}"
+cargo test --workspace --locked

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use gpu_metrics::exposition::{escape_label_value, write_value};
+
 use crate::model::{Run, Service, Status};
 
 #[derive(Debug, Default)]
@@ -23,18 +25,47 @@ pub struct ApiMetrics {
     launch_failures: AtomicU64,
 }
 
-/// Escapes a label value for the text format.
+/// Escapes a label value for the text format (the library's
+/// [`escape_label_value`], as a `String` for `format!` arguments).
 pub fn escape_label(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+    escape_label_value(&mut out, v);
+    out
+}
+
+/// Writes the gauge `name` (one series per item and status: 1 for the status
+/// the item is in, 0 for the others, after the item's two labels) and the
+/// gauge `total` (items by status); each `(name, help)`.
+fn write_statuses(
+    out: &mut String,
+    (name, help): (&str, &str),
+    (total, total_help): (&str, &str),
+    items: &[([(&str, &str); 2], Status)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, status) in items {
+        for st in Status::ALL {
+            out.push_str(name);
+            out.push('{');
+            for (key, value) in labels {
+                out.push_str(key);
+                out.push_str("=\"");
+                escape_label_value(out, value);
+                out.push_str("\",");
+            }
+            let _ = writeln!(
+                out,
+                "status=\"{}\"}} {}",
+                st.as_str(),
+                u8::from(*status == st)
+            );
         }
     }
-    out
+    let _ = writeln!(out, "# HELP {total} {total_help}\n# TYPE {total} gauge");
+    for st in Status::ALL {
+        let n = items.iter().filter(|(_, s)| *s == st).count();
+        let _ = writeln!(out, "{total}{{status=\"{}\"}} {n}", st.as_str());
+    }
 }
 
 impl ApiMetrics {
@@ -86,11 +117,13 @@ impl ApiMetrics {
             *sums.entry((route, method)).or_default() += secs;
         }
         for ((route, method), secs) in sums {
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "aif_api_request_seconds_total{{route=\"{}\",method=\"{method}\"}} {secs}",
+                "aif_api_request_seconds_total{{route=\"{}\",method=\"{method}\"}} ",
                 escape_label(route)
             );
+            write_value(&mut out, secs);
+            out.push('\n');
         }
         for (name, help, v) in [
             (
@@ -115,46 +148,42 @@ impl ApiMetrics {
                 v.load(Ordering::Relaxed)
             );
         }
-        out.push_str(
-            "# HELP aif_service_status 1 for the status a service is in, 0 for the others.\n",
+        let services: Vec<_> = services
+            .iter()
+            .map(|s| {
+                (
+                    [("service_id", s.id.as_str()), ("recipe", &s.recipe)],
+                    s.status,
+                )
+            })
+            .collect();
+        write_statuses(
+            &mut out,
+            (
+                "aif_service_status",
+                "1 for the status a service is in, 0 for the others.",
+            ),
+            ("aif_services", "Services by status."),
+            &services,
         );
-        out.push_str("# TYPE aif_service_status gauge\n");
-        for s in services {
-            for st in Status::ALL {
-                let _ = writeln!(
-                    out,
-                    "aif_service_status{{service_id=\"{}\",recipe=\"{}\",status=\"{}\"}} {}",
-                    escape_label(&s.id),
-                    escape_label(&s.recipe),
-                    st.as_str(),
-                    u8::from(s.status == st)
-                );
-            }
-        }
-        out.push_str("# HELP aif_services Services by status.\n# TYPE aif_services gauge\n");
-        for st in Status::ALL {
-            let n = services.iter().filter(|s| s.status == st).count();
-            let _ = writeln!(out, "aif_services{{status=\"{}\"}} {n}", st.as_str());
-        }
-        out.push_str("# HELP aif_benchmark_run_status 1 for the status a benchmark run is in, 0 for the others.\n");
-        out.push_str("# TYPE aif_benchmark_run_status gauge\n");
-        for r in runs {
-            for st in Status::ALL {
-                let _ = writeln!(
-                    out,
-                    "aif_benchmark_run_status{{run_id=\"{}\",service_id=\"{}\",status=\"{}\"}} {}",
-                    escape_label(&r.id),
-                    escape_label(&r.service_id),
-                    st.as_str(),
-                    u8::from(r.status == st)
-                );
-            }
-        }
-        out.push_str("# HELP aif_benchmark_runs Benchmark runs by status.\n# TYPE aif_benchmark_runs gauge\n");
-        for st in Status::ALL {
-            let n = runs.iter().filter(|r| r.status == st).count();
-            let _ = writeln!(out, "aif_benchmark_runs{{status=\"{}\"}} {n}", st.as_str());
-        }
+        let run_statuses: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                (
+                    [("run_id", r.id.as_str()), ("service_id", &r.service_id)],
+                    r.status,
+                )
+            })
+            .collect();
+        write_statuses(
+            &mut out,
+            (
+                "aif_benchmark_run_status",
+                "1 for the status a benchmark run is in, 0 for the others.",
+            ),
+            ("aif_benchmark_runs", "Benchmark runs by status."),
+            &run_statuses,
+        );
         out.push_str("# HELP aif_benchmark_run_duration_seconds Requested duration of each run.\n");
         out.push_str("# TYPE aif_benchmark_run_duration_seconds gauge\n");
         for r in runs {
@@ -167,5 +196,39 @@ impl ApiMetrics {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_families_render_one_series_per_status_with_escaped_labels() {
+        let mut out = String::new();
+        write_statuses(
+            &mut out,
+            ("aif_x_status", "Help."),
+            ("aif_xs", "By status."),
+            &[([("id", "a\"b"), ("recipe", "r\\1")], Status::ALL[1])],
+        );
+        let mut want = String::from("# HELP aif_x_status Help.\n# TYPE aif_x_status gauge\n");
+        for (i, st) in Status::ALL.into_iter().enumerate() {
+            want.push_str(&format!(
+                "aif_x_status{{id=\"a\\\"b\",recipe=\"r\\\\1\",status=\"{}\"}} {}\n",
+                st.as_str(),
+                u8::from(i == 1)
+            ));
+        }
+        want.push_str("# HELP aif_xs By status.\n# TYPE aif_xs gauge\n");
+        for (i, st) in Status::ALL.into_iter().enumerate() {
+            want.push_str(&format!(
+                "aif_xs{{status=\"{}\"}} {}\n",
+                st.as_str(),
+                u8::from(i == 1)
+            ));
+        }
+        assert_eq!(out, want);
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

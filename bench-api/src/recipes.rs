@@ -431,16 +431,7 @@ impl Recipe {
                     max_length,
                     ..
                 } => {
-                    let v = match value {
-                        Some(serde_json::Value::String(s)) => s.clone(),
-                        Some(v) => {
-                            return Err(ApiError::bad_field(
-                                &field,
-                                format!("`{name}` must be a string, got {v}"),
-                            ));
-                        }
-                        None => default.clone().ok_or_else(|| required(&field, name))?,
-                    };
+                    let v = string_param(value, default.as_ref(), &field, name)?;
                     check_string(&v, max_length.unwrap_or(DEFAULT_MAX_STRING))
                         .map_err(|m| ApiError::bad_field(&field, format!("`{name}`: {m}")))?;
                     (serde_json::Value::from(v.clone()), v)
@@ -448,16 +439,7 @@ impl Recipe {
                 Parameter::Enum {
                     values, default, ..
                 } => {
-                    let v = match value {
-                        Some(serde_json::Value::String(s)) => s.clone(),
-                        Some(v) => {
-                            return Err(ApiError::bad_field(
-                                &field,
-                                format!("`{name}` must be a string, got {v}"),
-                            ));
-                        }
-                        None => default.clone().ok_or_else(|| required(&field, name))?,
-                    };
+                    let v = string_param(value, default.as_ref(), &field, name)?;
                     if !values.contains(&v) {
                         return Err(ApiError::bad_field(
                             &field,
@@ -499,6 +481,25 @@ impl Recipe {
                 .and_then(|v| v.parse::<u16>().ok()),
         };
         Ok(Resolved { params, argv, port })
+    }
+}
+
+/// The value of a string (or enum) parameter `name`: the given JSON string,
+/// else the default; `400` naming `field` for another JSON type or a missing
+/// required one.
+fn string_param(
+    value: Option<&serde_json::Value>,
+    default: Option<&String>,
+    field: &str,
+    name: &str,
+) -> Result<String, ApiError> {
+    match value {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(v) => Err(ApiError::bad_field(
+            field,
+            format!("`{name}` must be a string, got {v}"),
+        )),
+        None => default.cloned().ok_or_else(|| required(field, name)),
     }
 }
 

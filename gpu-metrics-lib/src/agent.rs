@@ -32,8 +32,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::buffer::{BatchId, Buffer, BufferError, EvictReason, SinkReader};
 use crate::exposition::Exposition;
 use crate::naming::Namer;
+use crate::retry::Backoff;
 use crate::sample::{Batch, now_ms};
-use crate::sink::{Backoff, PushClass, PushgatewayClient};
+use crate::sink::{PushClass, PushgatewayClient};
 use crate::source::GpuSource;
 
 /// How often the buffer's gauges (batches, bytes, per-sink backlog) are

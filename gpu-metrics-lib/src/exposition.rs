@@ -27,8 +27,15 @@ pub struct Exposition {
     groups: Vec<(usize, Vec<usize>)>,
 }
 
-/// Appends `v` escaped as a label value (`\`, `"`, newline).
-fn escape_label_value(out: &mut String, v: &str) {
+/// Appends `v` escaped as a label value of the Prometheus text format:
+/// `\` as `\\`, `"` as `\"`, newline as `\n`; everything else as is.
+///
+/// ```
+/// let mut out = String::new();
+/// gpu_metrics::exposition::escape_label_value(&mut out, "a\"b\\c\n");
+/// assert_eq!(out, r#"a\"b\\c\n"#);
+/// ```
+pub fn escape_label_value(out: &mut String, v: &str) {
     if !v.contains(['\\', '"', '\n']) {
         out.push_str(v);
         return;
@@ -54,7 +61,16 @@ fn escape_help(out: &mut String, v: &str) {
     }
 }
 
-/// Appends a sample value the way Prometheus writes it.
+/// Appends a sample value the way Prometheus writes it: `NaN`, `+Inf`,
+/// `-Inf`, otherwise the shortest decimal that reads back as `v`.
+///
+/// ```
+/// let mut out = String::new();
+/// gpu_metrics::exposition::write_value(&mut out, f64::INFINITY);
+/// out.push(' ');
+/// gpu_metrics::exposition::write_value(&mut out, 0.25);
+/// assert_eq!(out, "+Inf 0.25");
+/// ```
 pub fn write_value(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");

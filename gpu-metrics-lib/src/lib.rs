@@ -10,6 +10,7 @@
 //! - [`naming`]: readings → a [`Batch`] of series, native (`aif_gpu_*`) or
 //!   dcgm-exporter compatible names, with attribution labels.
 //! - [`exposition`]: a batch → Prometheus text exposition.
+//! - [`retry`]: exponential backoff with full jitter, for every retry loop.
 //!
 //! ## Sample and render once
 //!
@@ -34,6 +35,7 @@ pub mod buffer;
 pub mod catalogue;
 pub mod exposition;
 pub mod naming;
+pub mod retry;
 pub mod sample;
 pub mod sink;
 pub mod source;

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use gpu_metrics::buffer::{Durability, MIN_MAX_BYTES, parse_size};
 use gpu_metrics::naming::{LabelError, NameScheme, parse_label};
-use gpu_metrics::sink::{BackoffPolicy, Secret};
+use gpu_metrics::retry::{BackoffPolicy, BackoffPolicyError};
+use gpu_metrics::sink::Secret;
 use gpu_metrics::ssh::SshConfig;
 use gpu_metrics::units::parse_duration;
 use serde::Deserialize;
@@ -369,15 +370,13 @@ impl Config {
             )?,
             factor: 2.0,
         };
-        if backoff.max < backoff.initial {
-            return Err(invalid(
+        backoff.validate().map_err(|e| match e {
+            BackoffPolicyError::MaxBelowInitial { initial, max } => invalid(
                 "push_retry_max",
-                format!(
-                    "{:?} is below push_retry_initial {:?}",
-                    backoff.max, backoff.initial
-                ),
-            ));
-        }
+                format!("{max:?} is below push_retry_initial {initial:?}"),
+            ),
+            other => invalid("push_retry_initial", other),
+        })?;
         let push_timeout = duration_key(
             "push_timeout",
             cli.push_timeout.or(file.push_timeout),

@@ -137,17 +137,9 @@ impl ServerProcess {
     ///
     /// # Errors
     /// When the log cannot be created or the process cannot be spawned.
-    pub fn spawn(
-        what: &str,
-        mut cmd: Command,
-        dir: tempfile::TempDir,
-    ) -> Result<Self, TestbedError> {
+    pub fn spawn(what: &str, cmd: Command, dir: tempfile::TempDir) -> Result<Self, TestbedError> {
         let log = dir.path().join(format!("{what}.log"));
-        let out = File::create(&log)?;
-        let err = out.try_clone()?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd.spawn()?;
-        log::info!("testbed: started {what} pid={}", child.id());
+        let child = spawn_logged(what, cmd, File::create(&log)?)?;
         Ok(ServerProcess {
             what: what.to_string(),
             child: Some(child),
@@ -227,20 +219,8 @@ impl ServerProcess {
 
     /// Stops the process: SIGTERM, then SIGKILL after 5 s; waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id() as libc::pid_t;
-            // SAFETY: kill(2) on a PID we spawned and have not reaped yet.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-            let exited = wait_until(Duration::from_secs(5), || {
-                matches!(child.try_wait(), Ok(Some(_)))
-            });
-            if !exited {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-            log::info!("testbed: stopped {} pid={pid}", self.what);
+        if let Some(child) = self.child.take() {
+            terminate(&self.what, child);
         }
     }
 
@@ -257,12 +237,10 @@ impl ServerProcess {
     ///
     /// # Errors
     /// When the process cannot be spawned.
-    pub fn respawn(&mut self, mut cmd: Command) -> Result<(), TestbedError> {
+    pub fn respawn(&mut self, cmd: Command) -> Result<(), TestbedError> {
         self.stop();
-        let out = File::options().append(true).open(&self.log)?;
-        let err = out.try_clone()?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        self.child = Some(cmd.spawn()?);
+        let log = File::options().append(true).open(&self.log)?;
+        self.child = Some(spawn_logged(&self.what, cmd, log)?);
         Ok(())
     }
 }
@@ -270,10 +248,7 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.stop();
-        if std::thread::panicking()
-            && let Some(dir) = self.dir.take()
-        {
-            let kept = dir.keep();
+        if let Some(kept) = keep_if_panicking(&mut self.dir) {
             eprintln!(
                 "testbed: {} failed test: kept {} (log {})",
                 self.what,
@@ -281,6 +256,47 @@ impl Drop for ServerProcess {
                 self.log.display()
             );
         }
+    }
+}
+
+/// Spawns `cmd` with stdin from `/dev/null` and stdout and stderr both to
+/// `log` (already opened: created or appended), and logs its PID as `what`.
+///
+/// # Errors
+/// When `log` cannot be duplicated or the process cannot be spawned.
+pub(crate) fn spawn_logged(what: &str, mut cmd: Command, log: File) -> Result<Child, TestbedError> {
+    let err = log.try_clone()?;
+    cmd.stdin(Stdio::null()).stdout(log).stderr(err);
+    let child = cmd.spawn()?;
+    log::info!("testbed: started {what} pid={}", child.id());
+    Ok(child)
+}
+
+/// Stops `child`: SIGTERM, then SIGKILL after 5 s; waits for it and logs it
+/// as `what`.
+pub(crate) fn terminate(what: &str, mut child: Child) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) on a PID we spawned and have not reaped yet.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let exited = wait_until(Duration::from_secs(5), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    log::info!("testbed: stopped {what} pid={pid}");
+}
+
+/// When the current thread is panicking (a failed test), takes `dir` out so
+/// that it is not deleted and returns its path, for post-mortem.
+pub(crate) fn keep_if_panicking(dir: &mut Option<tempfile::TempDir>) -> Option<PathBuf> {
+    if std::thread::panicking() {
+        dir.take().map(tempfile::TempDir::keep)
+    } else {
+        None
     }
 }
 

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::process::{TestbedError, free_port, require_binary, wait_until};
+use crate::process::{
+    TestbedError, free_port, keep_if_panicking, require_binary, spawn_logged, terminate, wait_until,
+};
 
 /// A running single-node Slurm cluster.
 #[derive(Debug)]
@@ -212,13 +214,9 @@ impl SlurmCluster {
         Ok(cluster)
     }
 
-    fn spawn(&mut self, what: &str, mut cmd: Command) -> Result<(), TestbedError> {
+    fn spawn(&mut self, what: &str, cmd: Command) -> Result<(), TestbedError> {
         let log = self.dir().join(format!("{what}.out"));
-        let out = File::create(&log)?;
-        let err = out.try_clone()?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd.spawn()?;
-        log::info!("testbed: started {what} pid={}", child.id());
+        let child = spawn_logged(what, cmd, File::create(&log)?)?;
         self.daemons.push((what.to_string(), child, log));
         Ok(())
     }
@@ -314,19 +312,8 @@ impl SlurmCluster {
                     .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
             });
         }
-        while let Some((what, mut child, _)) = self.daemons.pop() {
-            let pid = child.id() as libc::pid_t;
-            // SAFETY: kill(2) on a PID we spawned and have not reaped yet.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-            if !wait_until(Duration::from_secs(5), || {
-                matches!(child.try_wait(), Ok(Some(_)))
-            }) {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-            log::info!("testbed: stopped {what} pid={pid}");
+        while let Some((what, child, _)) = self.daemons.pop() {
+            terminate(&what, child);
         }
     }
 }
@@ -334,10 +321,7 @@ impl SlurmCluster {
 impl Drop for SlurmCluster {
     fn drop(&mut self) {
         self.stop();
-        if std::thread::panicking()
-            && let Some(dir) = self.dir.take()
-        {
-            let kept = dir.keep();
+        if let Some(kept) = keep_if_panicking(&mut self.dir) {
             eprintln!(
                 "testbed: slurm cluster of a failed test: kept {}",
                 kept.display()

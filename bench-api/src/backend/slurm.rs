@@ -16,14 +16,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use gpu_metrics::ssh::shell_join;
+
 use super::runner::{CommandOutput, CommandRunner};
 use super::{Backend, BackendError, Ending, JobState, LaunchSpec, Launched};
 use crate::config::{ExporterSettings, SlurmSettings};
-
-/// Quotes one argument for a POSIX shell (single quotes; `'` as `'\''`).
-pub fn shell_quote(arg: &str) -> String {
-    gpu_metrics::ssh::shell_quote(arg)
-}
 
 /// The node exporter to start beside GPU services.
 #[derive(Debug, Clone)]
@@ -168,26 +165,21 @@ impl SlurmBackend {
                 "aif-service".into(),
                 "--instance".into(),
             ];
-            let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
-            let rest: Vec<String> = [
+            let rest = [
                 "--label".to_string(),
                 format!("service_id={}", spec.service_id),
                 "--delete-on-exit".into(),
                 "--interval".into(),
                 e.settings.interval.clone(),
-            ]
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect();
+            ];
             s.push_str(&format!(
                 "{} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}.sqlite\" --source auto &\n",
-                quoted.join(" "),
-                rest.join(" ")
+                shell_join(&args),
+                shell_join(&rest)
             ));
             s.push_str("aif_exporter=$!\n");
         }
-        let argv: Vec<String> = spec.argv.iter().map(|a| shell_quote(a)).collect();
-        s.push_str(&argv.join(" "));
+        s.push_str(&shell_join(spec.argv));
         s.push('\n');
         s.push_str("aif_rc=$?\n");
         if exporter.is_some() {
@@ -416,6 +408,7 @@ impl Backend for SlurmBackend {
 mod tests {
     use super::*;
     use crate::recipes::Recipe;
+    use gpu_metrics::ssh::shell_quote;
     use std::path::Path;
 
     #[test]

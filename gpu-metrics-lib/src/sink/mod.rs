@@ -2,12 +2,10 @@
 //!
 //! A sink client knows HTTP and nothing of sampling or of the buffer; the
 //! [`crate::agent`] reads the buffer and drives the clients. Retry policy is
-//! shared: exponential backoff with full jitter ([`backoff`]).
+//! shared: exponential backoff with full jitter ([`crate::retry`]).
 
-pub mod backoff;
 pub mod pushgateway;
 
-pub use backoff::{Backoff, BackoffPolicy};
 pub use pushgateway::{
     PushClass, PushError, PushgatewayBuilder, PushgatewayClient, PushgatewayConfigError, Secret,
 };

@@ -17,8 +17,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 
+use crate::retry::{BackoffPolicy, BackoffPolicyError};
 use crate::sample::Labels;
-use crate::sink::backoff::BackoffPolicy;
 
 /// How a failed push must be handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +123,9 @@ pub enum PushgatewayConfigError {
     /// A password without a user.
     #[error("pushgateway password given without a user")]
     PasswordWithoutUser,
+    /// An unusable retry policy.
+    #[error("pushgateway retry policy: {0}")]
+    Backoff(#[from] BackoffPolicyError),
 }
 
 /// A secret string: never printed.
@@ -216,7 +219,8 @@ impl PushgatewayBuilder {
         self
     }
 
-    /// Retry policy.
+    /// Retry policy (default [`BackoffPolicy::default`]; validated by
+    /// [`PushgatewayBuilder::build`]).
     pub fn backoff(mut self, policy: BackoffPolicy) -> Self {
         self.backoff = policy;
         self
@@ -254,6 +258,7 @@ impl PushgatewayBuilder {
         if self.timeout.is_zero() {
             return Err(PushgatewayConfigError::ZeroTimeout { what: "overall" });
         }
+        self.backoff.validate()?;
         let auth_header = match (&self.user, &self.password) {
             (Some(u), p) => Some(Secret::new(format!(
                 "Basic {}",

@@ -32,8 +32,8 @@
 //!
 //! When the session dies (gateway rebooted, network cut: noticed by a failed
 //! read, a keepalive, or `TCP_USER_TIMEOUT`), the pump logs in again with
-//! exponential backoff and full jitter ([`Backoff`], 500 ms doubling to 30 s by
-//! default): never a hot loop, never a panic. A session that stays up longer
+//! exponential backoff and full jitter ([`crate::retry`], 500 ms doubling to
+//! 30 s by default): never a hot loop, never a panic. A session that stays up longer
 //! than the backoff cap resets the backoff. Permanent errors (changed host
 //! key, refused key) are retried the same way, so that fixing the gateway side
 //! is enough, and logged each time.
@@ -52,6 +52,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::retry::BackoffPolicy;
 use crate::ssh::{SshConfig, SshError};
 
 /// Gauge name for "the tunnel's session is up" (0/1).
@@ -59,82 +60,11 @@ pub const TUNNEL_UP_METRIC: &str = "aif_exporter_tunnel_up";
 /// Counter name for "sessions re-established after a failure".
 pub const TUNNEL_RECONNECTS_METRIC: &str = "aif_exporter_tunnel_reconnects_total";
 
-/// Exponential backoff with full jitter: before retry `n` (0-based) wait a
-/// uniformly random time in `[0, min(max, initial × multiplier^n)]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    /// Ceiling of the first delay (default 500 ms).
-    pub initial: Duration,
-    /// Largest ceiling (default 30 s).
-    pub max: Duration,
-    /// Growth factor per failed attempt (default 2).
-    pub multiplier: f64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-            multiplier: 2.0,
-        }
-    }
-}
-
-impl Backoff {
-    /// The ceiling before retry `attempt` (0-based): `min(max, initial ×
-    /// multiplier^attempt)`.
-    pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = self.multiplier.max(1.0).powi(attempt.min(64) as i32);
-        let secs = (self.initial.as_secs_f64() * factor).min(self.max.as_secs_f64());
-        Duration::from_secs_f64(secs.max(0.0))
-    }
-
-    /// A random delay in `[0, ceiling(attempt)]` (full jitter).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        self.ceiling(attempt).mul_f64(random_unit())
-    }
-
-    fn validate(&self) -> Result<(), SshError> {
-        let bad = |reason: &str| {
-            Err(SshError::InvalidConfig {
-                field: "backoff",
-                reason: reason.to_string(),
-            })
-        };
-        if self.initial.is_zero() {
-            return bad("initial delay must be greater than zero");
-        }
-        if self.max < self.initial {
-            return bad("max must be at least the initial delay");
-        }
-        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            return bad("multiplier must be a finite number ≥ 1");
-        }
-        Ok(())
-    }
-}
-
-/// A uniform random number in `[0, 1)`, from std's randomly keyed hasher
-/// (jitter needs no cryptographic quality, only independence across nodes).
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
 /// How a tunnel starts and retries.
 #[derive(Debug, Clone)]
 pub struct TunnelOptions {
-    /// Retry policy for logging in again.
-    pub backoff: Backoff,
+    /// Retry policy for logging in again (validated by `start_with`).
+    pub backoff: BackoffPolicy,
     /// When true (default), `start_with` logs in before returning and returns
     /// the error of that first attempt. When false it returns at once and the
     /// first login happens in the background with the same backoff (for an
@@ -152,7 +82,7 @@ pub struct TunnelOptions {
 impl Default for TunnelOptions {
     fn default() -> Self {
         TunnelOptions {
-            backoff: Backoff::default(),
+            backoff: BackoffPolicy::default(),
             wait_for_first_login: true,
             local_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             remote_bind_host: "localhost".to_string(),
@@ -242,19 +172,28 @@ impl TunnelStats {
 /// The running pump thread and the way to stop it.
 #[derive(Debug)]
 struct Handle {
-    shared: Arc<Shared>,
+    /// The counters the pump updates (and the stop flag).
+    stats: TunnelStats,
     waker: UnixStream,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Handle {
+    /// Stops the pump thread and waits for it. Idempotent.
     fn stop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
+        let shared = &self.stats.shared;
+        shared.stop.store(true, Ordering::SeqCst);
         let _ = std::io::Write::write(&mut &self.waker, &[1]);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.shared.up.store(false, Ordering::SeqCst);
+        shared.up.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -295,13 +234,12 @@ impl LocalForward {
         options: TunnelOptions,
     ) -> Result<LocalForward, SshError> {
         config.validate()?;
-        options.backoff.validate()?;
-        if remote_host.is_empty() || remote_host.contains(['\0', ' ', '\n']) {
-            return Err(SshError::InvalidConfig {
-                field: "remote_host",
-                reason: "must be a host name or IP address".to_string(),
-            });
-        }
+        validate_backoff(&options.backoff)?;
+        check_host(
+            "remote_host",
+            remote_host,
+            "must be a host name or IP address",
+        )?;
         if remote_port == 0 {
             return Err(SshError::InvalidConfig {
                 field: "remote_port",
@@ -343,30 +281,22 @@ impl LocalForward {
 
     /// True while the SSH session is up.
     pub fn is_up(&self) -> bool {
-        self.handle.shared.up.load(Ordering::SeqCst)
+        self.handle.stats.up()
     }
 
     /// Sessions re-established after a failure.
     pub fn reconnects(&self) -> u64 {
-        self.handle.shared.reconnects.load(Ordering::SeqCst)
+        self.handle.stats.reconnects()
     }
 
     /// A handle on the counters, for publishing as metrics.
     pub fn stats(&self) -> TunnelStats {
-        TunnelStats {
-            shared: Arc::clone(&self.handle.shared),
-        }
+        self.handle.stats.clone()
     }
 
     /// Stops the pump thread, closes every forwarded connection and the
     /// listener, and logs out. Idempotent.
     pub fn stop(&mut self) {
-        self.handle.stop();
-    }
-}
-
-impl Drop for LocalForward {
-    fn drop(&mut self) {
         self.handle.stop();
     }
 }
@@ -416,15 +346,12 @@ impl RemoteForward {
         options: TunnelOptions,
     ) -> Result<RemoteForward, SshError> {
         config.validate()?;
-        options.backoff.validate()?;
-        if options.remote_bind_host.is_empty()
-            || options.remote_bind_host.contains(['\0', ' ', '\n'])
-        {
-            return Err(SshError::InvalidConfig {
-                field: "remote_bind_host",
-                reason: "must be a host name or address".to_string(),
-            });
-        }
+        validate_backoff(&options.backoff)?;
+        check_host(
+            "remote_bind_host",
+            &options.remote_bind_host,
+            "must be a host name or address",
+        )?;
         let label = format!(
             "gateway={} listen={}:{remote_bind_port} target={local_target}",
             config.destination(),
@@ -444,7 +371,7 @@ impl RemoteForward {
 
     /// The port the server listens on (0 until the first successful listen).
     pub fn remote_port(&self) -> u16 {
-        self.handle.shared.remote_port.load(Ordering::SeqCst)
+        self.handle.stats.shared.remote_port.load(Ordering::SeqCst)
     }
 
     /// Where accepted connections are piped to.
@@ -454,19 +381,17 @@ impl RemoteForward {
 
     /// True while the session is up and the server listens.
     pub fn is_up(&self) -> bool {
-        self.handle.shared.up.load(Ordering::SeqCst)
+        self.handle.stats.up()
     }
 
     /// Sessions re-established after a failure.
     pub fn reconnects(&self) -> u64 {
-        self.handle.shared.reconnects.load(Ordering::SeqCst)
+        self.handle.stats.reconnects()
     }
 
     /// A handle on the counters, for publishing as metrics.
     pub fn stats(&self) -> TunnelStats {
-        TunnelStats {
-            shared: Arc::clone(&self.handle.shared),
-        }
+        self.handle.stats.clone()
     }
 
     /// Cancels the listener, closes every piped connection, logs out.
@@ -476,54 +401,27 @@ impl RemoteForward {
     }
 }
 
-impl Drop for RemoteForward {
-    fn drop(&mut self) {
-        self.handle.stop();
+/// Checks the tunnel's retry policy, as an [`SshError::InvalidConfig`] for
+/// the field `backoff`.
+fn validate_backoff(policy: &BackoffPolicy) -> Result<(), SshError> {
+    policy.validate().map_err(|e| SshError::InvalidConfig {
+        field: "backoff",
+        reason: e.to_string(),
+    })
+}
+
+/// Rejects an empty host or one with NUL, space or newline, as an
+/// [`SshError::InvalidConfig`] for `field` with `reason`.
+fn check_host(field: &'static str, host: &str, reason: &str) -> Result<(), SshError> {
+    if host.is_empty() || host.contains(['\0', ' ', '\n']) {
+        return Err(SshError::InvalidConfig {
+            field,
+            reason: reason.to_string(),
+        });
     }
+    Ok(())
 }
 
 /// Longest a pump waits in `poll(2)` when nothing happens (stop requests wake
 /// it at once through its waker).
 const IDLE_POLL: Duration = Duration::from_secs(1);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_ceilings_double_to_the_cap() {
-        let b = Backoff::default();
-        let ms: Vec<u128> = (0..9).map(|n| b.ceiling(n).as_millis()).collect();
-        assert_eq!(
-            ms,
-            vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
-        );
-        assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn full_jitter_stays_within_the_ceiling_and_varies() {
-        let b = Backoff::default();
-        let delays: Vec<Duration> = (0..200).map(|_| b.delay(3)).collect();
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(4)));
-        let min = delays.iter().min().copied().unwrap_or_default();
-        let max = delays.iter().max().copied().unwrap_or_default();
-        assert!(
-            max - min > Duration::from_secs(1),
-            "no jitter: {min:?}..{max:?}"
-        );
-    }
-
-    #[test]
-    fn backoff_validation() {
-        let mut b = Backoff::default();
-        assert!(b.validate().is_ok());
-        b.multiplier = 0.5;
-        assert!(b.validate().is_err());
-        b = Backoff {
-            initial: Duration::ZERO,
-            ..Backoff::default()
-        };
-        assert!(b.validate().is_err());
-    }
-}

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use ssh2::{BlockDirections, Channel};
 
-use super::{Backoff, Handle, IDLE_POLL, Shared, TunnelOptions};
+use super::{Handle, IDLE_POLL, Shared, TunnelOptions};
+use crate::retry::{Backoff, random_seed};
 use crate::ssh::{Connection, SshConfig, SshError, duration_ms, is_channel_error, is_eagain, poll};
 
 /// Per-direction buffer of a forwarded connection.
@@ -57,7 +58,7 @@ pub(super) fn spawn(
     let mut pump = Pump {
         config: config.clone(),
         mode,
-        backoff: options.backoff,
+        backoff: Backoff::new(options.backoff, random_seed()),
         label,
         shared: Arc::clone(&shared),
         wake: wake_rx,
@@ -75,7 +76,7 @@ pub(super) fn spawn(
         .spawn(move || pump.run(first))
         .map_err(io_err)?;
     Ok(Handle {
-        shared,
+        stats: super::TunnelStats { shared },
         waker,
         thread: Some(thread),
     })
@@ -171,7 +172,6 @@ impl Pump {
     }
 
     fn run(mut self, mut first: Option<Live>) {
-        let mut retry: u32 = 0;
         let mut ever_up = false;
         while !self.stopping() {
             let live = match first.take() {
@@ -179,8 +179,7 @@ impl Pump {
                 None => match self.login() {
                     Ok(live) => live,
                     Err(e) => {
-                        let delay = self.backoff.delay(retry);
-                        retry = retry.saturating_add(1);
+                        let delay = self.backoff.next_delay();
                         log::warn!(
                             "tunnel login failed: {} attempt={} delay={}ms error={e}",
                             self.label,
@@ -214,11 +213,10 @@ impl Pump {
             match outcome {
                 Outcome::Stopped => break,
                 Outcome::Died(e) => {
-                    if since.elapsed() >= self.backoff.max {
-                        retry = 0;
+                    if since.elapsed() >= self.backoff.policy().max {
+                        self.backoff.reset();
                     }
-                    let delay = self.backoff.delay(retry);
-                    retry = retry.saturating_add(1);
+                    let delay = self.backoff.next_delay();
                     log::warn!(
                         "tunnel down, reconnecting: {} attempt={} delay={}ms error={e}",
                         self.label,
@@ -656,16 +654,8 @@ impl Pipe {
             }
         }
         // Buffer → channel.
-        while !self.up.is_empty() {
-            match self.channel.write(&self.up) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.up.drain(..n);
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => break,
-                Err(e) => return (progress, Some(End::Channel(e))),
-            }
+        if let Err(e) = write_out(&mut self.up, &mut self.channel, &mut progress) {
+            return (progress, Some(End::Channel(e)));
         }
         if self.local_eof && self.up.is_empty() && !self.eof_sent {
             match self.channel.send_eof() {
@@ -697,16 +687,8 @@ impl Pipe {
             }
         }
         // Buffer → local.
-        while !self.down.is_empty() {
-            match self.local.write(&self.down) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.down.drain(..n);
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => break,
-                Err(e) => return (progress, Some(End::Local(e))),
-            }
+        if let Err(e) = write_out(&mut self.down, &mut self.local, &mut progress) {
+            return (progress, Some(End::Local(e)));
         }
         if self.remote_eof && self.down.is_empty() && !self.local_shut {
             let _ = self.local.shutdown(Shutdown::Write);
@@ -718,6 +700,26 @@ impl Pipe {
         }
         (progress, None)
     }
+}
+
+/// Writes as much of `buf` to the non-blocking `w` as it takes now, removing
+/// what was written from `buf` and setting `progress` when anything was.
+///
+/// # Errors
+/// The write error, other than "would block".
+fn write_out(buf: &mut Vec<u8>, w: &mut impl Write, progress: &mut bool) -> io::Result<()> {
+    while !buf.is_empty() {
+        match w.write(buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.drain(..n);
+                *progress = true;
+            }
+            Err(e) if would_block(&e) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn would_block(e: &io::Error) -> bool {
