@@ -104,7 +104,7 @@ pub struct Cli {
     /// Where services run: local or slurm (default local).
     #[arg(long, value_name = "local|slurm")]
     pub backend: Option<String>,
-    /// An allowed CORS origin (repeatable), e.g. https://grafana.example.org.
+    /// An allowed CORS origin (repeatable), e.g. `https://grafana.example.org`.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origin: Vec<String>,
     /// File holding the bearer token mutating routes require.
@@ -313,15 +313,14 @@ impl Config {
             Some(path) => Some(read_token(&path)?),
             None => None,
         };
-        let pushgateway = cli.pushgateway.clone().or(file.pushgateway);
-        if let Some(url) = &pushgateway
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(ConfigError::invalid(
-                "pushgateway",
-                format!("`{url}` is not an http(s) URL"),
-            ));
-        }
+        // The same rule as the node exporter's, which receives this URL.
+        let pushgateway = match cli.pushgateway.clone().or(file.pushgateway) {
+            Some(url) => Some(
+                gpu_metrics::sink::normalize_base_url(&url)
+                    .map_err(|e| ConfigError::invalid("pushgateway", e.to_string()))?,
+            ),
+            None => None,
+        };
         let workers = cli.workers.or(file.workers).unwrap_or(8);
         if !(1..=256).contains(&workers) {
             return Err(ConfigError::invalid(

@@ -46,3 +46,9 @@ pub mod units;
 pub use exposition::Exposition;
 pub use naming::{NameScheme, Namer};
 pub use sample::{Batch, Labels, MetricKind, Sample, Series, now_ms};
+
+/// The README's Rust examples, compiled and run as doc tests so the README
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

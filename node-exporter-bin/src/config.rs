@@ -176,42 +176,13 @@ pub struct Config {
     pub ssh: Option<SshSettings>,
 }
 
-/// Checks that `url` is `http://host[:port][/path]` (or `https://` with the
-/// `tls` feature) and returns it without a trailing `/`.
+/// Checks a Pushgateway URL with the library's rule
+/// ([`gpu_metrics::sink::normalize_base_url`]), naming `key` on error.
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] naming `key`.
 pub fn validate_base_url(key: &'static str, url: &str) -> Result<String, ConfigError> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if let Some(r) = url.strip_prefix("https://") {
-        r
-    } else {
-        return Err(invalid(
-            key,
-            format!("URL {url:?} has no http:// or https:// scheme"),
-        ));
-    };
-    let host_port = rest.split('/').next().unwrap_or("");
-    if host_port.is_empty() {
-        return Err(invalid(key, format!("URL {url:?} has no host")));
-    }
-    if let Some((_, port)) = host_port.rsplit_once(':')
-        && !host_port.ends_with(']')
-        && port.parse::<u16>().is_err()
-    {
-        return Err(invalid(
-            key,
-            format!("URL {url:?} has an invalid port {port:?}"),
-        ));
-    }
-    if url.contains(['?', '#', ' ']) {
-        return Err(invalid(
-            key,
-            format!("URL {url:?} must not contain a query, fragment or space"),
-        ));
-    }
-    Ok(url.trim_end_matches('/').to_string())
+    gpu_metrics::sink::normalize_base_url(url).map_err(|e| invalid(key, e))
 }
 
 /// Splits `http://host[:port][/path]` into host, port (default 80) and path.

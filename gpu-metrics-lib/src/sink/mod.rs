@@ -8,4 +8,5 @@ pub mod pushgateway;
 
 pub use pushgateway::{
     PushClass, PushError, PushgatewayBuilder, PushgatewayClient, PushgatewayConfigError, Secret,
+    normalize_base_url,
 };

@@ -100,6 +100,14 @@ pub enum PushgatewayConfigError {
         /// The URL as given.
         url: String,
     },
+    /// The URL has no host, a bad port, a query, a fragment or a space.
+    #[error("pushgateway URL {url:?} {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// `https://` without the `tls` feature.
     #[error(
         "pushgateway URL {url:?} is https but this build has no TLS (enable the `tls` feature)"
@@ -238,13 +246,9 @@ impl PushgatewayBuilder {
     /// # Errors
     /// [`PushgatewayConfigError`] naming what is wrong.
     pub fn build(self) -> Result<PushgatewayClient, PushgatewayConfigError> {
-        let base = self.base_url.trim_end_matches('/').to_string();
-        if base.starts_with("https://") {
-            if !cfg!(feature = "tls") {
-                return Err(PushgatewayConfigError::NoTls { url: base });
-            }
-        } else if !base.starts_with("http://") {
-            return Err(PushgatewayConfigError::BadScheme { url: base });
+        let base = normalize_base_url(&self.base_url)?;
+        if base.starts_with("https://") && !cfg!(feature = "tls") {
+            return Err(PushgatewayConfigError::NoTls { url: base });
         }
         if self.job.is_empty() {
             return Err(PushgatewayConfigError::Empty { what: "job" });
@@ -302,6 +306,42 @@ impl PushgatewayBuilder {
 struct PushgatewayBuilderNoSecret {
     job: String,
     instance: String,
+}
+
+/// Checks a Pushgateway base URL (`http://host[:port][/prefix]`, or `https://`)
+/// and returns it without a trailing `/`. Shared by every program that takes
+/// such a URL, so they accept and refuse the same ones.
+///
+/// # Errors
+/// [`PushgatewayConfigError::BadScheme`] or [`PushgatewayConfigError::BadUrl`].
+pub fn normalize_base_url(url: &str) -> Result<String, PushgatewayConfigError> {
+    let bad = |reason| PushgatewayConfigError::BadUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| PushgatewayConfigError::BadScheme {
+            url: url.to_string(),
+        })?;
+    let host_port = rest.split('/').next().unwrap_or("");
+    if host_port.is_empty() || host_port.starts_with(':') {
+        return Err(bad("has no host"));
+    }
+    if host_port.contains('@') {
+        return Err(bad("must not carry credentials (use basic-auth settings)"));
+    }
+    if let Some((_, port)) = host_port.rsplit_once(':')
+        && !host_port.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(bad("has an invalid port"));
+    }
+    if url.contains(['?', '#', ' ']) {
+        return Err(bad("must not contain a query, fragment or space"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// One grouping-key path segment pair: `label/value` or `label@base64/…`.
@@ -467,6 +507,28 @@ mod tests {
                 .build(),
             Err(PushgatewayConfigError::ZeroTimeout { .. })
         ));
+    }
+
+    #[test]
+    fn base_urls_are_checked_and_normalized() {
+        assert_eq!(
+            normalize_base_url("http://pgw:9091/").as_deref(),
+            Ok("http://pgw:9091")
+        );
+        assert_eq!(
+            normalize_base_url("http://[::1]:9091/p").as_deref(),
+            Ok("http://[::1]:9091/p")
+        );
+        for bad in [
+            "pgw:9091",
+            "http://",
+            "http://:9091",
+            "http://pgw:x",
+            "http://pgw?a=1",
+            "http://u:p@pgw",
+        ] {
+            assert!(normalize_base_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
