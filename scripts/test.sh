@@ -37,4 +37,4 @@ fi
 
 # Build every binary first so end-to-end tests spawn fresh ones.
 cargo build --workspace --all-targets --locked
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

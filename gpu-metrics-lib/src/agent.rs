@@ -197,9 +197,9 @@ pub fn describe_self_metrics() {
 /// # Errors
 /// [`AgentError`] when a buffer reader or a thread cannot be created.
 pub fn start(
-    mut source: Box<dyn GpuSource>,
-    mut namer: Namer,
-    mut buffer: Buffer,
+    source: Box<dyn GpuSource>,
+    namer: Namer,
+    buffer: Buffer,
     options: AgentOptions,
 ) -> Result<AgentHandle, AgentError> {
     let shared = Arc::new(Shared::default());
@@ -236,91 +236,20 @@ pub fn start(
         }
         None => None,
     };
-    let interval = options.interval;
-    let sampler_shared = Arc::clone(&shared);
-    let upkeep = options.self_metrics.clone();
-    let mut on_tick = options.on_tick;
+    let sampler = Sampler {
+        source,
+        namer,
+        buffer,
+        shared: Arc::clone(&shared),
+        interval: options.interval,
+        upkeep: options.self_metrics.clone(),
+        on_tick: options.on_tick,
+        disk_full_logged: 0,
+        last_stats: None,
+    };
     let sampler = std::thread::Builder::new()
         .name("aif-sampler".into())
-        .spawn(move || {
-            let mut next = Instant::now();
-            let mut disk_full_logged = 0u64;
-            let mut last_stats: Option<Instant> = None;
-            loop {
-                let tick_start = Instant::now();
-                let ts = now_ms();
-                match source.sample(ts) {
-                    Ok(readings) => {
-                        let batch = Arc::new(namer.batch(ts, &readings));
-                        let stored = match buffer.append(&batch) {
-                            Ok(id) => {
-                                counter!("aif_exporter_samples_total").increment(1);
-                                Some(id)
-                            }
-                            Err(e @ BufferError::DiskFull { .. }) => {
-                                counter!("aif_exporter_dropped_batches_total", "reason" => "disk_full").increment(1);
-                                if disk_full_logged % 60 == 0 {
-                                    log::error!("buffer append failed, batch dropped: {e} (logged every 60th time)");
-                                }
-                                disk_full_logged += 1;
-                                None
-                            }
-                            Err(e) => {
-                                counter!("aif_exporter_dropped_batches_total", "reason" => "buffer_error").increment(1);
-                                log::error!("buffer append failed, batch dropped: {e}");
-                                None
-                            }
-                        };
-                        // Even a batch the disk could not take is served and
-                        // pushed: the live view survives a full disk.
-                        *sampler_shared.latest.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some((stored, batch));
-                        sampler_shared.lock().new_batch = true;
-                        sampler_shared.cv.notify_all();
-                    }
-                    Err(e) => {
-                        counter!("aif_exporter_sample_errors_total").increment(1);
-                        log::error!("sampling failed: {e}");
-                    }
-                }
-                if let Some(f) = on_tick.as_mut() {
-                    f();
-                }
-                let took = tick_start.elapsed().as_secs_f64();
-                gauge!("aif_exporter_sample_duration_seconds").set(took);
-                if last_stats.is_none_or(|t: Instant| t.elapsed() >= STATS_EVERY) {
-                    publish_buffer_stats(&mut buffer);
-                    if let Some(h) = &upkeep {
-                        h.run_upkeep();
-                    }
-                    last_stats = Some(Instant::now());
-                }
-                next += interval;
-                let now = Instant::now();
-                if next < now {
-                    let behind = now.duration_since(next);
-                    let skipped = (behind.as_nanos() / interval.as_nanos().max(1)) as u64 + 1;
-                    counter!("aif_exporter_ticks_skipped_total").increment(skipped);
-                    log::warn!("sampling tick overran: skipped {skipped} slot(s) of {interval:?}");
-                    next += interval * u32::try_from(skipped).unwrap_or(u32::MAX);
-                }
-                let mut sig = sampler_shared.lock();
-                loop {
-                    if sig.stop_sampler {
-                        return;
-                    }
-                    let now = Instant::now();
-                    if now >= next {
-                        break;
-                    }
-                    sig = sampler_shared
-                        .cv
-                        .wait_timeout(sig, next - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-            }
-        })
+        .spawn(move || sampler.run())
         .map_err(|source| AgentError::Spawn {
             what: "sampler",
             source,
@@ -333,7 +262,132 @@ pub fn start(
     })
 }
 
-fn publish_buffer_stats(buffer: &mut Buffer) {
+/// The sampler thread's state: one tick per `interval`, fixed rate.
+struct Sampler {
+    source: Box<dyn GpuSource>,
+    namer: Namer,
+    buffer: Buffer,
+    shared: Arc<Shared>,
+    interval: Duration,
+    upkeep: Option<PrometheusHandle>,
+    on_tick: Option<Box<dyn FnMut() + Send>>,
+    disk_full_logged: u64,
+    last_stats: Option<Instant>,
+}
+
+impl Sampler {
+    fn run(mut self) {
+        let mut next = Instant::now();
+        loop {
+            self.tick();
+            next = self.next_slot(next);
+            if self.wait_until(next) {
+                return;
+            }
+        }
+    }
+
+    /// Samples, names, appends and hands the batch to the sinks.
+    fn tick(&mut self) {
+        let tick_start = Instant::now();
+        let ts = now_ms();
+        match self.source.sample(ts) {
+            Ok(readings) => {
+                let batch = Arc::new(self.namer.batch(ts, &readings));
+                let stored = self.append(&batch);
+                // Even a batch the disk could not take is served and pushed:
+                // the live view survives a full disk.
+                *self.shared.latest.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((stored, batch));
+                self.shared.lock().new_batch = true;
+                self.shared.cv.notify_all();
+            }
+            Err(e) => {
+                counter!("aif_exporter_sample_errors_total").increment(1);
+                log::error!("sampling failed: {e}");
+            }
+        }
+        if let Some(f) = self.on_tick.as_mut() {
+            f();
+        }
+        gauge!("aif_exporter_sample_duration_seconds").set(tick_start.elapsed().as_secs_f64());
+        if self
+            .last_stats
+            .is_none_or(|t: Instant| t.elapsed() >= STATS_EVERY)
+        {
+            publish_buffer_stats(&self.buffer);
+            if let Some(h) = &self.upkeep {
+                h.run_upkeep();
+            }
+            self.last_stats = Some(Instant::now());
+        }
+    }
+
+    /// Appends to the buffer; `None` (logged and counted) when it failed.
+    fn append(&mut self, batch: &Batch) -> Option<BatchId> {
+        match self.buffer.append(batch) {
+            Ok(id) => {
+                counter!("aif_exporter_samples_total").increment(1);
+                Some(id)
+            }
+            Err(e @ BufferError::DiskFull { .. }) => {
+                counter!("aif_exporter_dropped_batches_total", "reason" => "disk_full")
+                    .increment(1);
+                if self.disk_full_logged % 60 == 0 {
+                    log::error!(
+                        "buffer append failed, batch dropped: {e} (logged every 60th time)"
+                    );
+                }
+                self.disk_full_logged += 1;
+                None
+            }
+            Err(e) => {
+                counter!("aif_exporter_dropped_batches_total", "reason" => "buffer_error")
+                    .increment(1);
+                log::error!("buffer append failed, batch dropped: {e}");
+                None
+            }
+        }
+    }
+
+    /// The slot after `previous`; a tick that overran skips (and counts) the
+    /// slots it missed instead of bursting to catch up.
+    fn next_slot(&self, previous: Instant) -> Instant {
+        let interval = self.interval;
+        let next = previous + interval;
+        let now = Instant::now();
+        if next >= now {
+            return next;
+        }
+        let behind = now.duration_since(next);
+        let skipped = (behind.as_nanos() / interval.as_nanos().max(1)) as u64 + 1;
+        counter!("aif_exporter_ticks_skipped_total").increment(skipped);
+        log::warn!("sampling tick overran: skipped {skipped} slot(s) of {interval:?}");
+        next + interval * u32::try_from(skipped).unwrap_or(u32::MAX)
+    }
+
+    /// Waits for `deadline`; true when asked to stop meanwhile.
+    fn wait_until(&self, deadline: Instant) -> bool {
+        let mut sig = self.shared.lock();
+        loop {
+            if sig.stop_sampler {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            sig = self
+                .shared
+                .cv
+                .wait_timeout(sig, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+fn publish_buffer_stats(buffer: &Buffer) {
     let stats = match buffer.stats() {
         Ok(s) => s,
         Err(e) => {

@@ -190,7 +190,16 @@ fn unknown_host_key_is_refused_with_its_fingerprint_and_nothing_is_pushed() {
         !bed.landed("node-unknown"),
         "pushed through an unverified host"
     );
-    assert_eq!(scraped(&exp, "aif_exporter_tunnel_up", &[]), Some(0.0));
+    // The endpoint may come up just after the first login attempt failed.
+    assert!(
+        wait_until(Duration::from_secs(10), || scraped(
+            &exp,
+            "aif_exporter_tunnel_up",
+            &[]
+        ) == Some(0.0)),
+        "{}",
+        exp.scrape()
+    );
     assert_eq!(
         std::fs::read_to_string(&empty).expect("read"),
         "",

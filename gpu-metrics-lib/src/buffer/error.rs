@@ -100,6 +100,21 @@ pub enum BufferError {
         /// The journal mode SQLite reported.
         mode: String,
     },
+    /// Another writer (another exporter process, or another `Buffer` in this
+    /// one) holds the buffer's lock file: two writers would fight over the
+    /// cursors and the cap.
+    #[error(
+        "buffer {path} is in use by another writer (lock {lock} is held); \
+         give each exporter its own --buffer",
+        path = path.display(),
+        lock = lock.display()
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// [`super::Buffer::reader`] for a sink that is not in `BufferConfig::sinks`.
     #[error("sink {sink:?} is not configured for this buffer")]
     UnknownSink {

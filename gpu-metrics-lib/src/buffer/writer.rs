@@ -81,6 +81,8 @@ impl SeriesCache {
 /// documentation for the invariants.
 pub struct Buffer {
     conn: Connection,
+    /// `NAME.lock`, held with `flock(LOCK_EX)` while this writer lives.
+    _lock: std::fs::File,
     config: BufferConfig,
     plan: CapPlan,
     recovered_from: Option<PathBuf>,
@@ -92,6 +94,43 @@ pub struct Buffer {
     pairs: Vec<(i64, f64)>,
     scratch: Vec<u8>,
     appends_since_gc: u32,
+}
+
+/// Takes the writer lock `NAME.lock` (`flock(LOCK_EX | LOCK_NB)`): one writer
+/// per buffer file, across processes. Released when the file closes, also when
+/// the process is killed.
+fn lock_writer(path: &Path) -> Result<std::fs::File, BufferError> {
+    use std::os::fd::AsRawFd;
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| BufferError::Io {
+            path: lock_path.clone(),
+            op: "open lock file",
+            source,
+        })?;
+    // SAFETY: flock(2) on a file descriptor we own for the call's duration.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(BufferError::Locked {
+                path: path.to_path_buf(),
+                lock: lock_path,
+            });
+        }
+        return Err(BufferError::Io {
+            path: lock_path,
+            op: "lock",
+            source: err,
+        });
+    }
+    Ok(file)
 }
 
 impl std::fmt::Debug for Buffer {
@@ -133,6 +172,7 @@ impl Buffer {
                 source,
             })?;
         }
+        let lock = lock_writer(&path)?;
         let (conn, recovered_from) = match schema::open_checked(&path) {
             Ok(conn) => (conn, None),
             Err(OpenFailure::Fatal(e)) => return Err(e),
@@ -159,6 +199,7 @@ impl Buffer {
         schema::configure(&conn, &path, config.durability, &plan)?;
         let mut buffer = Buffer {
             conn,
+            _lock: lock,
             config,
             plan,
             recovered_from,

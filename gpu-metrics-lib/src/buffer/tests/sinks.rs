@@ -334,3 +334,18 @@ fn buffer_writer_and_readers_are_send() {
     is_send::<Buffer>();
     is_send::<SinkReader>();
 }
+
+#[test]
+fn open_refuses_a_second_writer_on_the_same_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("b.db");
+    let first = Buffer::open(BufferConfig::new(&path, ["pushgateway"])).expect("first");
+    let err = Buffer::open(BufferConfig::new(&path, ["pushgateway"])).expect_err("second writer");
+    assert!(matches!(err, BufferError::Locked { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("in use by another writer"),
+        "{err}"
+    );
+    drop(first);
+    Buffer::open(BufferConfig::new(&path, ["pushgateway"])).expect("free again after drop");
+}
