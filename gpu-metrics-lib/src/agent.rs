@@ -8,8 +8,10 @@
 //!   sinks. It never waits for a sink: a slow or dead Pushgateway cannot delay a
 //!   tick. A full disk or a buffer error drops that tick's batch, logged and
 //!   counted; sampling goes on.
-//! - **pushgateway sink**: on each new batch, pushes the **newest** one and acks
-//!   everything up to it (older unpushed batches are counted as superseded).
+//! - **pushgateway sink**: on each new batch, pushes the **newest** one (from
+//!   memory; from the buffer only for a backlog left by a previous run) and
+//!   acks everything up to it at most every [`ACK_EVERY`] (older batches never
+//!   delivered are counted as superseded).
 //!   Failures follow [`PushClass`]: permanent → log, count, ack, move on;
 //!   configuration → log loudly, keep the data, retry at the maximum backoff;
 //!   retryable → exponential backoff with full jitter. New batches arriving
@@ -40,6 +42,12 @@ use crate::source::GpuSource;
 /// How often the buffer's gauges (batches, bytes, per-sink backlog) are
 /// refreshed: a stats query per tick would cost more than the tick itself.
 pub const STATS_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the Pushgateway sink makes its progress durable (moves its
+/// cursor, lets the buffer delete): one SQLite write transaction per push cost
+/// more than the push itself. After a crash, at most this much of already
+/// pushed history is pushed again: for a latest-state sink, harmless.
+pub const ACK_EVERY: Duration = Duration::from_secs(5);
 
 /// The sink name of the Pushgateway in the buffer and in self-metrics.
 pub const PUSHGATEWAY_SINK: &str = "pushgateway";
@@ -110,6 +118,9 @@ struct Shared {
     /// failed): `/metrics` serves it and the Pushgateway sink pushes it without
     /// reading it back from disk.
     latest: Mutex<Option<Latest>>,
+    /// The newest batch id the Pushgateway sink delivered (0: none yet); its
+    /// durable cursor may lag by up to [`ACK_EVERY`].
+    pushed_through: std::sync::atomic::AtomicI64,
 }
 
 impl Shared {
@@ -219,7 +230,10 @@ pub fn start(
                     .name("aif-push-pgw".into())
                     .spawn(move || {
                         PushgatewayLoop {
+                            pushed: BatchId(0),
                             acked: BatchId(0),
+                            delivered_since_ack: 0,
+                            last_ack: Instant::now(),
                             client,
                             reader,
                             shared,
@@ -315,7 +329,12 @@ impl Sampler {
             .last_stats
             .is_none_or(|t: Instant| t.elapsed() >= STATS_EVERY)
         {
-            publish_buffer_stats(&self.buffer);
+            publish_buffer_stats(
+                &self.buffer,
+                self.shared
+                    .pushed_through
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            );
             if let Some(h) = &self.upkeep {
                 h.run_upkeep();
             }
@@ -387,7 +406,7 @@ impl Sampler {
     }
 }
 
-fn publish_buffer_stats(buffer: &Buffer) {
+fn publish_buffer_stats(buffer: &Buffer, pushed_through: i64) {
     let stats = match buffer.stats() {
         Ok(s) => s,
         Err(e) => {
@@ -404,12 +423,19 @@ fn publish_buffer_stats(buffer: &Buffer) {
     let now = now_ms();
     for s in &stats.sinks {
         let sink = s.sink.clone();
-        gauge!("aif_exporter_buffer_pending_batches", "sink" => sink.clone())
-            .set(s.pending.batches as f64);
-        let age = s
-            .pending
-            .oldest_timestamp_ms
-            .map_or(0.0, |t| ((now - t).max(0) as f64) / 1000.0);
+        // A sink that delivered the newest stored batch has nothing unsent,
+        // even while its durable cursor lags (see ACK_EVERY).
+        let caught_up = sink == PUSHGATEWAY_SINK
+            && stats
+                .last_id
+                .is_some_and(|last| pushed_through >= last.get());
+        let (pending, oldest) = if caught_up {
+            (0, None)
+        } else {
+            (s.pending.batches, s.pending.oldest_timestamp_ms)
+        };
+        gauge!("aif_exporter_buffer_pending_batches", "sink" => sink.clone()).set(pending as f64);
+        let age = oldest.map_or(0.0, |t| ((now - t).max(0) as f64) / 1000.0);
         gauge!("aif_exporter_buffer_oldest_unsent_age_seconds", "sink" => sink).set(age);
     }
 }
@@ -451,9 +477,14 @@ impl AgentHandle {
 }
 
 struct PushgatewayLoop {
-    /// Everything up to here is acked (in memory; the buffer's cursor is the
-    /// durable copy).
+    /// Newest batch delivered (or refused for good): never pushed again.
+    pushed: BatchId,
+    /// The buffer's durable cursor for this sink.
     acked: BatchId,
+    /// Batches delivered since the last ack (not superseded).
+    delivered_since_ack: u64,
+    /// When the cursor last moved.
+    last_ack: Instant,
     client: PushgatewayClient,
     reader: SinkReader,
     shared: Arc<Shared>,
@@ -491,7 +522,7 @@ impl PushgatewayLoop {
             Ok(None) => return Attempt::Nothing,
             Err(e) => return Attempt::Buffer(e),
         };
-        if id.is_some_and(|id| id <= self.acked) {
+        if id.is_some_and(|id| id <= self.pushed) {
             return Attempt::Nothing;
         }
         let mut text = self.exposition.render(&batch);
@@ -512,10 +543,17 @@ impl PushgatewayLoop {
             Ok(()) => {
                 gauge!("aif_exporter_last_push_success_timestamp_seconds", "sink" => PUSHGATEWAY_SINK)
                     .set(now_ms() as f64 / 1000.0);
-                match id {
-                    Some(id) => self.ack(id, "pushed"),
-                    None => Attempt::Pushed,
+                if let Some(id) = id {
+                    self.pushed = id;
+                    self.delivered_since_ack += 1;
+                    self.shared
+                        .pushed_through
+                        .store(id.get(), std::sync::atomic::Ordering::Relaxed);
+                    if let Attempt::Buffer(e) = self.ack(false) {
+                        return Attempt::Buffer(e);
+                    }
                 }
+                Attempt::Pushed
             }
             Err(e) if e.class() == PushClass::Permanent => {
                 log::warn!(
@@ -524,28 +562,42 @@ impl PushgatewayLoop {
                     batch.timestamp_ms
                 );
                 counter!("aif_exporter_dropped_batches_total", "reason" => "rejected").increment(1);
-                match id.map(|id| self.ack(id, "rejected")) {
-                    Some(Attempt::Buffer(b)) => Attempt::Buffer(b),
-                    _ => Attempt::Failed(e),
+                if let Some(id) = id {
+                    // Taken for good: neither delivered nor superseded.
+                    self.pushed = id;
+                    self.delivered_since_ack += 1;
+                    if let Attempt::Buffer(b) = self.ack(true) {
+                        return Attempt::Buffer(b);
+                    }
                 }
+                Attempt::Failed(e)
             }
             Err(e) => Attempt::Failed(e),
         }
     }
 
-    fn ack(&mut self, id: BatchId, why: &str) -> Attempt {
-        match self.reader.ack_through(id) {
-            Ok(n) => {
-                self.acked = id;
-                let superseded = n.saturating_sub(1);
+    /// Moves the durable cursor to the newest pushed batch when [`ACK_EVERY`]
+    /// has passed (or `force`); batches it covers that were never delivered
+    /// are counted as superseded.
+    fn ack(&mut self, force: bool) -> Attempt {
+        if self.pushed <= self.acked || !(force || self.last_ack.elapsed() >= ACK_EVERY) {
+            return Attempt::Nothing;
+        }
+        match self.reader.ack_through(self.pushed) {
+            Ok(covered) => {
+                let superseded = covered.saturating_sub(self.delivered_since_ack);
                 if superseded > 0 {
                     counter!("aif_exporter_superseded_batches_total", "sink" => PUSHGATEWAY_SINK)
                         .increment(superseded);
                 }
                 log::debug!(
-                    "pushgateway batch {} {why}; {superseded} superseded",
-                    id.get()
+                    "pushgateway acked through batch {}: {} delivered, {superseded} superseded",
+                    self.pushed.get(),
+                    self.delivered_since_ack
                 );
+                self.acked = self.pushed;
+                self.delivered_since_ack = 0;
+                self.last_ack = Instant::now();
                 Attempt::Pushed
             }
             Err(e) => Attempt::Buffer(e),
@@ -627,6 +679,13 @@ impl PushgatewayLoop {
     }
 
     fn finish(&mut self, delete_on_exit: bool) {
+        self.finish_push(delete_on_exit);
+        if let Attempt::Buffer(e) = self.ack(true) {
+            log::warn!("pushgateway sink could not record its progress on shutdown: {e}");
+        }
+    }
+
+    fn finish_push(&mut self, delete_on_exit: bool) {
         if delete_on_exit {
             match self.client.delete() {
                 Ok(()) => log::info!("pushgateway group deleted: url={}", self.client.group_url()),

@@ -282,13 +282,17 @@ impl PushgatewayBuilder {
             url.push('/');
             url.push_str(&group_segment(k, v));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_connect(Some(self.connect_timeout))
             .timeout_global(Some(self.timeout))
             .http_status_as_error(false)
             .user_agent(concat!("aif-node-exporter/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            CachingResolver::default(),
+        );
         Ok(PushgatewayClient {
             agent,
             group_url: url,
@@ -356,6 +360,69 @@ pub fn group_segment(label: &str, value: &str) -> String {
         format!("{label}@base64/=")
     } else {
         format!("{label}@base64/{}", URL_SAFE.encode(value))
+    }
+}
+
+/// Name resolution for the sink's agent: IP literals without any lookup, host
+/// names through ureq's resolver and cached for [`DNS_TTL`].
+///
+/// ureq's default resolver honours the request timeout by resolving on a new
+/// thread, for every request: at one push a second that thread was the
+/// largest single cost of a push. Pushes go to one host, so a small cache
+/// removes it; a changed DNS record is picked up within the TTL.
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    cache: std::sync::Mutex<Option<(String, std::time::Instant, Vec<std::net::SocketAddr>)>>,
+}
+
+/// How long a resolved Pushgateway host name is reused.
+pub const DNS_TTL: Duration = Duration::from_secs(60);
+
+impl ureq::unversioned::resolver::Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let fill = |addrs: &[std::net::SocketAddr]| {
+            let mut out = self.empty();
+            for a in addrs.iter().take(16) {
+                out.push(*a);
+            }
+            out
+        };
+        let authority = uri.authority().ok_or(ureq::Error::HostNotFound)?;
+        let port = authority
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(fill(&[std::net::SocketAddr::new(ip, port)]));
+        }
+        let key = format!("{host}:{port}");
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, at, addrs)) = cache.as_ref()
+            && *k == key
+            && at.elapsed() < DNS_TTL
+        {
+            return Ok(fill(addrs));
+        }
+        let resolved = self.inner.resolve(uri, config, timeout)?;
+        *cache = Some((
+            key,
+            std::time::Instant::now(),
+            resolved.iter().copied().collect(),
+        ));
+        Ok(resolved)
     }
 }
 
