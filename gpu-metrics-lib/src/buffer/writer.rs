@@ -96,6 +96,9 @@ pub struct Buffer {
     appends_since_gc: u32,
 }
 
+/// How long [`Buffer::open`] waits for another writer's lock to go away.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Takes the writer lock `NAME.lock` (`flock(LOCK_EX | LOCK_NB)`): one writer
 /// per buffer file, across processes. Released when the file closes, also when
 /// the process is killed.
@@ -114,23 +117,33 @@ fn lock_writer(path: &Path) -> Result<std::fs::File, BufferError> {
             op: "open lock file",
             source,
         })?;
-    // SAFETY: flock(2) on a file descriptor we own for the call's duration.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
+    // A lock can outlive its writer for a moment: a child forked by this
+    // process (any `Command::spawn`) shares the descriptor until it execs, and
+    // a restarted exporter may start while the old one is still exiting. So a
+    // held lock is retried for up to LOCK_WAIT before it is an error.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock(2) on a file descriptor we own for the call's duration.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(file);
+        }
         let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(BufferError::Io {
+                path: lock_path,
+                op: "lock",
+                source: err,
+            });
+        }
+        if std::time::Instant::now() >= deadline {
             return Err(BufferError::Locked {
                 path: path.to_path_buf(),
                 lock: lock_path,
             });
         }
-        return Err(BufferError::Io {
-            path: lock_path,
-            op: "lock",
-            source: err,
-        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Ok(file)
 }
 
 impl std::fmt::Debug for Buffer {
