@@ -606,7 +606,7 @@ impl PushgatewayLoop {
 
     fn run(mut self, delete_on_exit: bool) {
         let policy = self.client.backoff();
-        let mut backoff = Backoff::new(policy, u64::from(std::process::id()) ^ now_ms() as u64);
+        let mut backoff = Backoff::new(policy, crate::retry::random_seed());
         let mut retry_at: Option<Instant> = None;
         log::info!("pushgateway sink started: url={}", self.client.group_url());
         loop {

@@ -256,16 +256,12 @@ pub const DCGM: &[(Field, MetricDef)] = &[
     ),
 ];
 
-/// Self-metrics of the exporter (`aif_exporter_*`), registered by the binaries.
-pub const SELF_METRICS: &[MetricDef] = &[];
-
 /// The definition for a metric name, from any table.
 pub fn lookup(name: &str) -> Option<&'static MetricDef> {
     NATIVE
         .iter()
         .chain(DCGM.iter())
         .map(|(_, d)| d)
-        .chain(SELF_METRICS.iter())
         .find(|d| d.name == name)
 }
 

@@ -143,9 +143,30 @@ struct Identity {
     driver_version: Option<String>,
 }
 
+impl Identity {
+    /// True when `r` has this identity.
+    fn is(&self, r: &GpuReading) -> bool {
+        self.uuid == r.uuid
+            && self.model == r.model
+            && self.pci_bus_id == r.pci_bus_id
+            && self.driver_version == r.driver_version
+    }
+}
+
+/// The native definition of `field` (every field has one).
+fn native_def(field: Field) -> MetricDef {
+    NATIVE
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map(|(_, d)| *d)
+        .expect("every field has a native definition")
+}
+
 #[derive(Debug)]
 struct DeviceSeries {
     identity: Identity,
+    /// Labels every series of this device carries.
+    base: Labels,
     fixed: HashMap<Field, Arc<Series>>,
     throttle: HashMap<&'static str, Arc<Series>>,
 }
@@ -214,18 +235,16 @@ impl Namer {
     }
 
     fn device_series(&mut self, r: &GpuReading) -> &mut DeviceSeries {
-        let identity = Identity {
-            uuid: r.uuid.clone(),
-            model: r.model.clone(),
-            pci_bus_id: r.pci_bus_id.clone(),
-            driver_version: r.driver_version.clone(),
-        };
         let key = (r.index, r.gpu_instance);
-        let stale = self
-            .devices
-            .get(&key)
-            .is_none_or(|d| d.identity != identity);
+        // Compared by reference: a tick with an unchanged device allocates nothing.
+        let stale = self.devices.get(&key).is_none_or(|d| !d.identity.is(r));
         if stale {
+            let identity = Identity {
+                uuid: r.uuid.clone(),
+                model: r.model.clone(),
+                pci_bus_id: r.pci_bus_id.clone(),
+                driver_version: r.driver_version.clone(),
+            };
             let base = self.base_labels(r);
             let mut fixed = HashMap::new();
             for (field, def) in self.table() {
@@ -250,6 +269,7 @@ impl Namer {
                 key,
                 DeviceSeries {
                     identity,
+                    base,
                     fixed,
                     throttle: HashMap::new(),
                 },
@@ -270,18 +290,6 @@ impl Namer {
 
     fn name_reading(&mut self, r: &GpuReading, batch: &mut Batch) {
         let scheme = self.scheme;
-        let throttle_def = NATIVE
-            .iter()
-            .find(|(f, _)| *f == Field::ThrottleActive)
-            .map(|(_, d)| *d);
-        let process_def = NATIVE
-            .iter()
-            .find(|(f, _)| *f == Field::ProcessMemory)
-            .map(|(_, d)| *d);
-        let base_for_dynamic = match (&r.throttle, &r.processes, scheme) {
-            (None, None, _) | (_, _, NameScheme::Dcgm) => None,
-            _ => Some(self.base_labels(r)),
-        };
         let dev = self.device_series(r);
         let push = |batch: &mut Batch, dev: &DeviceSeries, field: Field, value: Option<f64>| {
             if let (Some(v), Some(s)) = (value, dev.fixed.get(&field)) {
@@ -355,11 +363,11 @@ impl Namer {
                     Field::PcieRx,
                     f(r.pcie_rx_kbps).map(|k| k * 1024.0),
                 );
-                if let (Some(reasons), Some(def), Some(base)) =
-                    (&r.throttle, throttle_def, &base_for_dynamic)
-                {
+                if let Some(reasons) = &r.throttle {
                     for t in reasons {
+                        let base = &dev.base;
                         let s = dev.throttle.entry(t.reason).or_insert_with(|| {
+                            let def = native_def(Field::ThrottleActive);
                             let mut labels = base.clone();
                             labels.insert("reason", t.reason);
                             Arc::new(Series::new(def.name, def.kind, labels))
@@ -367,13 +375,12 @@ impl Namer {
                         batch.push(Arc::clone(s), if t.active { 1.0 } else { 0.0 });
                     }
                 }
-                if let (Some(procs), Some(def), Some(base)) =
-                    (&r.processes, process_def, &base_for_dynamic)
-                {
+                if let Some(procs) = &r.processes {
                     push(batch, dev, Field::Processes, Some(procs.len() as f64));
+                    let def = native_def(Field::ProcessMemory);
                     for p in procs {
                         if let Some(bytes) = p.used_memory_bytes {
-                            let mut labels = base.clone();
+                            let mut labels = dev.base.clone();
                             labels.insert("pid", p.pid.to_string());
                             labels.insert("process", p.name.clone());
                             batch.push(
