@@ -286,10 +286,9 @@ pub fn start_source(
     let mut threads = Vec::with_capacity(sinks.len());
     for sink in sinks {
         let name = sink.name();
-        let reader = buffer.reader(name).map_err(|source| AgentError::Reader {
-            sink: name,
-            source,
-        })?;
+        let reader = buffer
+            .reader(name)
+            .map_err(|source| AgentError::Reader { sink: name, source })?;
         let sink_loop = SinkLoop::new(sink, reader, Arc::clone(&feed))
             .map_err(|source| AgentError::Reader { sink: name, source })?;
         let thread = std::thread::Builder::new()
@@ -357,6 +356,7 @@ impl Sampler {
     /// the schedule wanted it.
     fn tick(&mut self, slot: Instant) {
         let tick_start = Instant::now();
+        let head_before = self.buffer.head();
         let ts = now_ms();
         match self.source.next_batch(ts) {
             Ok(batch) => {
@@ -382,7 +382,7 @@ impl Sampler {
             .last_stats
             .is_none_or(|t: Instant| t.elapsed() >= STATS_EVERY)
         {
-            publish_buffer_stats(&self.buffer, &self.feed);
+            publish_buffer_stats(&self.buffer, &self.feed, head_before);
             gauge!("aif_exporter_tick_lateness_seconds").set(self.max_lateness.as_secs_f64());
             self.max_lateness = Duration::ZERO;
             if let Some(h) = &self.upkeep {
@@ -451,7 +451,11 @@ impl Sampler {
     }
 }
 
-fn publish_buffer_stats(buffer: &Buffer, feed: &Feed) {
+/// Publishes the buffer's gauges. A sink's backlog counts the batches up to
+/// `through` (the newest batch before this tick's: the sinks have not had a
+/// chance at this tick's yet) beyond its position (its delivery runs ahead of
+/// its durable cursor, as acks are lazy).
+fn publish_buffer_stats(buffer: &Buffer, feed: &Feed, through: BatchId) {
     let stats = match buffer.stats() {
         Ok(s) => s,
         Err(e) => {
@@ -467,13 +471,14 @@ fn publish_buffer_stats(buffer: &Buffer, feed: &Feed) {
             .absolute(stats.evicted.get(reason));
     }
     let now = now_ms();
+    let newer = stats
+        .last_id
+        .map_or(0, |last| (last.get() - through.get()).max(0) as u64);
     for (sink, position) in feed.positions() {
         let Some(s) = stats.sinks.iter().find(|s| s.sink == sink) else {
             continue;
         };
-        // A sink's delivery runs ahead of its durable cursor (acks are lazy):
-        // its backlog is what lies beyond the further of the two.
-        let pending = if stats.last_id.is_none_or(|last| position >= last.get()) {
+        let mut pending = if position >= through.get() {
             Default::default()
         } else if position <= s.acked_through.get() {
             s.pending
@@ -486,6 +491,10 @@ fn publish_buffer_stats(buffer: &Buffer, feed: &Feed) {
                 }
             }
         };
+        pending.batches = pending.batches.saturating_sub(newer);
+        if pending.batches == 0 {
+            pending.oldest_timestamp_ms = None;
+        }
         gauge!("aif_exporter_buffer_pending_batches", "sink" => sink).set(pending.batches as f64);
         let age = pending
             .oldest_timestamp_ms
@@ -497,7 +506,12 @@ fn publish_buffer_stats(buffer: &Buffer, feed: &Feed) {
 impl AgentHandle {
     /// The text for a `/metrics` scrape: the latest batch, then the self-metrics.
     pub fn metrics_text(&self) -> String {
-        let latest = self.feed.lock().latest.as_ref().map(|t| Arc::clone(&t.batch));
+        let latest = self
+            .feed
+            .lock()
+            .latest
+            .as_ref()
+            .map(|t| Arc::clone(&t.batch));
         let mut text = latest
             .map(|b| Exposition::new().render(&b))
             .unwrap_or_default();

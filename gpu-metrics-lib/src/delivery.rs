@@ -291,7 +291,10 @@ impl SinkLoop {
             Order::Newest => {
                 self.backlog = false;
                 match tick {
-                    Some(t) if t.id.map_or(t.seq > self.unstored_seq, |id| id > self.delivered) => {
+                    Some(t)
+                        if t.id
+                            .map_or(t.seq > self.unstored_seq, |id| id > self.delivered) =>
+                    {
                         Ok(vec![from_memory(t)])
                     }
                     Some(_) => Ok(Vec::new()),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aif_testbed::{Prometheus, VictoriaMetrics, free_port, query_api, wait_until};
+use aif_testbed::{Prometheus, VictoriaMetrics, free_port, raw_samples, wait_until};
 use gpu_metrics::sink::{
     PushClass, Refusal, RemoteWriteBuilder, RemoteWriteError, RemoteWriteSink, Sink,
 };
@@ -27,21 +27,8 @@ fn batch(ts: i64, base: f64) -> Arc<Batch> {
     Arc::new(b)
 }
 
-/// `(timestamp ms, value)` of every raw sample of `selector` in the last
-/// `range` (e.g. `4h`), sorted.
-fn raw_samples(base: &str, selector: &str, range: &str) -> Vec<(i64, f64)> {
-    let body = query_api(base, &format!("{selector}[{range}]")).expect("query");
-    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let mut out = Vec::new();
-    for series in json["data"]["result"].as_array().expect("result") {
-        for v in series["values"].as_array().expect("values") {
-            let ts = (v[0].as_f64().expect("ts") * 1000.0).round() as i64;
-            let value: f64 = v[1].as_str().expect("value").parse().expect("number");
-            out.push((ts, value));
-        }
-    }
-    out.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    out
+fn raw(base: &str, selector: &str, range: &str) -> Vec<(i64, f64)> {
+    raw_samples(base, selector, range).expect("query")
 }
 
 fn sink(url: &str) -> RemoteWriteSink {
@@ -59,7 +46,9 @@ fn sink(url: &str) -> RemoteWriteSink {
 fn samples_arrive_with_their_original_timestamps_job_and_instance() {
     let prom = Prometheus::start("").expect("prometheus");
     let now = now_ms();
-    let batches: Vec<_> = (0..5).map(|i| batch(now - 5_000 + i * 1000, i as f64 * 10.0)).collect();
+    let batches: Vec<_> = (0..5)
+        .map(|i| batch(now - 5_000 + i * 1000, i as f64 * 10.0))
+        .collect();
     let mut s = sink(&prom.remote_write_url());
     // 20 samples in requests of at most 6: four requests, in order.
     let d = s.deliver(&batches).expect("delivered");
@@ -69,7 +58,7 @@ fn samples_arrive_with_their_original_timestamps_job_and_instance() {
     let mut got = Vec::new();
     assert!(
         wait_until(Duration::from_secs(10), || {
-            got = raw_samples(&prom.url(), sel, "1h");
+            got = raw(&prom.url(), sel, "1h");
             got.len() >= 5
         }),
         "got {got:?}\n{}",
@@ -83,7 +72,7 @@ fn samples_arrive_with_their_original_timestamps_job_and_instance() {
     let again = s.deliver(&batches).expect("redelivered");
     assert_eq!(again.samples, 20);
     assert!(again.refused.is_empty(), "{again:?}");
-    assert_eq!(raw_samples(&prom.url(), sel, "1h"), want);
+    assert_eq!(raw(&prom.url(), sel, "1h"), want);
 }
 
 #[test]
@@ -93,7 +82,8 @@ fn a_sample_older_than_the_window_is_refused_and_only_it_is_dropped() {
     let prom = Prometheus::start_with_window("", "10m").expect("prometheus");
     let now = now_ms();
     let mut s = sink(&prom.remote_write_url());
-    s.deliver(&[batch(now - 1000, 1.0)]).expect("current sample");
+    s.deliver(&[batch(now - 1000, 1.0)])
+        .expect("current sample");
 
     let mut client = RemoteWriteBuilder::new(prom.remote_write_url())
         .build()
@@ -134,12 +124,15 @@ fn a_sample_older_than_the_window_is_refused_and_only_it_is_dropped() {
     let mut got = Vec::new();
     assert!(
         wait_until(Duration::from_secs(10), || {
-            got = raw_samples(&prom.url(), sel, "3h");
+            got = raw(&prom.url(), sel, "3h");
             got.len() >= 3
         }),
         "{got:?}"
     );
-    assert_eq!(got, vec![(now - 1000, 1.0), (now - 800, 2.0), (now - 600, 3.0)]);
+    assert_eq!(
+        got,
+        vec![(now - 1000, 1.0), (now - 800, 2.0), (now - 600, 3.0)]
+    );
 }
 
 #[test]
@@ -183,7 +176,7 @@ fn victoria_metrics_takes_history_older_than_any_out_of_order_window() {
     let mut got = Vec::new();
     assert!(
         wait_until(Duration::from_secs(30), || {
-            got = raw_samples(&vm.url(), sel, "4h");
+            got = raw(&vm.url(), sel, "4h");
             got.len() >= 180
         }),
         "{} samples\n{}",

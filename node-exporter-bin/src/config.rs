@@ -340,10 +340,7 @@ impl Config {
                 format!("{interval_text:?} is below the 10ms minimum"),
             ));
         }
-        let delete_on_exit = cli
-            .delete_on_exit
-            .or(file.delete_on_exit)
-            .unwrap_or(false);
+        let delete_on_exit = cli.delete_on_exit.or(file.delete_on_exit).unwrap_or(false);
         let user = cli.pushgateway_user.or(file.pushgateway_user);
         let password_file = cli
             .pushgateway_password_file
@@ -553,11 +550,7 @@ impl Config {
                             .or(file.ssh_known_hosts)
                             .unwrap_or_else(|| PathBuf::from(home).join(".ssh/known_hosts")),
                     )
-                    .accept_new(
-                        cli.ssh_accept_new
-                            .or(file.ssh_accept_new)
-                            .unwrap_or(false),
-                    )
+                    .accept_new(cli.ssh_accept_new.or(file.ssh_accept_new).unwrap_or(false))
                     .build()
                     .map_err(|e| invalid("ssh_host", e))?;
                 Some(SshSettings {

@@ -120,19 +120,18 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
         )
     };
     let mut tunnels: Vec<LocalForward> = Vec::new();
-    let mut through_tunnel = |forward: Option<&crate::config::Forward>,
-                              direct: &str|
-     -> Result<String, SshError> {
-        match (forward, &config.ssh) {
-            (Some(f), Some(s)) => {
-                let t = open_forward(f, &s.ssh)?;
-                let url = format!("http://{}{}", t.local_addr(), f.path);
-                tunnels.push(t);
-                Ok(url)
+    let mut through_tunnel =
+        |forward: Option<&crate::config::Forward>, direct: &str| -> Result<String, SshError> {
+            match (forward, &config.ssh) {
+                (Some(f), Some(s)) => {
+                    let t = open_forward(f, &s.ssh)?;
+                    let url = format!("http://{}{}", t.local_addr(), f.path);
+                    tunnels.push(t);
+                    Ok(url)
+                }
+                _ => Ok(direct.to_string()),
             }
-            _ => Ok(direct.to_string()),
-        }
-    };
+        };
     let connect_timeout = config.push_timeout.min(std::time::Duration::from_secs(5));
     let pushgateway = match &config.pushgateway {
         Some(pg) => {

@@ -24,7 +24,10 @@ pub use fake_nvml::fake_nvml_in;
 pub use process::{
     ServerProcess, TestbedError, free_port, http_get, port_open, require_binary, wait_until,
 };
-pub use prometheus::{Prometheus, PromtoolReport, promtool_check_metrics, query_api, url_encode};
+pub use prometheus::{
+    Prometheus, PromtoolReport, instant_vector, promtool_check_metrics, query_api, raw_samples,
+    raw_series, url_encode,
+};
 pub use pushgateway::Pushgateway;
 pub use slurm::SlurmCluster;
 pub use sshd::{KeyFormat, KeyKind, KeyPair, Sshd, SshdOptions};

@@ -33,7 +33,10 @@ impl Prometheus {
     ///
     /// # Errors
     /// As [`Prometheus::start`].
-    pub fn start_with_window(scrape_configs_yaml: &str, window: &str) -> Result<Self, TestbedError> {
+    pub fn start_with_window(
+        scrape_configs_yaml: &str,
+        window: &str,
+    ) -> Result<Self, TestbedError> {
         let binary = require_binary("prometheus", "prometheus")?;
         let dir = tempfile::Builder::new().prefix("aif-prom-").tempdir()?;
         let config = dir.path().join("prometheus.yml");
@@ -62,7 +65,10 @@ impl Prometheus {
             "--config.file={}",
             dir.join("prometheus.yml").display()
         ))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address={addr}"))
         .arg("--web.enable-remote-write-receiver")
         .arg("--log.level=info");
@@ -141,6 +147,82 @@ pub fn query_api(base: &str, promql: &str) -> Result<String, TestbedError> {
         )))),
         Err(e) => Err(TestbedError::Io(std::io::Error::other(e.to_string()))),
     }
+}
+
+/// Every raw sample of `selector` over the last `range` (e.g. `1h`), per
+/// series: `(labels as JSON text, [(timestamp ms, value)])`, samples in time
+/// order (a range query of `selector[range]`).
+///
+/// # Errors
+/// Transport errors, a non-200 status, or a body that is not a matrix.
+pub fn raw_series(
+    base: &str,
+    selector: &str,
+    range: &str,
+) -> Result<Vec<(String, Vec<(i64, f64)>)>, TestbedError> {
+    let body = query_api(base, &format!("{selector}[{range}]"))?;
+    let bad = |what: &str| TestbedError::Io(std::io::Error::other(format!("{what}: {body}")));
+    let json: serde_json::Value = serde_json::from_str(&body).map_err(|_| bad("not JSON"))?;
+    let mut out = Vec::new();
+    for series in json["data"]["result"]
+        .as_array()
+        .ok_or_else(|| bad("no result"))?
+    {
+        let mut samples = Vec::new();
+        for v in series["values"]
+            .as_array()
+            .ok_or_else(|| bad("not a matrix"))?
+        {
+            let ts = v[0].as_f64().ok_or_else(|| bad("bad timestamp"))?;
+            let value = v[1]
+                .as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+                .ok_or_else(|| bad("bad value"))?;
+            samples.push(((ts * 1000.0).round() as i64, value));
+        }
+        out.push((series["metric"].to_string(), samples));
+    }
+    Ok(out)
+}
+
+/// Every raw sample of `selector` over the last `range`, across all matching
+/// series, as `(timestamp ms, value)` sorted by time then value.
+///
+/// # Errors
+/// As [`raw_series`].
+pub fn raw_samples(
+    base: &str,
+    selector: &str,
+    range: &str,
+) -> Result<Vec<(i64, f64)>, TestbedError> {
+    let mut out: Vec<(i64, f64)> = raw_series(base, selector, range)?
+        .into_iter()
+        .flat_map(|(_, s)| s)
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    Ok(out)
+}
+
+/// The series of an instant query: `(labels as JSON text, value)`.
+///
+/// # Errors
+/// As [`raw_samples`].
+pub fn instant_vector(base: &str, promql: &str) -> Result<Vec<(String, f64)>, TestbedError> {
+    let body = query_api(base, promql)?;
+    let bad = |what: &str| TestbedError::Io(std::io::Error::other(format!("{what}: {body}")));
+    let json: serde_json::Value = serde_json::from_str(&body).map_err(|_| bad("not JSON"))?;
+    json["data"]["result"]
+        .as_array()
+        .ok_or_else(|| bad("no result"))?
+        .iter()
+        .map(|s| {
+            let v = s["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or_else(|| bad("bad value"))?;
+            Ok((s["metric"].to_string(), v))
+        })
+        .collect()
 }
 
 /// The outcome of `promtool check metrics`.

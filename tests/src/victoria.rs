@@ -27,7 +27,10 @@ impl VictoriaMetrics {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut cmd = Command::new(binary);
         cmd.arg(format!("-httpListenAddr={addr}"))
-            .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.path().join("vm").display()
+            ))
             .arg("-retentionPeriod=10y")
             // Make freshly written samples searchable at once.
             .arg("-search.latencyOffset=0s")

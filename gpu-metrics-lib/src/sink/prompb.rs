@@ -68,14 +68,14 @@ mod tests {
         };
         let bytes = req.encode_to_vec();
         let expected: Vec<u8> = [
-            &[0x0a, 30][..],                              // timeseries, len 30
-            &[0x0a, 14, 0x0a, 8],                         // labels, len 14; name len 8
-            b"__name__",                                  //
-            &[0x12, 2],                                   // value len 2
-            b"up",                                        //
-            &[0x12, 12, 0x09],                            // samples, len 12; value: fixed64
-            &1.0f64.to_le_bytes(),                        //
-            &[0x10, 0xe8, 0x07],                          // timestamp varint 1000
+            &[0x0a, 30][..],       // timeseries, len 30
+            &[0x0a, 14, 0x0a, 8],  // labels, len 14; name len 8
+            b"__name__",           //
+            &[0x12, 2],            // value len 2
+            b"up",                 //
+            &[0x12, 12, 0x09],     // samples, len 12; value: fixed64
+            &1.0f64.to_le_bytes(), //
+            &[0x10, 0xe8, 0x07],   // timestamp varint 1000
         ]
         .concat();
         assert_eq!(bytes, expected);

@@ -200,7 +200,9 @@ pub enum RemoteWriteConfigError {
         url: String,
     },
     /// `https://` without the `tls` feature.
-    #[error("remote-write URL {url:?} is https but this build has no TLS (enable the `tls` feature)")]
+    #[error(
+        "remote-write URL {url:?} is https but this build has no TLS (enable the `tls` feature)"
+    )]
     NoTls {
         /// The URL as given.
         url: String,
@@ -533,7 +535,11 @@ impl RemoteWriteClient {
     ///
     /// # Errors
     /// [`RemoteWriteError`]; see [`RemoteWriteError::class`].
-    pub fn write(&mut self, batches: &[Arc<Batch>], pieces: &[Piece]) -> Result<(), RemoteWriteError> {
+    pub fn write(
+        &mut self,
+        batches: &[Arc<Batch>],
+        pieces: &[Piece],
+    ) -> Result<(), RemoteWriteError> {
         let req = self.encode(batches, pieces);
         self.scratch.clear();
         req.encode(&mut self.scratch)
