@@ -757,4 +757,99 @@ mod tests {
         let e = resolve(&["--config", p.to_str().expect("utf8")]).unwrap_err();
         assert!(e.to_string().contains("intervall"), "{e}");
     }
+
+    #[test]
+    fn boolean_flags_win_over_the_file_both_ways() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let on = dir.path().join("on.toml");
+        std::fs::write(
+            &on,
+            "processes = true\nonce = true\npushgateway = \"http://127.0.0.1:9091\"\ndelete_on_exit = true\n",
+        )
+        .expect("write");
+        let file = |extra: &[&str]| {
+            let mut args = vec!["--config", on.to_str().expect("utf8")];
+            args.extend_from_slice(extra);
+            resolve(&args).expect("ok")
+        };
+        let c = file(&[]);
+        assert!(c.processes && c.once, "the file's true holds");
+        assert!(c.pushgateway.as_ref().expect("pgw").delete_on_exit);
+        let c = file(&[
+            "--processes=false",
+            "--once=false",
+            "--delete-on-exit=false",
+        ]);
+        assert!(!c.processes && !c.once, "flags turn the file's true off");
+        assert!(!c.pushgateway.as_ref().expect("pgw").delete_on_exit);
+        let off = dir.path().join("off.toml");
+        std::fs::write(&off, "processes = false\nonce = false\n").expect("write");
+        let c = resolve(&[
+            "--config",
+            off.to_str().expect("utf8"),
+            "--processes",
+            "--once",
+        ])
+        .expect("ok");
+        assert!(c.processes && c.once, "flags turn the file's false on");
+        assert!(Cli::try_parse_from(["x", "--processes=maybe"]).is_err());
+    }
+
+    #[test]
+    fn remote_write_is_validated_and_named() {
+        let c = resolve(&["--remote-write", "http://127.0.0.1:9090/api/v1/write/"]).expect("ok");
+        let rw = c.remote_write.expect("rw");
+        assert_eq!(rw.url, "http://127.0.0.1:9090/api/v1/write");
+        assert_eq!(rw.max_samples, 2000);
+        assert!(c.pushgateway.is_none(), "remote-write alone is fine");
+        for (args, key) in [
+            (
+                &["--remote-write", "127.0.0.1:9090/api/v1/write"][..],
+                "remote_write",
+            ),
+            (
+                &["--remote-write", "http://127.0.0.1:9090"][..],
+                "remote_write",
+            ),
+            (
+                &[
+                    "--remote-write",
+                    "http://h:1/w",
+                    "--remote-write-max-samples",
+                    "0",
+                ][..],
+                "remote_write_max_samples",
+            ),
+            (
+                &["--remote-write-max-samples", "10"][..],
+                "remote_write_max_samples",
+            ),
+            (&["--remote-write-user", "u"][..], "remote_write_user"),
+        ] {
+            assert_eq!(key_of(resolve(args).unwrap_err()), key, "{args:?}");
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").expect("write");
+        let both = resolve(&[
+            "--remote-write",
+            "http://h:1/w",
+            "--remote-write-user",
+            "u",
+            "--remote-write-bearer-token-file",
+            token.to_str().expect("utf8"),
+        ])
+        .unwrap_err();
+        assert_eq!(key_of(both), "remote_write_bearer_token_file");
+        let c = resolve(&[
+            "--remote-write",
+            "http://h:1/w",
+            "--remote-write-bearer-token-file",
+            token.to_str().expect("utf8"),
+        ])
+        .expect("ok");
+        let rw = c.remote_write.expect("rw");
+        assert_eq!(rw.bearer_token.expect("token").expose(), "s3cret");
+        assert!(!format!("{:?}", c.ssh).contains("s3cret"));
+    }
 }

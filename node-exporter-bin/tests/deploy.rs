@@ -40,6 +40,7 @@ fn sample_config_parses_with_every_key() {
     std::fs::write(&pw, "x").expect("pw");
     let all_keys = all_keys
         .replace("/etc/aif/pushgateway.password", pw.to_str().expect("utf8"))
+        .replace("/etc/aif/remote-write.password", pw.to_str().expect("utf8"))
         .replace("source = \"auto\"", "source = \"simulated\"");
     std::fs::write(&cfg, &all_keys).expect("write");
     let o = Command::new(EXE)
