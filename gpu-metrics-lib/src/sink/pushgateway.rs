@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::engine::general_purpose::URL_SAFE;
 
 use crate::retry::{BackoffPolicy, BackoffPolicyError};
 use crate::sample::Labels;
@@ -264,10 +264,7 @@ impl PushgatewayBuilder {
         }
         self.backoff.validate()?;
         let auth_header = match (&self.user, &self.password) {
-            (Some(u), p) => Some(Secret::new(format!(
-                "Basic {}",
-                STANDARD.encode(format!("{u}:{}", p.as_ref().map_or("", |p| p.expose())))
-            ))),
+            (Some(u), p) => Some(super::http::basic_auth(u, p.as_ref())),
             (None, Some(_)) => return Err(PushgatewayConfigError::PasswordWithoutUser),
             (None, None) => None,
         };
@@ -282,17 +279,7 @@ impl PushgatewayBuilder {
             url.push('/');
             url.push_str(&group_segment(k, v));
         }
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(self.connect_timeout))
-            .timeout_global(Some(self.timeout))
-            .http_status_as_error(false)
-            .user_agent(concat!("aif-node-exporter/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let agent = ureq::Agent::with_parts(
-            config,
-            ureq::unversioned::transport::DefaultConnector::default(),
-            CachingResolver::default(),
-        );
+        let agent = super::http::agent(self.connect_timeout, self.timeout);
         Ok(PushgatewayClient {
             agent,
             group_url: url,
@@ -606,7 +593,10 @@ mod tests {
             .expect("build");
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
-        assert!(!dbg.contains(&STANDARD.encode("u:hunter2")), "{dbg}");
+        assert!(
+            !dbg.contains(&base64::engine::general_purpose::STANDARD.encode("u:hunter2")),
+            "{dbg}"
+        );
     }
 
     #[test]
