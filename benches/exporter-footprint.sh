@@ -4,11 +4,11 @@
 # next to two peers; prints medians:
 #
 # - the exporter with both sinks: pushing to a local Pushgateway and
-#   remote-writing to a local Prometheus (remote-write receiver), serving
-#   /metrics too;
-# - vmagent (Debian victoria-metrics) scraping that same /metrics every second
-#   and remote-writing it, with its on-disk queue, to the same Prometheus: the
-#   peer for durable shipping alone;
+#   remote-writing to a local Prometheus (remote-write receiver);
+# - vmagent (Debian victoria-metrics) scraping the same exposition every
+#   second (from a second exporter, so the measured one does not also serve
+#   scrapes) and remote-writing it, with its on-disk queue, to the same
+#   Prometheus: the peer for durable shipping alone;
 # - a Python prometheus_client exporter doing the same Pushgateway pushes.
 #
 #   bash benches/exporter-footprint.sh
@@ -36,7 +36,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; exit 1; }
-port=$(free_port); prom_port=$(free_port); exp_port=$(free_port); vma_port=$(free_port)
+port=$(free_port); prom_port=$(free_port); exp_port=$(free_port); vma_port=$(free_port); src_port=$(free_port)
 prometheus-pushgateway --web.listen-address="127.0.0.1:$port" >"$T/pgw.log" 2>&1 &
 PIDS+=($!)
 printf 'global:\n  scrape_interval: 15s\nstorage:\n  tsdb:\n    out_of_order_time_window: 30m\n' >"$T/prom.yml"
@@ -50,8 +50,13 @@ RUST_LOG=warn "$EXE" --source simulated --gpus 8 --interval 1s --buffer "$T/buf.
   --pushgateway "http://127.0.0.1:$port" --remote-write "http://127.0.0.1:$prom_port/api/v1/write" \
   --listen "127.0.0.1:$exp_port" --instance footprint >"$T/exp.log" 2>&1 &
 EXP=$!; PIDS+=($EXP)
+# The exposition vmagent ships: the same 8 GPUs, no sink.
+RUST_LOG=warn "$EXE" --source simulated --gpus 8 --interval 1s --buffer "$T/src.db" \
+  --listen "127.0.0.1:$src_port" >"$T/src.log" 2>&1 &
+PIDS+=($!)
 wait_http "http://127.0.0.1:$exp_port/metrics"
-printf 'scrape_configs:\n  - job_name: aif_vmagent\n    scrape_interval: 1s\n    static_configs:\n      - targets: ["127.0.0.1:%s"]\n' "$exp_port" >"$T/vmagent.yml"
+wait_http "http://127.0.0.1:$src_port/metrics"
+printf 'scrape_configs:\n  - job_name: aif_vmagent\n    scrape_interval: 1s\n    static_configs:\n      - targets: ["127.0.0.1:%s"]\n' "$src_port" >"$T/vmagent.yml"
 vmagent -httpListenAddr="127.0.0.1:$vma_port" -promscrape.config="$T/vmagent.yml" \
   -remoteWrite.url="http://127.0.0.1:$prom_port/api/v1/write" -remoteWrite.tmpDataPath="$T/vmagent-queue" \
   >"$T/vmagent.log" 2>&1 &

@@ -18,18 +18,20 @@ use support::Exporter;
 
 /// Three hours of 2 simulated GPUs, one batch a minute, left in the buffer
 /// by a node whose network was down, the newest a minute ago; returns the
-/// batch count and the newest batch's time.
-fn three_hour_backlog(buffer: &Path) -> (i64, i64) {
+/// batch count, the newest batch's time and the samples in a batch.
+fn three_hour_backlog(buffer: &Path) -> (i64, i64, usize) {
     let mut buf = Buffer::open(BufferConfig::new(buffer, ["remote_write"])).expect("open");
     let mut source = SimulatedSource::new(2, 1).expect("sim");
     let mut namer = Namer::new(NameScheme::Native, Labels::new(), "node-rw");
     let end = now_ms() - 60_000;
+    let mut per_batch = 0;
     for i in 1..=180 {
         let ts = end - (180 - i) * 60_000;
-        buf.append(&namer.batch(ts, &source.sample(ts).expect("sample")))
-            .expect("append");
+        let batch = namer.batch(ts, &source.sample(ts).expect("sample"));
+        per_batch = batch.len();
+        buf.append(&batch).expect("append");
     }
-    (buf.head().get(), end)
+    (buf.head().get(), end, per_batch)
 }
 
 fn exporter(dir: &Path, url: &str) -> Exporter {
@@ -65,7 +67,7 @@ fn count(base: &str) -> usize {
 fn victoria_metrics_receives_history_older_than_any_out_of_order_window() {
     let vm = VictoriaMetrics::start().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().expect("tmp");
-    let (backlog, _) = three_hour_backlog(&dir.path().join("b.db"));
+    let (backlog, _, _) = three_hour_backlog(&dir.path().join("b.db"));
     let mut exp = exporter(dir.path(), &vm.remote_write_url());
     assert!(
         wait_until(Duration::from_secs(60), || count(&vm.url()) as i64
@@ -102,7 +104,7 @@ fn prometheus_refuses_what_is_older_than_its_window_and_takes_the_rest() {
     .deliver(&[current])
     .expect("current samples");
     let dir = tempfile::tempdir().expect("tmp");
-    let (backlog, end) = three_hour_backlog(&dir.path().join("b.db"));
+    let (backlog, end, per_batch) = three_hour_backlog(&dir.path().join("b.db"));
     let exp = exporter(dir.path(), &prom.remote_write_url());
     // `too old sample`, or `out of bounds` for what lies before the head.
     let refused = || {
@@ -137,11 +139,10 @@ fn prometheus_refuses_what_is_older_than_its_window_and_takes_the_rest() {
         log.contains("too old sample"),
         "the receiver's message is logged:\n{log}"
     );
-    // Whole batches are refused (2 GPUs × 17 series each) and the rest is
+    // Whole batches are refused and the rest is
     // kept: at least the last 30 minutes (the window; Prometheus 2.42 also
     // appends new series in order up to half a head block, 1 h, back).
-    let per_batch = 2.0 * 17.0;
-    let refused_batches = refused() / per_batch;
+    let refused_batches = refused() / per_batch as f64;
     assert_eq!(
         refused_batches.fract(),
         0.0,
