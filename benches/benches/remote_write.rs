@@ -4,7 +4,7 @@
 //!   GPUs (3 600 batches, 489 600 samples) read from the buffer oldest first,
 //!   about 2 000 samples a request, delivered through the remote-write sink
 //!   to Prometheus (`--web.enable-remote-write-receiver`, out-of-order window
-//!   2 h), acked every 512 batches, as the delivery loop does. The throughput
+//!   2 h), acked every 128 batches, as the delivery loop does. The throughput
 //!   line is samples per second (target ≥ 100 000/s on this machine).
 //!
 //! `cargo bench -p aif-benches --bench remote_write`
@@ -77,7 +77,7 @@ fn drain(c: &mut Criterion) {
                     let d = sink.deliver(&batches).expect("deliver");
                     assert!(d.refused.is_empty(), "refused: {d:?}");
                     sent += d.samples;
-                    if position.get() - acked.get() >= 512 {
+                    if position.get() - acked.get() >= 128 {
                         reader.ack_through(position).expect("ack");
                         acked = position;
                     }

@@ -158,10 +158,10 @@ pub use writer::Buffer;
 /// The most batches one [`SinkReader::ack_through`] deletes: the rest of a
 /// large ack goes with later acks and appends, so an ack holds the write lock
 /// for a few milliseconds at most and never makes a sampling tick late.
-pub const DELETE_CHUNK: i64 = 512;
+pub const DELETE_CHUNK: i64 = 128;
 
 /// The most taken batches one [`Buffer::append`] deletes besides its own work.
-pub const APPEND_DELETE_CHUNK: i64 = 64;
+pub const APPEND_DELETE_CHUNK: i64 = 32;
 
 /// One write transaction at a time among a [`Buffer`] and its readers, taken
 /// before `BEGIN IMMEDIATE`. Without it, SQLite's busy handler decides who
