@@ -19,7 +19,7 @@ pub mod slurm;
 pub mod sshd;
 pub mod text;
 
-pub use fake_nvml::fake_nvml_in;
+pub use fake_nvml::{fake_nvml_in, fake_nvml_mig_in};
 pub use process::{
     ServerProcess, TestbedError, free_port, http_get, port_open, require_binary, wait_until,
 };
