@@ -472,8 +472,18 @@ impl Namer {
                     Field::PcieRx,
                     f(r.pcie_rx_kbps).map(|k| k * 1024.0),
                 );
-                push(batch, dev, Field::MemoryReserved, g(r.memory_reserved_bytes));
-                push(batch, dev, Field::MemoryTemperature, f(r.memory_temperature_c));
+                push(
+                    batch,
+                    dev,
+                    Field::MemoryReserved,
+                    g(r.memory_reserved_bytes),
+                );
+                push(
+                    batch,
+                    dev,
+                    Field::MemoryTemperature,
+                    f(r.memory_temperature_c),
+                );
                 push(
                     batch,
                     dev,
@@ -500,12 +510,7 @@ impl Namer {
                     g(r.nvlink_rx_kib).map(|k| k * 1024.0),
                 );
                 push_health(batch, dev, r, &push);
-                push(
-                    batch,
-                    dev,
-                    Field::XidErrors,
-                    r.xid.map(|x| x.count as f64),
-                );
+                push(batch, dev, Field::XidErrors, r.xid.map(|x| x.count as f64));
                 if let Some(reasons) = &r.throttle {
                     for t in reasons {
                         let base = &dev.base;
@@ -573,7 +578,12 @@ impl Namer {
                     Field::MemoryReserved,
                     g(r.memory_reserved_bytes).map(|b| (b / MIB).floor()),
                 );
-                push(batch, dev, Field::MemoryTemperature, f(r.memory_temperature_c));
+                push(
+                    batch,
+                    dev,
+                    Field::MemoryTemperature,
+                    f(r.memory_temperature_c),
+                );
                 push(
                     batch,
                     dev,

@@ -337,7 +337,12 @@ mod tests {
                 limit: MAX_BACKOFF,
             })
         );
-        assert!(huge.validate().expect_err("refused").to_string().contains("above the limit"));
+        assert!(
+            huge.validate()
+                .expect_err("refused")
+                .to_string()
+                .contains("above the limit")
+        );
         // Even unvalidated, the arithmetic saturates instead of panicking
         // (Duration::from_secs_f64 panicked on 2^64 s).
         for attempt in [0, 63, 64, 65, u32::MAX] {

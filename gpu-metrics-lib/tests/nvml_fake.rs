@@ -123,7 +123,10 @@ fn dcgm_mode_labels_like_dcgm_exporter_and_shows_the_lost_gpu() {
     ];
     assert_eq!(first.value_of("DCGM_FI_DEV_GPU_TEMP", &gpu0), Some(45.0));
     assert_eq!(first.value_of("DCGM_FI_DEV_MEMORY_TEMP", &gpu0), Some(52.0));
-    assert_eq!(first.value_of("DCGM_FI_DEV_FB_RESERVED", &gpu0), Some(512.0));
+    assert_eq!(
+        first.value_of("DCGM_FI_DEV_FB_RESERVED", &gpu0),
+        Some(512.0)
+    );
     assert_eq!(first.value_of("DCGM_FI_DEV_ENC_UTIL", &gpu0), Some(5.0));
     assert_eq!(
         first.value_of("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", &gpu0),
@@ -145,7 +148,11 @@ fn dcgm_mode_labels_like_dcgm_exporter_and_shows_the_lost_gpu() {
     ] {
         assert_eq!(first.value_of(absent, &[("gpu", "0")]), None, "{absent}");
     }
-    let gpu1 = [("gpu", "1"), ("device", "nvidia0"), ("pci_bus_id", "00000000:18:00.0")];
+    let gpu1 = [
+        ("gpu", "1"),
+        ("device", "nvidia0"),
+        ("pci_bus_id", "00000000:18:00.0"),
+    ];
     assert_eq!(first.value_of("DCGM_FI_DEV_MEMORY_TEMP", &gpu1), None);
     assert_eq!(first.value_of("aif_gpu_up", &gpu1), Some(1.0));
 

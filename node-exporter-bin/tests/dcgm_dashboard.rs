@@ -201,7 +201,15 @@ fn every_query_of_nvidias_dashboard_answers_from_the_dcgm_mode_exporter() {
 #[test]
 fn the_simulated_source_serves_the_dashboards_metrics_too() {
     let o = std::process::Command::new(EXE)
-        .args(["--source", "simulated", "--gpus", "2", "--once", "--metric-names", "dcgm"])
+        .args([
+            "--source",
+            "simulated",
+            "--gpus",
+            "2",
+            "--once",
+            "--metric-names",
+            "dcgm",
+        ])
         .output()
         .expect("spawn");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

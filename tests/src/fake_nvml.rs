@@ -24,10 +24,7 @@ static BUILT_MIG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 fn build_once(variant: &str, defines: &[&str]) -> Result<PathBuf, String> {
     let cc = require_binary("cc", "gcc").map_err(|e| e.to_string())?;
-    let dir = std::env::temp_dir().join(format!(
-        "aif-fake-nvml-{}-{variant}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("aif-fake-nvml-{}-{variant}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let out = dir.join("libnvidia-ml.so.1");
     let status = Command::new(cc)

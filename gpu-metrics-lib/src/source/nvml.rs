@@ -374,8 +374,7 @@ fn field_values(nvml: &Nvml, device: &Device<'_>) -> Result<Vec<FieldValueSample
         .map(|id| {
             // SAFETY: nvmlFieldValue_t is a plain C struct (integers and a
             // union of numbers); all-zero is a valid value of it.
-            let mut v: nvml_wrapper_sys::bindings::nvmlFieldValue_t =
-                unsafe { std::mem::zeroed() };
+            let mut v: nvml_wrapper_sys::bindings::nvmlFieldValue_t = unsafe { std::mem::zeroed() };
             v.fieldId = id.0;
             if matches!(
                 id.0,
@@ -461,8 +460,10 @@ fn read_fields(
             reader.value("nvlink_rx", find(NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX));
         reading.remapped_rows_correctable =
             reader.value("remapped_rows_correctable", find(NVML_FI_DEV_REMAPPED_COR));
-        reading.remapped_rows_uncorrectable =
-            reader.value("remapped_rows_uncorrectable", find(NVML_FI_DEV_REMAPPED_UNC));
+        reading.remapped_rows_uncorrectable = reader.value(
+            "remapped_rows_uncorrectable",
+            find(NVML_FI_DEV_REMAPPED_UNC),
+        );
         reading.row_remap_failure = reader
             .value("row_remap_failure", find(NVML_FI_DEV_REMAPPED_FAILURE))
             .map(|v| v != 0);
