@@ -257,3 +257,21 @@ fn systemd_unit_runs_the_exporter_with_its_state_directory() {
         assert!(unit.contains(needle), "unit lacks {needle}");
     }
 }
+
+#[test]
+fn the_repository_root_holds_no_file_named_like_a_mistyped_redirect() {
+    // A file `0` (the output of a shell loop, `cmd >0` for `cmd >&0` or
+    // `2>0` for `2>/dev/null`) was once committed at the root. Scripts run
+    // from the root (scripts/, benches/); a stray redirect target lands here.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let stray: Vec<String> = std::fs::read_dir(&root)
+        .expect("repository root")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "stray files at the repository root: {stray:?}"
+    );
+}
