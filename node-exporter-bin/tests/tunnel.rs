@@ -78,8 +78,27 @@ impl Bed {
         known_hosts: &Path,
         extra: &[&str],
     ) -> Exporter {
-        let listen = format!("127.0.0.1:{}", free_port());
         let port = self.sshd.port().to_string();
+        let mut args = vec![
+            "--ssh-host",
+            "127.0.0.1",
+            "--ssh-port",
+            &port,
+            "--ssh-user",
+            user,
+            "--ssh-identity",
+            identity.to_str().expect("utf8"),
+            "--ssh-known-hosts",
+            known_hosts.to_str().expect("utf8"),
+        ];
+        args.extend(extra.iter());
+        self.start_exporter(instance, &args)
+    }
+
+    /// The exporter pushing to [`GATEWAY_ONLY_HOST`] (a name unknown to it),
+    /// with `extra` arguments (the tunnel's, or none for a direct push).
+    fn start_exporter(&self, instance: &str, extra: &[&str]) -> Exporter {
+        let listen = format!("127.0.0.1:{}", free_port());
         let buffer = self.tmp.path().join(format!("{instance}.db"));
         let mut args = vec![
             "--source",
@@ -98,31 +117,16 @@ impl Bed {
             "1s",
             "--push-timeout",
             "2s",
-            "--ssh-host",
-            "127.0.0.1",
-            "--ssh-port",
-            &port,
-            "--ssh-user",
-            user,
-            "--ssh-identity",
-            identity.to_str().expect("utf8"),
-            "--ssh-known-hosts",
-            known_hosts.to_str().expect("utf8"),
             "--listen",
             &listen,
             "--buffer",
             buffer.to_str().expect("utf8"),
         ];
         args.extend(extra.iter());
-        self.start_exporter(&args)
-    }
-
-    /// The exporter, with [`GATEWAY_ONLY_HOST`] unknown to it.
-    fn start_exporter(&self, args: &[&str]) -> Exporter {
         let unknown = format!("{GATEWAY_ONLY_HOST}=");
         Exporter::start_with_env(
             self.tmp.path(),
-            args,
+            &args,
             &[("LD_PRELOAD", &self.shim), (FAKE_HOSTS_ENV, &unknown)],
         )
     }
@@ -143,25 +147,7 @@ fn without_the_tunnel_the_exporter_cannot_reach_the_pushgateway() {
     // The premise of the tunnel tests: the address the exporter is given
     // resolves only on the gateway, so whatever lands went through the tunnel.
     let bed = bed();
-    let buffer = bed.tmp.path().join("direct.db");
-    let exp = bed.start_exporter(&[
-        "--source",
-        "simulated",
-        "--gpus",
-        "2",
-        "--interval",
-        "100ms",
-        "--pushgateway",
-        &bed.pgw_url,
-        "--instance",
-        "node-direct",
-        "--push-retry-initial",
-        "100ms",
-        "--push-retry-max",
-        "1s",
-        "--buffer",
-        buffer.to_str().expect("utf8"),
-    ]);
+    let exp = bed.start_exporter("node-direct", &[]);
     assert!(
         wait_until(Duration::from_secs(20), || exp.log_text().contains(
             &format!("pushgateway unreachable at http://{GATEWAY_ONLY_HOST}")

@@ -7,10 +7,10 @@
 //! there with `EAI_NONAME`, so no DNS query ever leaves the machine.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::process::{TestbedError, require_binary};
+use crate::cc::shared_library;
+use crate::process::TestbedError;
 
 /// The C source, relative to the workspace.
 pub const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fake_hosts/fake_hosts.c");
@@ -21,38 +21,18 @@ pub const FAKE_HOSTS_ENV: &str = "AIF_FAKE_HOSTS";
 
 static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
-fn build() -> Result<PathBuf, String> {
-    let cc = require_binary("cc", "gcc").map_err(|e| e.to_string())?;
-    let dir = std::env::temp_dir().join(format!("aif-fake-hosts-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = dir.join("libaif-fake-hosts.so");
-    let status = Command::new(cc)
-        .args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o"])
-        .arg(&out)
-        .arg(SOURCE)
-        .arg("-ldl")
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(format!("cc failed to build {SOURCE}: {status}"));
-    }
-    Ok(out)
-}
-
 /// The shim's path, built once per test process; put it in `LD_PRELOAD`.
 ///
 /// # Errors
 /// [`TestbedError::MissingBinary`] without a C compiler (package `gcc`), or the
 /// compiler's failure.
 pub fn fake_hosts_lib() -> Result<PathBuf, TestbedError> {
-    BUILT.get_or_init(build).clone().map_err(|e| {
-        if e.contains("not installed") {
-            TestbedError::MissingBinary {
-                binary: "cc".into(),
-                package: "gcc".into(),
-            }
-        } else {
-            TestbedError::Io(std::io::Error::other(e))
-        }
-    })
+    shared_library(
+        &BUILT,
+        SOURCE,
+        "fake-hosts",
+        "libaif-fake-hosts.so",
+        &[],
+        &["-ldl"],
+    )
 }

@@ -11,10 +11,10 @@
 //! separately (the library has no SONAME), and parallel tests do not interfere.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::process::{TestbedError, require_binary};
+use crate::cc::shared_library;
+use crate::process::TestbedError;
 
 /// The C source, relative to the workspace.
 pub const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fake_nvml/fake_nvml.c");
@@ -22,42 +22,9 @@ pub const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fake_nvml/fake_nv
 static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 static BUILT_MIG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
-fn build_once(variant: &str, defines: &[&str]) -> Result<PathBuf, String> {
-    let cc = require_binary("cc", "gcc").map_err(|e| e.to_string())?;
-    let dir = std::env::temp_dir().join(format!("aif-fake-nvml-{}-{variant}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = dir.join("libnvidia-ml.so.1");
-    let status = Command::new(cc)
-        .args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror"])
-        .args(defines)
-        .arg("-o")
-        .arg(&out)
-        .arg(SOURCE)
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(format!("cc failed to build {SOURCE}: {status}"));
-    }
-    Ok(out)
-}
-
-fn copy_into(
-    built: &OnceLock<Result<PathBuf, String>>,
-    build: impl FnOnce() -> Result<PathBuf, String>,
-    dir: &Path,
-) -> Result<PathBuf, TestbedError> {
-    let built = built.get_or_init(build).clone().map_err(|e| {
-        if e.contains("not installed") {
-            TestbedError::MissingBinary {
-                binary: "cc".into(),
-                package: "gcc".into(),
-            }
-        } else {
-            TestbedError::Io(std::io::Error::other(e))
-        }
-    })?;
+fn copy_into(built: Result<PathBuf, TestbedError>, dir: &Path) -> Result<PathBuf, TestbedError> {
     let path = dir.join("libnvidia-ml.so.1");
-    std::fs::copy(&built, &path)?;
+    std::fs::copy(built?, &path)?;
     Ok(path)
 }
 
@@ -68,7 +35,8 @@ fn copy_into(
 /// [`TestbedError::MissingBinary`] without a C compiler (package `gcc`), or the
 /// compiler's failure.
 pub fn fake_nvml_in(dir: &Path) -> Result<PathBuf, TestbedError> {
-    copy_into(&BUILT, || build_once("plain", &[]), dir)
+    let built = shared_library(&BUILT, SOURCE, "fake-nvml", "libnvidia-ml.so.1", &[], &[]);
+    copy_into(built, dir)
 }
 
 /// Like [`fake_nvml_in`], with GPU 0 in MIG mode: two MIG devices, GPU
@@ -77,5 +45,13 @@ pub fn fake_nvml_in(dir: &Path) -> Result<PathBuf, TestbedError> {
 /// # Errors
 /// As [`fake_nvml_in`].
 pub fn fake_nvml_mig_in(dir: &Path) -> Result<PathBuf, TestbedError> {
-    copy_into(&BUILT_MIG, || build_once("mig", &["-DFAKE_MIG"]), dir)
+    let built = shared_library(
+        &BUILT_MIG,
+        SOURCE,
+        "fake-nvml-mig",
+        "libnvidia-ml.so.1",
+        &["-DFAKE_MIG"],
+        &[],
+    );
+    copy_into(built, dir)
 }

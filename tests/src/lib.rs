@@ -11,6 +11,7 @@
 //! let text = pgw.metrics_text().expect("GET /metrics");
 //! ```
 
+mod cc;
 pub mod fake_hosts;
 pub mod fake_nvml;
 pub mod process;
