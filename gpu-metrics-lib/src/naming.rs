@@ -382,6 +382,7 @@ impl Namer {
 
     fn name_reading(&mut self, r: &GpuReading, batch: &mut Batch) {
         let scheme = self.scheme;
+        let table = self.table();
         let dev = self.device_series(r);
         let nvlink_total = r
             .nvlink_tx_kib
@@ -391,7 +392,7 @@ impl Namer {
         // (KiB/s / 1000): absent on a device's first tick, after a gap in the
         // counters or when they went backwards (driver reload).
         let nvlink_rate = match (dev.nvlink_last, nvlink_total) {
-            (Some((t0, v0)), Some(v1)) if timestamp_after(t0, batch) && v1 >= v0 => {
+            (Some((t0, v0)), Some(v1)) if batch.timestamp_ms > t0 && v1 >= v0 => {
                 let dt_s = (batch.timestamp_ms - t0) as f64 / 1000.0;
                 Some((v1 - v0) as f64 / dt_s / 1000.0)
             }
@@ -400,242 +401,114 @@ impl Namer {
         if r.up {
             dev.nvlink_last = nvlink_total.map(|v| (batch.timestamp_ms, v));
         }
-        let push = |batch: &mut Batch, dev: &DeviceSeries, field: Field, value: Option<f64>| {
-            if let (Some(v), Some(s)) = (value, dev.fixed.get(&field)) {
+        for (field, _) in table {
+            let value = match field {
+                Field::Info => Some(1.0),
+                Field::Up => Some(if r.up { 1.0 } else { 0.0 }),
+                _ if !r.up => None,
+                Field::NvlinkBandwidth => nvlink_rate,
+                _ => nvml_value(*field, r).map(|v| in_scheme_units(scheme, *field, v)),
+            };
+            if let (Some(v), Some(s)) = (value, dev.fixed.get(field)) {
                 batch.push(Arc::clone(s), v);
             }
-        };
-        push(batch, dev, Field::Info, Some(1.0));
-        push(batch, dev, Field::Up, Some(if r.up { 1.0 } else { 0.0 }));
-        if !r.up {
+        }
+        if !r.up || scheme != NameScheme::Native {
             return;
         }
-        let f = |v: Option<u32>| v.map(f64::from);
-        let g = |v: Option<u64>| v.map(|x| x as f64);
-        match scheme {
-            NameScheme::Native => {
-                push(
-                    batch,
-                    dev,
-                    Field::Utilization,
-                    f(r.utilization_gpu_percent).map(|p| p / 100.0),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::MemoryUtilization,
-                    f(r.utilization_memory_percent).map(|p| p / 100.0),
-                );
-                push(batch, dev, Field::MemoryUsed, g(r.memory_used_bytes));
-                push(batch, dev, Field::MemoryFree, g(r.memory_free_bytes));
-                push(batch, dev, Field::MemoryTotal, g(r.memory_total_bytes));
-                push(
-                    batch,
-                    dev,
-                    Field::Power,
-                    f(r.power_usage_mw).map(|mw| mw / 1000.0),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::PowerLimit,
-                    f(r.power_limit_mw).map(|mw| mw / 1000.0),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::Energy,
-                    g(r.energy_mj).map(|mj| mj / 1000.0),
-                );
-                push(batch, dev, Field::Temperature, f(r.temperature_c));
-                push(
-                    batch,
-                    dev,
-                    Field::SmClock,
-                    f(r.sm_clock_mhz).map(|m| m * 1e6),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::MemoryClock,
-                    f(r.memory_clock_mhz).map(|m| m * 1e6),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::PcieTx,
-                    f(r.pcie_tx_kbps).map(|k| k * 1024.0),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::PcieRx,
-                    f(r.pcie_rx_kbps).map(|k| k * 1024.0),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::MemoryReserved,
-                    g(r.memory_reserved_bytes),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::MemoryTemperature,
-                    f(r.memory_temperature_c),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::EncoderUtilization,
-                    f(r.encoder_utilization_percent).map(|p| p / 100.0),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::DecoderUtilization,
-                    f(r.decoder_utilization_percent).map(|p| p / 100.0),
-                );
-                push(batch, dev, Field::PcieReplays, g(r.pcie_replays));
-                push(
-                    batch,
-                    dev,
-                    Field::NvlinkTx,
-                    g(r.nvlink_tx_kib).map(|k| k * 1024.0),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::NvlinkRx,
-                    g(r.nvlink_rx_kib).map(|k| k * 1024.0),
-                );
-                push_health(batch, dev, r, &push);
-                push(batch, dev, Field::XidErrors, r.xid.map(|x| x.count as f64));
-                if let Some(reasons) = &r.throttle {
-                    for t in reasons {
-                        let base = &dev.base;
-                        let s = dev.throttle.entry(t.reason).or_insert_with(|| {
-                            let def = native_def(Field::ThrottleActive);
-                            let mut labels = base.clone();
-                            labels.insert("reason", t.reason);
-                            Arc::new(Series::new(def.name, def.kind, labels))
-                        });
-                        batch.push(Arc::clone(s), if t.active { 1.0 } else { 0.0 });
-                    }
-                }
-                if let Some(procs) = &r.processes {
-                    push(batch, dev, Field::Processes, Some(procs.len() as f64));
-                    let def = native_def(Field::ProcessMemory);
-                    for p in procs {
-                        if let Some(bytes) = p.used_memory_bytes {
-                            let mut labels = dev.base.clone();
-                            labels.insert("pid", p.pid.to_string());
-                            labels.insert("process", p.name.clone());
-                            batch.push(
-                                Arc::new(Series::new(def.name, def.kind, labels)),
-                                bytes as f64,
-                            );
-                        }
-                    }
-                }
+        if let Some(reasons) = &r.throttle {
+            for t in reasons {
+                let base = &dev.base;
+                let s = dev.throttle.entry(t.reason).or_insert_with(|| {
+                    let def = native_def(Field::ThrottleActive);
+                    let mut labels = base.clone();
+                    labels.insert("reason", t.reason);
+                    Arc::new(Series::new(def.name, def.kind, labels))
+                });
+                batch.push(Arc::clone(s), if t.active { 1.0 } else { 0.0 });
             }
-            NameScheme::Dcgm => {
-                const MIB: f64 = 1024.0 * 1024.0;
-                push(batch, dev, Field::Utilization, f(r.utilization_gpu_percent));
-                push(
-                    batch,
-                    dev,
-                    Field::MemoryUtilization,
-                    f(r.utilization_memory_percent),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::MemoryUsed,
-                    g(r.memory_used_bytes).map(|b| (b / MIB).floor()),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::MemoryFree,
-                    g(r.memory_free_bytes).map(|b| (b / MIB).floor()),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::Power,
-                    f(r.power_usage_mw).map(|mw| mw / 1000.0),
-                );
-                push(batch, dev, Field::Energy, g(r.energy_mj));
-                push(batch, dev, Field::Temperature, f(r.temperature_c));
-                push(batch, dev, Field::SmClock, f(r.sm_clock_mhz));
-                push(batch, dev, Field::MemoryClock, f(r.memory_clock_mhz));
-                push(batch, dev, Field::PcieTx, f(r.pcie_tx_kbps));
-                push(batch, dev, Field::PcieRx, f(r.pcie_rx_kbps));
-                push(
-                    batch,
-                    dev,
-                    Field::MemoryReserved,
-                    g(r.memory_reserved_bytes).map(|b| (b / MIB).floor()),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::MemoryTemperature,
-                    f(r.memory_temperature_c),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::EncoderUtilization,
-                    f(r.encoder_utilization_percent),
-                );
-                push(
-                    batch,
-                    dev,
-                    Field::DecoderUtilization,
-                    f(r.decoder_utilization_percent),
-                );
-                push(batch, dev, Field::PcieReplays, g(r.pcie_replays));
-                push(batch, dev, Field::NvlinkBandwidth, nvlink_rate);
-                push_health(batch, dev, r, &push);
+        }
+        if let Some(procs) = &r.processes {
+            let def = native_def(Field::ProcessMemory);
+            for p in procs {
+                if let Some(bytes) = p.used_memory_bytes {
+                    let mut labels = dev.base.clone();
+                    labels.insert("pid", p.pid.to_string());
+                    labels.insert("process", p.name.clone());
+                    batch.push(
+                        Arc::new(Series::new(def.name, def.kind, labels)),
+                        bytes as f64,
+                    );
+                }
             }
         }
     }
 }
 
-/// True when `batch` is later than `t0` (a rate needs time to pass).
-fn timestamp_after(t0: i64, batch: &Batch) -> bool {
-    batch.timestamp_ms > t0
+/// The reading of a per-device `field`, in NVML's units (%, bytes, mW, mJ,
+/// °C, MHz, KB/s, KiB, counts); `None` when absent or not a plain reading.
+fn nvml_value(field: Field, r: &GpuReading) -> Option<f64> {
+    let u = |v: Option<u32>| v.map(f64::from);
+    let l = |v: Option<u64>| v.map(|x| x as f64);
+    match field {
+        Field::Utilization => u(r.utilization_gpu_percent),
+        Field::MemoryUtilization => u(r.utilization_memory_percent),
+        Field::MemoryUsed => l(r.memory_used_bytes),
+        Field::MemoryFree => l(r.memory_free_bytes),
+        Field::MemoryTotal => l(r.memory_total_bytes),
+        Field::MemoryReserved => l(r.memory_reserved_bytes),
+        Field::Power => u(r.power_usage_mw),
+        Field::PowerLimit => u(r.power_limit_mw),
+        Field::Energy => l(r.energy_mj),
+        Field::Temperature => u(r.temperature_c),
+        Field::MemoryTemperature => u(r.memory_temperature_c),
+        Field::SmClock => u(r.sm_clock_mhz),
+        Field::MemoryClock => u(r.memory_clock_mhz),
+        Field::PcieTx => u(r.pcie_tx_kbps),
+        Field::PcieRx => u(r.pcie_rx_kbps),
+        Field::EncoderUtilization => u(r.encoder_utilization_percent),
+        Field::DecoderUtilization => u(r.decoder_utilization_percent),
+        Field::PcieReplays => l(r.pcie_replays),
+        Field::NvlinkTx => l(r.nvlink_tx_kib),
+        Field::NvlinkRx => l(r.nvlink_rx_kib),
+        Field::RemappedRowsCorrectable => l(r.remapped_rows_correctable),
+        Field::RemappedRowsUncorrectable => l(r.remapped_rows_uncorrectable),
+        Field::RowRemapFailure => r.row_remap_failure.map(|b| if b { 1.0 } else { 0.0 }),
+        Field::XidLast => r.xid.map(|x| x.last as f64),
+        Field::XidErrors => r.xid.map(|x| x.count as f64),
+        Field::Processes => r.processes.as_ref().map(|p| p.len() as f64),
+        Field::Info
+        | Field::Up
+        | Field::NvlinkBandwidth
+        | Field::ThrottleActive
+        | Field::ProcessMemory => None,
+    }
 }
 
-/// The fields whose value is the same in both schemes: XID code, remapped
-/// rows, remap failure.
-fn push_health(
-    batch: &mut Batch,
-    dev: &DeviceSeries,
-    r: &GpuReading,
-    push: &impl Fn(&mut Batch, &DeviceSeries, Field, Option<f64>),
-) {
-    push(batch, dev, Field::XidLast, r.xid.map(|x| x.last as f64));
-    push(
-        batch,
-        dev,
-        Field::RemappedRowsCorrectable,
-        r.remapped_rows_correctable.map(|v| v as f64),
-    );
-    push(
-        batch,
-        dev,
-        Field::RemappedRowsUncorrectable,
-        r.remapped_rows_uncorrectable.map(|v| v as f64),
-    );
-    push(
-        batch,
-        dev,
-        Field::RowRemapFailure,
-        r.row_remap_failure.map(|b| if b { 1.0 } else { 0.0 }),
-    );
+/// `v` (NVML's units) in the units of `scheme`: base units for native
+/// (ratios, bytes, W, J, Hz, B/s); DCGM's own for dcgm (%, MiB, W, mJ, MHz,
+/// KB/s).
+fn in_scheme_units(scheme: NameScheme, field: Field, v: f64) -> f64 {
+    const MIB: f64 = 1024.0 * 1024.0;
+    match (scheme, field) {
+        (
+            NameScheme::Native,
+            Field::Utilization
+            | Field::MemoryUtilization
+            | Field::EncoderUtilization
+            | Field::DecoderUtilization,
+        ) => v / 100.0,
+        (NameScheme::Native, Field::Power | Field::PowerLimit | Field::Energy) => v / 1000.0,
+        (NameScheme::Native, Field::SmClock | Field::MemoryClock) => v * 1e6,
+        (NameScheme::Native, Field::PcieTx | Field::PcieRx | Field::NvlinkTx | Field::NvlinkRx) => {
+            v * 1024.0
+        }
+        (NameScheme::Dcgm, Field::MemoryUsed | Field::MemoryFree | Field::MemoryReserved) => {
+            (v / MIB).floor()
+        }
+        (NameScheme::Dcgm, Field::Power) => v / 1000.0,
+        _ => v,
+    }
 }
 
 #[cfg(test)]
