@@ -521,6 +521,11 @@ impl GpuSource for NvmlSource {
         for index in 0..count {
             if self.identities[index as usize].is_none() {
                 self.refresh_identity(index);
+                // A device that did not answer at open gets its XID watch
+                // once it does.
+                if self.identities[index as usize].is_some() && self.xid[index as usize].is_none() {
+                    self.xid[index as usize] = watch_xid(nvml, index);
+                }
             }
             let identity = self.identities[index as usize].clone();
             let device = match (nvml.device_by_index(index), &identity) {
