@@ -450,3 +450,85 @@ pub fn lookup(name: &str) -> Option<&'static MetricDef> {
 pub fn help(name: &str) -> &'static str {
     lookup(name).map_or("Metric recorded by gpu_metrics.", |d| d.help)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The enabled, non-profiling counters of dcgm-exporter's
+    /// `etc/default-counters.csv` (NVIDIA/dcgm-exporter@d5e5f51) with their
+    /// declared types, except `DCGM_FI_DEV_VGPU_LICENSE_STATUS` (vGPU guests
+    /// only) and the label `DCGM_FI_DRIVER_VERSION` (a label on every series).
+    const DEFAULT_COUNTERS: &[(&str, MetricKind)] = &[
+        ("DCGM_FI_DEV_SM_CLOCK", MetricKind::Gauge),
+        ("DCGM_FI_DEV_MEM_CLOCK", MetricKind::Gauge),
+        ("DCGM_FI_DEV_MEMORY_TEMP", MetricKind::Gauge),
+        ("DCGM_FI_DEV_GPU_TEMP", MetricKind::Gauge),
+        ("DCGM_FI_DEV_POWER_USAGE", MetricKind::Gauge),
+        ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", MetricKind::Counter),
+        ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", MetricKind::Counter),
+        ("DCGM_FI_DEV_GPU_UTIL", MetricKind::Gauge),
+        ("DCGM_FI_DEV_MEM_COPY_UTIL", MetricKind::Gauge),
+        ("DCGM_FI_DEV_ENC_UTIL", MetricKind::Gauge),
+        ("DCGM_FI_DEV_DEC_UTIL", MetricKind::Gauge),
+        ("DCGM_FI_DEV_XID_ERRORS", MetricKind::Gauge),
+        ("DCGM_FI_DEV_FB_FREE", MetricKind::Gauge),
+        ("DCGM_FI_DEV_FB_USED", MetricKind::Gauge),
+        ("DCGM_FI_DEV_FB_RESERVED", MetricKind::Gauge),
+        // Declared counter there, but DCGM publishes a rate (ARCHITECTURE.md
+        // decision 11): a gauge here.
+        ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", MetricKind::Gauge),
+        (
+            "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+            MetricKind::Counter,
+        ),
+        ("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", MetricKind::Counter),
+        ("DCGM_FI_DEV_ROW_REMAP_FAILURE", MetricKind::Gauge),
+    ];
+
+    #[test]
+    fn every_default_counter_of_dcgm_exporter_is_in_the_dcgm_table_with_its_type() {
+        for (name, kind) in DEFAULT_COUNTERS {
+            let def = DCGM
+                .iter()
+                .map(|(_, d)| d)
+                .find(|d| d.name == *name)
+                .unwrap_or_else(|| panic!("{name} missing from DCGM"));
+            assert_eq!(def.kind, *kind, "{name}");
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_native_names_follow_prometheus_conventions() {
+        for table in [NATIVE, DCGM] {
+            let mut names: Vec<_> = table.iter().map(|(_, d)| d.name).collect();
+            names.sort_unstable();
+            let before = names.len();
+            names.dedup();
+            assert_eq!(names.len(), before, "duplicate names");
+            let mut fields: Vec<_> = table.iter().map(|(f, _)| format!("{f:?}")).collect();
+            fields.sort_unstable();
+            fields.dedup();
+            assert_eq!(fields.len(), before, "a field named twice");
+        }
+        for (_, d) in NATIVE {
+            assert!(d.name.starts_with("aif_gpu_"), "{}", d.name);
+            assert_eq!(
+                d.kind == MetricKind::Counter,
+                d.name.ends_with("_total"),
+                "{}: counters and only counters end in _total",
+                d.name
+            );
+        }
+        // Every dcgm field other than the NVLink rate has a native twin.
+        for (f, d) in DCGM {
+            if *f != Field::NvlinkBandwidth {
+                assert!(
+                    NATIVE.iter().any(|(g, _)| g == f),
+                    "{} has no native name",
+                    d.name
+                );
+            }
+        }
+    }
+}
