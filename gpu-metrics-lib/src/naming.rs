@@ -191,6 +191,8 @@ struct Identity {
     driver_version: Option<String>,
     minor_number: Option<u32>,
     gpu_instance_profile: Option<String>,
+    parent_uuid: Option<String>,
+    parent_model: Option<String>,
 }
 
 impl Identity {
@@ -202,6 +204,8 @@ impl Identity {
             driver_version: r.driver_version.clone(),
             minor_number: r.minor_number,
             gpu_instance_profile: r.gpu_instance_profile.clone(),
+            parent_uuid: r.parent_uuid.clone(),
+            parent_model: r.parent_model.clone(),
         }
     }
 
@@ -213,6 +217,8 @@ impl Identity {
             && self.driver_version == r.driver_version
             && self.minor_number == r.minor_number
             && self.gpu_instance_profile == r.gpu_instance_profile
+            && self.parent_uuid == r.parent_uuid
+            && self.parent_model == r.parent_model
     }
 }
 
@@ -304,9 +310,11 @@ impl Namer {
                 }
             }
             NameScheme::Dcgm => {
-                // dcgm-exporter's label set (rendermetrics/render_metrics.go).
+                // dcgm-exporter's label set (rendermetrics/render_metrics.go);
+                // a MIG series carries its parent GPU's UUID and model, told
+                // apart by GPU_I_ID.
                 labels.insert("gpu", r.index.to_string());
-                labels.insert("UUID", r.uuid.clone());
+                labels.insert("UUID", r.parent_uuid.as_ref().unwrap_or(&r.uuid).clone());
                 labels.insert("pci_bus_id", r.pci_bus_id.clone().unwrap_or_default());
                 // /dev/nvidia<minor>; the NVML index only where the minor
                 // number is unknown (NVML answers it on Linux only).
@@ -314,7 +322,10 @@ impl Namer {
                     "device",
                     format!("nvidia{}", r.minor_number.unwrap_or(r.index)),
                 );
-                labels.insert("modelName", r.model.clone());
+                labels.insert(
+                    "modelName",
+                    r.parent_model.as_ref().unwrap_or(&r.model).clone(),
+                );
                 labels.insert(self.host_label.name(), self.hostname.clone());
                 if let Some(v) = &r.driver_version {
                     labels.insert("DCGM_FI_DRIVER_VERSION", v.clone());

@@ -198,12 +198,15 @@ fn mig_devices_are_labelled_with_their_gpu_instance_id_not_their_index() {
         assert_eq!(m.temperature_c, None);
     }
     let b = Namer::new(NameScheme::Dcgm, Labels::new(), "n").batch(0, &r);
+    // As dcgm-exporter labels MIG series: the parent GPU's UUID and model,
+    // told apart by GPU_I_ID and GPU_I_PROFILE.
     let mig5 = [
         ("gpu", "0"),
         ("GPU_I_ID", "5"),
         ("GPU_I_PROFILE", "3g.40gb"),
         ("device", "nvidia2"),
-        ("UUID", "MIG-fake0000-0000-0000-0000-000000000005"),
+        ("UUID", "GPU-fake0000-0000-0000-0000-000000000000"),
+        ("modelName", "NVIDIA H100 80GB HBM3"),
     ];
     assert_eq!(b.value_of("DCGM_FI_DEV_FB_USED", &mig5), Some(1024.0));
     assert_eq!(b.value_of("aif_gpu_up", &mig5), Some(1.0));
@@ -215,10 +218,16 @@ fn mig_devices_are_labelled_with_their_gpu_instance_id_not_their_index() {
         "GPU_I_ID must be the instance id, never the MIG index"
     );
     let native = Namer::new(NameScheme::Native, Labels::new(), "n").batch(0, &r);
+    // Natively a MIG series has its own UUID and name.
     assert_eq!(
         native.value_of(
             "aif_gpu_memory_used_bytes",
-            &[("gpu", "0"), ("gpu_instance", "3")]
+            &[
+                ("gpu", "0"),
+                ("gpu_instance", "3"),
+                ("uuid", "MIG-fake0000-0000-0000-0000-000000000003"),
+                ("model", "NVIDIA H100 80GB HBM3 MIG 1g.10gb"),
+            ]
         ),
         Some(1_073_741_824.0)
     );

@@ -78,6 +78,11 @@ pub struct GpuReading {
     pub gpu_instance: Option<u32>,
     /// MIG profile name (e.g. `1g.10gb`) when this reading is a MIG device.
     pub gpu_instance_profile: Option<String>,
+    /// For a MIG device: its parent GPU's UUID (dcgm-exporter's `UUID` label
+    /// of a MIG series).
+    pub parent_uuid: Option<String>,
+    /// For a MIG device: its parent GPU's product name (dcgm's `modelName`).
+    pub parent_model: Option<String>,
     /// Device minor number (`/dev/nvidia<minor>`); a MIG device has its parent's.
     pub minor_number: Option<u32>,
     /// Device UUID (`GPU-…`), empty if the device never answered.

@@ -573,6 +573,8 @@ impl GpuSource for NvmlSource {
                         index,
                         gpu_instance: gpu_instance_id(nvml, &mdev),
                         gpu_instance_profile: name.as_deref().and_then(mig_profile),
+                        parent_uuid: Some(id.uuid.clone()),
+                        parent_model: Some(id.model.clone()),
                         uuid: mdev.uuid().unwrap_or_default(),
                         model: name.unwrap_or_else(|| id.model.clone()),
                         pci_bus_id: id.pci_bus_id.clone(),
@@ -602,6 +604,8 @@ impl GpuSource for NvmlSource {
                         mreading = GpuReading {
                             gpu_instance: mreading.gpu_instance,
                             gpu_instance_profile: mreading.gpu_instance_profile.clone(),
+                            parent_uuid: mreading.parent_uuid.clone(),
+                            parent_model: mreading.parent_model.clone(),
                             pci_bus_id: mreading.pci_bus_id.clone(),
                             minor_number: mreading.minor_number,
                             driver_version: mreading.driver_version.clone(),

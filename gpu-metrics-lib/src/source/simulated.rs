@@ -144,6 +144,8 @@ impl GpuSource for SimulatedSource {
                 index: index as u32,
                 gpu_instance: None,
                 gpu_instance_profile: None,
+                parent_uuid: None,
+                parent_model: None,
                 minor_number: Some(index as u32),
                 uuid: gpu.uuid.clone(),
                 model: SIMULATED_MODEL.to_string(),
