@@ -133,6 +133,7 @@ pub const RESERVED_LABELS: &[&str] = &[
     "GPU_I_ID",
     "GPU_I_PROFILE",
     "DCGM_FI_DRIVER_VERSION",
+    "err_code",
     "job",
     "instance",
 ];
@@ -222,6 +223,14 @@ impl Identity {
     }
 }
 
+/// The dcgm definition of `field`, for fields known to have one.
+fn dcgm_def(field: Field) -> MetricDef {
+    DCGM.iter()
+        .find(|(f, _)| *f == field)
+        .map(|(_, d)| *d)
+        .expect("field has a dcgm definition")
+}
+
 /// The native definition of `field` (every field has one).
 fn native_def(field: Field) -> MetricDef {
     NATIVE
@@ -240,6 +249,8 @@ struct DeviceSeries {
     throttle: HashMap<&'static str, Arc<Series>>,
     /// Previous NVLink total (timestamp ms, TX + RX KiB), for DCGM's rate.
     nvlink_last: Option<(i64, u64)>,
+    /// dcgm's `DCGM_FI_DEV_XID_ERRORS{err_code}` for the last code seen.
+    xid: Option<(u64, Arc<Series>)>,
 }
 
 /// Turns readings into batches. Keep one per source: it caches series.
@@ -363,6 +374,8 @@ impl Namer {
                         );
                     }
                     Field::ThrottleActive | Field::ProcessMemory => continue,
+                    // dcgm-exporter labels the last XID with its code.
+                    Field::XidLast if self.scheme == NameScheme::Dcgm => continue,
                     _ => {}
                 }
                 fixed.insert(*field, Arc::new(Series::new(def.name, def.kind, labels)));
@@ -375,6 +388,7 @@ impl Namer {
                     fixed,
                     throttle: HashMap::new(),
                     nvlink_last: None,
+                    xid: None,
                 },
             );
         }
@@ -422,6 +436,22 @@ impl Namer {
             };
             if let (Some(v), Some(s)) = (value, dev.fixed.get(field)) {
                 batch.push(Arc::clone(s), v);
+            }
+        }
+        if scheme == NameScheme::Dcgm
+            && r.up
+            && let Some(x) = r.xid
+        {
+            // As dcgm-exporter: the code is the value and the `err_code` label
+            // (its `err_msg` text table is not reproduced).
+            if dev.xid.as_ref().is_none_or(|(code, _)| *code != x.last) {
+                let def = dcgm_def(Field::XidLast);
+                let mut labels = dev.base.clone();
+                labels.insert("err_code", x.last.to_string());
+                dev.xid = Some((x.last, Arc::new(Series::new(def.name, def.kind, labels))));
+            }
+            if let Some((_, s)) = &dev.xid {
+                batch.push(Arc::clone(s), x.last as f64);
             }
         }
         if !r.up || scheme != NameScheme::Native {
@@ -700,7 +730,6 @@ mod tests {
             "DCGM_FI_DEV_ENC_UTIL",
             "DCGM_FI_DEV_DEC_UTIL",
             "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-            "DCGM_FI_DEV_XID_ERRORS",
             "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
             "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
             "DCGM_FI_DEV_ROW_REMAP_FAILURE",
@@ -708,6 +737,9 @@ mod tests {
             assert_eq!(b.value_of(name, &l), Some(0.0), "{name}");
         }
         assert_eq!(b.value_of("aif_gpu_up", &l), Some(1.0));
+        let mut xid = l.to_vec();
+        xid.push(("err_code", "0"));
+        assert_eq!(b.value_of("DCGM_FI_DEV_XID_ERRORS", &xid), Some(0.0));
         assert_eq!(
             b.value_of("DCGM_FI_DEV_FB_USED", &l),
             Some((readings[0].memory_used_bytes.expect("m") / (1024 * 1024)) as f64)

@@ -102,9 +102,13 @@ fn xid_events_are_taken_each_tick_and_the_last_code_kept() {
     );
     let b = Namer::new(NameScheme::Dcgm, Labels::new(), "n").batch(1000, &second);
     assert_eq!(
-        b.value_of("DCGM_FI_DEV_XID_ERRORS", &[("gpu", "0")]),
+        b.value_of(
+            "DCGM_FI_DEV_XID_ERRORS",
+            &[("gpu", "0"), ("err_code", "31")]
+        ),
         Some(31.0)
     );
+    assert_eq!(b.value_of("DCGM_FI_DEV_XID_ERRORS", &[("gpu", "1")]), None);
 }
 
 #[test]
