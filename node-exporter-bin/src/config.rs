@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gpu_metrics::buffer::{Durability, MIN_MAX_BYTES, parse_size};
-use gpu_metrics::naming::{LabelError, NameScheme, parse_label};
+use gpu_metrics::naming::{HostLabel, LabelError, NameScheme, parse_label};
 use gpu_metrics::retry::{BackoffPolicy, BackoffPolicyError};
 use gpu_metrics::sink::Secret;
 use gpu_metrics::ssh::SshConfig;
@@ -29,6 +29,7 @@ pub struct FileConfig {
     processes: Option<bool>,
     once: Option<bool>,
     metric_names: Option<String>,
+    dcgm_host_label: Option<String>,
     /// `[labels]` table: `run_id = "r42"`.
     labels: Option<BTreeMap<String, String>>,
     interval: Option<String>,
@@ -186,6 +187,8 @@ pub struct Config {
     pub processes: bool,
     /// Metric naming scheme.
     pub scheme: NameScheme,
+    /// dcgm mode's host label name.
+    pub dcgm_host_label: HostLabel,
     /// Attribution labels from `--label` / `[labels]`.
     pub labels: Vec<(String, String)>,
     /// Sample once and print.
@@ -256,7 +259,7 @@ pub fn split_http_url(url: &str) -> Option<(String, u16, String)> {
     Some((host, port, path.to_string()))
 }
 
-/// The host name of this machine (`instance` default, DCGM `Hostname`).
+/// The host name of this machine (`instance` default, dcgm mode's host label).
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -320,6 +323,12 @@ impl Config {
             .unwrap_or("native")
             .parse::<NameScheme>()
             .map_err(|e| invalid("metric_names", e))?;
+        let dcgm_host_label = match cli.dcgm_host_label.or(file.dcgm_host_label) {
+            Some(text) => text
+                .parse::<HostLabel>()
+                .map_err(|e| invalid("dcgm_host_label", e))?,
+            None => HostLabel::default(),
+        };
         let mut labels = Vec::new();
         for (k, v) in file.labels.unwrap_or_default() {
             labels.push(parse_label(&format!("{k}={v}")).map_err(label_error)?);
@@ -595,6 +604,7 @@ impl Config {
             nvml_lib: cli.nvml_lib.or(file.nvml_lib),
             processes: cli.processes.or(file.processes).unwrap_or(false),
             scheme,
+            dcgm_host_label,
             labels,
             once: cli.once.or(file.once).unwrap_or(false),
             interval,
@@ -851,5 +861,19 @@ mod tests {
         let rw = c.remote_write.expect("rw");
         assert_eq!(rw.bearer_token.expect("token").expose(), "s3cret");
         assert!(!format!("{:?}", c.ssh).contains("s3cret"));
+    }
+
+    #[test]
+    fn dcgm_host_label_is_parsed_and_named() {
+        assert_eq!(
+            resolve(&[]).expect("ok").dcgm_host_label,
+            HostLabel::Hostname
+        );
+        let c = resolve(&["--dcgm-host-label", "Hostname"]).expect("ok");
+        assert_eq!(c.dcgm_host_label, HostLabel::LegacyHostname);
+        assert_eq!(
+            key_of(resolve(&["--dcgm-host-label", "host"]).unwrap_err()),
+            "dcgm_host_label"
+        );
     }
 }
