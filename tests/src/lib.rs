@@ -11,6 +11,7 @@
 //! let text = pgw.metrics_text().expect("GET /metrics");
 //! ```
 
+pub mod conn_probe;
 pub mod fake_nvml;
 pub mod process;
 pub mod prometheus;
