@@ -2,6 +2,14 @@
 //! `target/`, created here when missing) runs every phase, the stateful one
 //! included, with `--checks all` against a real `aif-bench-api`, and any
 //! finding fails the test. Bounded by `--max-examples` and `--max-time`.
+//!
+//! Two things are set aside, on purpose:
+//! - `use_after_free`: `DELETE /api/v1/services/{id}` cancels and *keeps* the
+//!   record (ARCHITECTURE.md decision 9: Grafana lists cancelled services), so
+//!   a `GET` after it is 200 by contract, not a resource served after deletion.
+//! - The inference recipes' container runtime (`apptainer`) is not on a test
+//!   machine: a stand-in on `PATH` sleeps instead, so starting them does not
+//!   end in the (documented) 502 that `not_a_server_error` would count.
 
 mod common;
 
@@ -54,11 +62,24 @@ fn schemathesis() -> PathBuf {
 #[test]
 fn schemathesis_finds_nothing_in_any_phase() {
     let st = schemathesis();
+    let stubs = tempfile::tempdir().expect("tempdir");
+    let apptainer = stubs.path().join("apptainer");
+    std::fs::write(&apptainer, "#!/bin/sh\nexec sleep 3600\n").expect("stub");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&apptainer, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    let path = format!(
+        "{}:{}",
+        stubs.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let api = Api::start(
         &shipped_recipes(),
         "poll_interval_ms = 100\nkill_grace_seconds = 1\n",
         &[],
-        &[],
+        &[("PATH".to_string(), path)],
     );
     let report = api.dir.path().join("schemathesis");
     let out = Command::new(&st)
@@ -67,6 +88,8 @@ fn schemathesis_finds_nothing_in_any_phase() {
         .args([
             "--checks",
             "all",
+            "--exclude-checks",
+            "use_after_free",
             "--phases",
             "examples,coverage,fuzzing,stateful",
             "--max-examples",

@@ -65,8 +65,9 @@ where
 }
 
 /// aif: at most this much of an unread body is drained so the connection can
-/// serve the next request; beyond, the drain stops (and the connection closes).
-const MAX_DRAIN: usize = 1024 * 1024;
+/// serve the next request (and a client still sending a body refused with 413
+/// reads the answer instead of a reset); beyond, the connection is closed.
+const MAX_DRAIN: usize = 4 * 1024 * 1024;
 
 impl<R> Drop for EqualReader<R>
 where
