@@ -13,13 +13,21 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    let mut out = String::from("/// The shipped recipes: (file name, TOML text).\npub const BUILTIN: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// The shipped recipes: (file name, TOML text).\npub const BUILTIN: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
         let name = f.file_name().expect("file name").to_string_lossy();
-        writeln!(out, "    ({name:?}, include_str!({:?})),", f.display().to_string()).expect("write");
+        writeln!(
+            out,
+            "    ({name:?}, include_str!({:?})),",
+            f.display().to_string()
+        )
+        .expect("write");
     }
     out.push_str("];\n");
-    let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("out dir")).join("builtin_recipes.rs");
+    let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("out dir"))
+        .join("builtin_recipes.rs");
     std::fs::write(dest, out).expect("write builtin_recipes.rs");
 }

@@ -20,20 +20,21 @@ import sys
 import time
 
 
-def threads(pid):
+def proc_status(pid, key):
+    """An integer field of /proc/PID/status (`Threads`, `VmRSS` in KiB)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("Threads:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
     return -1
+
+
+def threads(pid):
+    return proc_status(pid, "Threads")
 
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
+    return proc_status(pid, "VmRSS")
 
 
 def get_ms(host, port, path):

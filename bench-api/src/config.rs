@@ -444,7 +444,10 @@ fn http_limits(
         if (10..=600_000).contains(&v) {
             Ok(Duration::from_millis(v))
         } else {
-            Err(ConfigError::invalid(key, format!("{v} is not in 10..=600000")))
+            Err(ConfigError::invalid(
+                key,
+                format!("{v} is not in 10..=600000"),
+            ))
         }
     };
     Ok(tiny_http::Limits {
@@ -454,6 +457,9 @@ fn http_limits(
         idle_timeout: ms("idle_timeout_ms", idle_ms)?,
         header_timeout: ms("header_timeout_ms", header_ms)?,
         max_header_bytes: 16 * 1024,
+        // Request bodies are small JSON: read them in the reactor, so a
+        // client trickling one holds no worker.
+        max_buffered_body: 64 * 1024,
         io_timeout: Duration::from_secs(30),
     })
 }
@@ -548,7 +554,10 @@ mod tests {
             ("backend = \"k8s\"", "backend"),
             ("workers = 0", "workers"),
             ("max_connections = 0", "max_connections"),
-            ("metrics_retention_seconds = 99999999", "metrics_retention_seconds"),
+            (
+                "metrics_retention_seconds = 99999999",
+                "metrics_retention_seconds",
+            ),
             ("idle_timeout_ms = 1", "idle_timeout_ms"),
             ("header_timeout_ms = 700000", "header_timeout_ms"),
             ("cors_origin = [\"grafana\"]", "cors_origin"),

@@ -85,10 +85,17 @@ mod tests {
             c.response_headers(Some("http://grafana:3000")),
             vec![
                 ("Vary", "Origin".to_string()),
-                ("Access-Control-Allow-Origin", "http://grafana:3000".to_string())
+                (
+                    "Access-Control-Allow-Origin",
+                    "http://grafana:3000".to_string()
+                )
             ]
         );
-        assert!(Cors::new(Vec::new()).response_headers(Some("http://grafana:3000")).is_empty());
+        assert!(
+            Cors::new(Vec::new())
+                .response_headers(Some("http://grafana:3000"))
+                .is_empty()
+        );
         let pre = c.preflight_headers(Some("http://grafana:3000"), "GET, POST");
         assert!(
             pre.iter()

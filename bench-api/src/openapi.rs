@@ -48,7 +48,11 @@ fn query_schema(name: &str) -> Value {
 struct Choice {
     field: &'static str,
     /// `(value, fields only this value takes, which of those are required)`.
-    values: &'static [(&'static str, &'static [&'static str], &'static [&'static str])],
+    values: &'static [(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    )],
 }
 
 /// `CreateRun`'s choices. A field listed under a value is refused (400) with
@@ -58,7 +62,11 @@ const CREATE_RUN_CHOICES: &[Choice] = &[
         field: "mode",
         values: &[
             ("closed_loop", &[], &[]),
-            ("open_loop", &["requests_per_second"], &["requests_per_second"]),
+            (
+                "open_loop",
+                &["requests_per_second"],
+                &["requests_per_second"],
+            ),
         ],
     },
     Choice {
@@ -347,7 +355,8 @@ fn error_response(description: &str) -> Value {
 }
 
 fn with_header(mut response: Value, name: &str, description: &str) -> Value {
-    response["headers"][name] = json!({"description": description, "required": true, "schema": {"type": "string"}});
+    response["headers"][name] =
+        json!({"description": description, "required": true, "schema": {"type": "string"}});
     response
 }
 
@@ -532,7 +541,10 @@ pub fn document(auth: bool, recipes: &Catalogue) -> Value {
             .entry(r.pattern.to_string())
             .or_insert_with(|| json!({}));
         if let Value::Object(ops) = entry {
-            ops.insert(r.method.as_str().to_ascii_lowercase(), operation(r, auth, &schemas));
+            ops.insert(
+                r.method.as_str().to_ascii_lowercase(),
+                operation(r, auth, &schemas),
+            );
         }
     }
     let mut components = json!({"schemas": schemas});
@@ -559,10 +571,16 @@ mod tests {
     fn every_route_and_every_ref_is_described() {
         let recipes = Catalogue::load(None).unwrap();
         assert!(
-            !document(false, &recipes).to_string().contains("\"security\""),
+            !document(false, &recipes)
+                .to_string()
+                .contains("\"security\""),
             "no security without a token"
         );
         let doc = document(true, &recipes);
+        let create = &doc["paths"]["/api/v1/services"]["post"];
+        assert_eq!(create["security"], json!([{"bearer": []}]));
+        assert!(create["responses"]["401"]["headers"]["WWW-Authenticate"].is_object());
+        assert!(doc["paths"]["/api/v1/services"]["get"]["security"].is_null());
         for r in ROUTES {
             let op = &doc["paths"][r.pattern][r.method.as_str().to_ascii_lowercase()];
             assert!(op.is_object(), "{} {}", r.method.as_str(), r.pattern);
@@ -575,8 +593,19 @@ mod tests {
         }
         // Every route but the list/health ones is reachable by a link.
         let text = doc.to_string();
-        for op in ["get_service", "delete_service", "set_service_status", "create_run", "get_run", "cancel_run"] {
-            assert!(text.contains(&format!("\"operationId\":\"{op}\",\"parameters\"")) || text.contains(&format!("\"operationId\":\"{op}\",\"requestBody\"")), "no link to {op}");
+        for op in [
+            "get_service",
+            "delete_service",
+            "set_service_status",
+            "create_run",
+            "get_run",
+            "cancel_run",
+        ] {
+            assert!(
+                text.contains(&format!("\"operationId\":\"{op}\",\"parameters\""))
+                    || text.contains(&format!("\"operationId\":\"{op}\",\"requestBody\"")),
+                "no link to {op}"
+            );
         }
     }
 

@@ -797,7 +797,12 @@ default = "/tmp"
         let cat = Catalogue::load(None).unwrap();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
         let files = std::fs::read_dir(&dir).unwrap().count();
-        assert_eq!(cat.len(), files, "every file of {} is built in", dir.display());
+        assert_eq!(
+            cat.len(),
+            files,
+            "every file of {} is built in",
+            dir.display()
+        );
         for name in ["vllm", "ollama", "demo-http", "sleep"] {
             let r = cat.get(name).unwrap_or_else(|| panic!("{name} shipped"));
             assert_eq!(r.source, BUILTIN_SOURCE);
@@ -815,7 +820,10 @@ default = "/tmp"
         let cat = Catalogue::load(Some(dir.path())).unwrap();
         let s = cat.get("sleep").unwrap();
         assert_eq!(s.description, "overridden");
-        assert_eq!(s.source, dir.path().join("sleep.toml").display().to_string());
+        assert_eq!(
+            s.source,
+            dir.path().join("sleep.toml").display().to_string()
+        );
         assert_eq!(
             cat.get("mine").unwrap().source,
             dir.path().join("mine.toml").display().to_string()

@@ -363,8 +363,9 @@ impl Store {
             ("services", &mut view.service_counts),
             ("runs", &mut view.run_counts),
         ] {
-            let mut stmt =
-                conn.prepare_cached(&format!("SELECT status, COUNT(*) FROM {table} GROUP BY status"))?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT status, COUNT(*) FROM {table} GROUP BY status"
+            ))?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let n: i64 = row.get(1)?;
@@ -769,7 +770,10 @@ mod tests {
         // `old-done` ended long ago: move its last change before the window.
         store
             .conn()
-            .execute("UPDATE services SET updated_ms = 5 WHERE id = 'old-done'", [])
+            .execute(
+                "UPDATE services SET updated_ms = 5 WHERE id = 'old-done'",
+                [],
+            )
             .unwrap();
         let view = store.metrics_view(now_ms() - 60_000).unwrap();
         let mut shown: Vec<&str> = view.services.iter().map(|s| s.id.as_str()).collect();

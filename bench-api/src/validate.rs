@@ -131,7 +131,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 /// The path (`params.port`, `items[2]`) of the first `null` inside `v`.
 fn first_null(v: &serde_json::Value, path: &str) -> Option<String> {
     match v {
-        serde_json::Value::Null => Some(if path.is_empty() { ".".into() } else { path.into() }),
+        serde_json::Value::Null => Some(if path.is_empty() {
+            ".".into()
+        } else {
+            path.into()
+        }),
         serde_json::Value::Object(m) => m
             .iter()
             .find_map(|(k, v)| first_null(v, &join_path(path, k))),

@@ -517,7 +517,12 @@ fn cors_answers_configured_origins_only() {
         assert_eq!(a.header("Vary"), Some("Origin"), "{origin}");
     }
     let a = request(&url, "GET", &[], None);
-    assert_eq!(a.header("Vary"), Some("Origin"), "no Origin: {:?}", a.headers);
+    assert_eq!(
+        a.header("Vary"),
+        Some("Origin"),
+        "no Origin: {:?}",
+        a.headers
+    );
     let vary = |a: &common::Answer, name: &str| {
         a.headers
             .iter()

@@ -51,12 +51,20 @@ fn open_now(addr: SocketAddr) -> f64 {
 
 #[test]
 fn idle_and_slow_connections_hold_no_thread_and_are_closed_in_time() {
-    assert!(raise_nofile(4096) >= 2 * (IDLE + SLOW) as u64 + 200, "RLIMIT_NOFILE too low");
+    assert!(
+        raise_nofile(4096) >= 2 * (IDLE + SLOW) as u64 + 200,
+        "RLIMIT_NOFILE too low"
+    );
     let timeout_ms = 2000;
     let api = Api::start(
         &shipped_recipes(),
         &format!("idle_timeout_ms = {timeout_ms}\nheader_timeout_ms = {timeout_ms}\n"),
-        &["--workers", &WORKERS.to_string(), "--max-connections", "4096"],
+        &[
+            "--workers",
+            &WORKERS.to_string(),
+            "--max-connections",
+            "4096",
+        ],
         &[],
     );
     let pid = api.pid();
@@ -70,7 +78,13 @@ fn idle_and_slow_connections_hold_no_thread_and_are_closed_in_time() {
     let mut slow = open_slow_headers(addr, SLOW, "/health");
     // The kernel completes a connect before the server accepts it: wait
     // until the server holds them all.
-    let open = || metric_value(&api.get("/metrics").body, "aif_api_http_connections_open", &[]);
+    let open = || {
+        metric_value(
+            &api.get("/metrics").body,
+            "aif_api_http_connections_open",
+            &[],
+        )
+    };
     assert!(
         wait_until(Duration::from_secs(10), || open()
             .is_some_and(|n| n >= (IDLE + SLOW) as f64)),
@@ -131,6 +145,41 @@ fn idle_and_slow_connections_hold_no_thread_and_are_closed_in_time() {
 }
 
 #[test]
+fn a_trickled_body_holds_no_worker_and_times_out() {
+    let api = Api::start(
+        &shipped_recipes(),
+        "header_timeout_ms = 1500\n",
+        &["--workers", "1"],
+        &[],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{}", api.port).parse().expect("addr");
+    // Three clients start a 5 000-byte body and stall: with one worker,
+    // /health is still answered, and each stalled one gets 408.
+    let started = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.write_all(b"POST /api/v1/services HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"recipe\"")
+                .expect("write");
+            s
+        })
+        .collect();
+    let (status, _) = get_within(addr, "/health", Duration::from_secs(1));
+    assert_eq!(status, 200);
+    let closed = wait_closed(&mut stalled, started + Duration::from_secs(6));
+    for c in closed {
+        let Closed::Yes(bytes) = c else {
+            panic!("a stalled body was not timed out")
+        };
+        assert!(
+            bytes.starts_with(b"HTTP/1.1 408 "),
+            "{:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
+
+#[test]
 fn oversized_heads_get_431_and_keep_alive_serves_many_requests() {
     let api = Api::start(&shipped_recipes(), "", &[], &[]);
     let addr: SocketAddr = format!("127.0.0.1:{}", api.port).parse().expect("addr");
@@ -149,8 +198,10 @@ fn oversized_heads_get_431_and_keep_alive_serves_many_requests() {
     // One keep-alive connection, three requests (two pipelined, one with a body).
     let mut s = TcpStream::connect(addr).expect("connect");
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/recipes HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("write");
+    s.write_all(
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/recipes HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .expect("write");
     s.write_all(b"POST /api/v1/services HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
         .expect("write");
     let mut all = String::new();
@@ -188,8 +239,12 @@ fn at_max_connections_the_longest_waiting_makes_room() {
     }
     let text = api.get("/metrics").body;
     assert!(
-        metric_value(&text, "aif_api_http_connections_closed_total", &[("reason", "evicted")])
-            .is_some_and(|n| n >= 1.0),
+        metric_value(
+            &text,
+            "aif_api_http_connections_closed_total",
+            &[("reason", "evicted")]
+        )
+        .is_some_and(|n| n >= 1.0),
         "{text}"
     );
 }

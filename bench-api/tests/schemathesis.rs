@@ -41,7 +41,9 @@ fn schemathesis() -> PathBuf {
         .args(["-m", "venv", "--clear"])
         .arg(&venv)
         .output()
-        .unwrap_or_else(|e| panic!("python3 is not installed ({e}): install the Debian package `python3`"));
+        .unwrap_or_else(|e| {
+            panic!("python3 is not installed ({e}): install the Debian package `python3`")
+        });
     assert!(
         o.status.success(),
         "python3 -m venv failed: install the Debian package `python3-venv`\n{}",
@@ -131,10 +133,7 @@ fn schemathesis_finds_nothing_in_any_phase() {
             .as_array()
             .is_some_and(Vec::is_empty)
     });
-    assert!(
-        out.status.success(),
-        "schemathesis found problems:\n{text}"
-    );
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
     assert!(
         text.contains("Stateful"),
         "the stateful phase did not run:\n{text}"

@@ -70,6 +70,7 @@ fn listen_limits() -> tiny_http::Limits {
         idle_timeout: Duration::from_secs(10),
         header_timeout: Duration::from_secs(10),
         max_header_bytes: 8 * 1024,
+        max_buffered_body: 1024,
         io_timeout: Duration::from_secs(10),
     }
 }
@@ -167,11 +168,11 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
     let server = match config.listen {
         Some(addr) => Some(Arc::new(
             tiny_http::Server::http_with_limits(addr, listen_limits()).map_err(|e| {
-            RunError::Listen {
-                addr,
-                reason: e.to_string(),
-            }
-        })?,
+                RunError::Listen {
+                    addr,
+                    reason: e.to_string(),
+                }
+            })?,
         )),
         None => None,
     };

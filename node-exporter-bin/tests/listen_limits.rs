@@ -22,7 +22,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[test]
 fn idle_and_slow_connections_cost_no_thread_and_little_memory() {
-    assert!(raise_nofile(4096) >= 2 * (IDLE + SLOW) as u64 + 200, "RLIMIT_NOFILE too low");
+    assert!(
+        raise_nofile(4096) >= 2 * (IDLE + SLOW) as u64 + 200,
+        "RLIMIT_NOFILE too low"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let listen = format!("127.0.0.1:{}", free_port());
     let exp = Exporter::start(
@@ -42,7 +45,9 @@ fn idle_and_slow_connections_cost_no_thread_and_little_memory() {
     );
     let pid = exp.pid();
     assert!(
-        wait_until(Duration::from_secs(15), || exp.scrape().contains("aif_gpu_up")),
+        wait_until(Duration::from_secs(15), || exp
+            .scrape()
+            .contains("aif_gpu_up")),
         "{}",
         exp.log_text()
     );

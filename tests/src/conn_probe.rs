@@ -11,7 +11,7 @@ use crate::wait_until;
 /// Raises this process's soft `RLIMIT_NOFILE` to at least `want` (up to the
 /// hard limit); children started afterwards inherit it. Returns the new soft
 /// limit.
-pub fn raise_nofile(want: u64) -> u64 {
+pub fn raise_nofile(want: libc::rlim_t) -> libc::rlim_t {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -21,13 +21,13 @@ pub fn raise_nofile(want: u64) -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 0;
         }
-        if lim.rlim_cur < want as libc::rlim_t {
-            lim.rlim_cur = (want as libc::rlim_t).min(lim.rlim_max);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// Threads of process `pid` (entries of `/proc/PID/task`).

@@ -260,7 +260,10 @@ impl Backend for LocalBackend {
         // The child is not reaped while we hold it: its /proc entry is there.
         match proc_identity(pid) {
             Some((_, start)) => {
-                if let Err(e) = std::fs::write(self.identity_file(spec.service_id), format!("{pid} {start}\n")) {
+                if let Err(e) = std::fs::write(
+                    self.identity_file(spec.service_id),
+                    format!("{pid} {start}\n"),
+                ) {
                     log::error!(
                         "local: cannot record identity of service {} (it will not be signalled after a restart): {e}",
                         spec.service_id
@@ -460,11 +463,19 @@ mod tests {
                 std::fs::write(dir.path().join("svc-1/identity"), r).unwrap();
             }
             let r = pgid.to_string();
-            assert_eq!(backend.state("svc-1", &r).unwrap(), JobState::Missing, "{recorded:?}");
+            assert_eq!(
+                backend.state("svc-1", &r).unwrap(),
+                JobState::Missing,
+                "{recorded:?}"
+            );
             backend.cancel("svc-1", &r).unwrap();
         }
         // The recorded identity matches: it is the service.
-        std::fs::write(dir.path().join("svc-1/identity"), format!("{pgid} {start}\n")).unwrap();
+        std::fs::write(
+            dir.path().join("svc-1/identity"),
+            format!("{pgid} {start}\n"),
+        )
+        .unwrap();
         assert!(matches!(
             backend.state("svc-1", &pgid.to_string()).unwrap(),
             JobState::Active { .. }

@@ -92,7 +92,6 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
@@ -110,9 +109,9 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use poller::{ConnectionStats, Limits};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
-pub use poller::{ConnectionStats, Limits};
 pub use test::TestRequest;
 
 mod common;

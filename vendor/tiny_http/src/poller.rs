@@ -5,7 +5,8 @@
 //! request head is still arriving. It waits on all of them with `poll(2)`,
 //! reads heads without blocking into a per-connection buffer (capped at
 //! [`Limits::max_header_bytes`]), and hands a connection on only once its head
-//! (and a body of at most 1 KiB) is complete: as a [`Request`] pushed to the
+//! (and a `Content-Length` body of at most [`Limits::max_buffered_body`]) is
+//! complete, so a client trickling a head or a small body holds no worker: as a [`Request`] pushed to the
 //! server's queue, which the caller's worker threads pop. After the answer the
 //! request's [`Ticket`] gives the connection back (keep-alive) or closes it.
 //!
@@ -30,10 +31,6 @@ use crate::connection::{Connection, Listener};
 use crate::util::MessagesQueue;
 use crate::{HTTPVersion, Header, Message, Method, Request};
 
-/// A request body up to this size is read with the head, by the reactor
-/// (upstream reads such bodies eagerly when it builds the request).
-const SMALL_BODY: usize = 1024;
-
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -50,6 +47,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Request line plus headers, in bytes (431 beyond).
     pub max_header_bytes: usize,
+    /// A `Content-Length` body up to this size is read by the reactor, with
+    /// the head and within `header_timeout`; a larger one by the worker.
+    pub max_buffered_body: usize,
     /// Socket read and write timeout while a worker reads a body or writes an answer.
     pub io_timeout: Duration,
 }
@@ -62,6 +62,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
+            max_buffered_body: 1024,
             io_timeout: Duration::from_secs(30),
         }
     }
@@ -108,6 +109,8 @@ struct Returned {
 
 /// State shared by the reactor, the server handle and the tickets.
 pub(crate) struct Shared {
+    limits: Limits,
+    messages: Arc<MessagesQueue<Message>>,
     returned: Mutex<Vec<Returned>>,
     wake_tx: UnixStream,
     waiting: AtomicUsize,
@@ -117,6 +120,73 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Hands a connection whose `buf` holds a complete head (ending at `end`)
+    /// to the workers as a request, or answers it with an error and closes it.
+    fn dispatch(
+        self: &Arc<Self>,
+        stream: Connection,
+        buf: Vec<u8>,
+        peer: Option<SocketAddr>,
+        end: usize,
+    ) {
+        let head = match parse_head(&buf[..end]) {
+            Ok(h) => h,
+            Err((status, reason)) => {
+                log::debug!("http: {:?}: bad request head ({status})", peer);
+                reject(stream, status, reason);
+                return;
+            }
+        };
+        if self.messages.len() >= self.limits.max_pending_requests {
+            self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "http: {} requests queued: answering 503 to {:?}",
+                self.limits.max_pending_requests,
+                peer
+            );
+            reject(stream, 503, "Service Unavailable");
+            return;
+        }
+        let io = Some(self.limits.io_timeout);
+        if stream.set_nonblocking(false).is_err() || stream.set_timeouts(io).is_err() {
+            return;
+        }
+        let mut data = buf;
+        data.drain(..end);
+        let leftover = Arc::new(Mutex::new(Leftover { data, pos: 0 }));
+        let conn = Arc::new(stream);
+        let source = BodySource {
+            leftover: Arc::clone(&leftover),
+            conn: Arc::clone(&conn),
+        };
+        let writer = BufWriter::with_capacity(4096, SocketWriter(Arc::clone(&conn)));
+        let request = crate::request::new_request(
+            false,
+            head.method,
+            head.path,
+            head.version,
+            head.headers,
+            peer,
+            source,
+            writer,
+        );
+        match request {
+            Ok(rq) => {
+                self.in_flight.fetch_add(1, Ordering::Relaxed);
+                let ticket = Ticket {
+                    conn: Some(conn),
+                    leftover,
+                    peer: peer,
+                    keep_alive: head.keep_alive,
+                    shared: Arc::clone(self),
+                };
+                self.messages
+                    .push(Message::NewRequest(rq.with_ticket(ticket)));
+            }
+            Err(e) => log::debug!("http: {:?}: cannot read request: {e:?}", peer),
+        }
+    }
+
     pub(crate) fn wake(&self) {
         // A full pipe already holds a wake-up.
         let _ = (&self.wake_tx).write(&[1]);
@@ -198,7 +268,7 @@ impl Ticket {
         let Ok(stream) = Arc::try_unwrap(conn) else {
             return;
         };
-        let buf = {
+        let mut buf = {
             let mut l = self.leftover.lock().unwrap_or_else(|p| p.into_inner());
             let pos = l.pos;
             let mut data = std::mem::take(&mut l.data);
@@ -207,6 +277,37 @@ impl Ticket {
         };
         if stream.set_nonblocking(true).is_err() {
             return;
+        }
+        if buf.is_empty() {
+            let mut pfd = libc::pollfd {
+                fd: stream.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll(2) on one pollfd that lives across the call.
+            let ready = unsafe { libc::poll(&mut pfd, 1, LINGER_MS) } > 0;
+            let limits = &self.shared.limits;
+            let cap = limits.max_header_bytes + 4 + limits.max_buffered_body;
+            if ready && !read_available(&stream, &mut buf, cap) {
+                return;
+            }
+        }
+        if !buf.is_empty() {
+            match scan(&mut buf, &self.shared.limits) {
+                Scan::Complete(end) => {
+                    self.shared.dispatch(stream, buf, self.peer, end);
+                    return;
+                }
+                Scan::TooLarge => {
+                    self.shared
+                        .counters
+                        .header_too_large
+                        .fetch_add(1, Ordering::Relaxed);
+                    reject(stream, 431, "Request Header Fields Too Large");
+                    return;
+                }
+                Scan::Incomplete => {}
+            }
         }
         self.shared
             .returned
@@ -253,8 +354,8 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
-/// A small body (read with the head) this head declares, if any.
-fn small_body_len(head: &[u8]) -> usize {
+/// The body this head declares that is to be read with it (at most `limit`).
+fn small_body_len(head: &[u8], limit: usize) -> usize {
     let Ok(text) = std::str::from_utf8(head) else {
         return 0;
     };
@@ -275,7 +376,7 @@ fn small_body_len(head: &[u8]) -> usize {
         }
     }
     match cl {
-        Some(n) if n <= SMALL_BODY => n,
+        Some(n) if n <= limit => n,
         _ => 0,
     }
 }
@@ -293,7 +394,7 @@ fn scan(buf: &mut Vec<u8>, limits: &Limits) -> Scan {
     let look = buf.len().min(limits.max_header_bytes + 4);
     match find_head_end(&buf[..look]) {
         Some(end) => {
-            let body = small_body_len(&buf[..end]);
+            let body = small_body_len(&buf[..end], limits.max_buffered_body);
             if buf.len() >= end + body {
                 Scan::Complete(end)
             } else {
@@ -304,6 +405,36 @@ fn scan(buf: &mut Vec<u8>, limits: &Limits) -> Scan {
         None => Scan::Incomplete,
     }
 }
+
+/// Reads what a non-blocking connection has into `buf`, up to `cap` bytes in
+/// all. `false` when the peer closed or the connection failed.
+fn read_available(stream: &Connection, buf: &mut Vec<u8>, cap: usize) -> bool {
+    let mut chunk = [0u8; 4096];
+    loop {
+        let room = cap.saturating_sub(buf.len()).min(chunk.len());
+        if room == 0 {
+            return true;
+        }
+        match (&*stream).read(&mut chunk[..room]) {
+            Ok(0) => return false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if n < room {
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// After an answer, how long (ms) a worker waits for the client's next
+/// request on a keep-alive connection before giving the connection back to
+/// the reactor: a client that sends at once (a benchmark, a scraper's next
+/// request) skips a thread hop and a poll round.
+const LINGER_MS: libc::c_int = 1;
 
 /// Writes a final status on a non-blocking socket (best effort) and closes it.
 fn reject(stream: Connection, status: u16, reason: &str) {
@@ -366,7 +497,9 @@ fn parse_head(head: &[u8]) -> Result<Head, (u16, &'static str)> {
         headers.iter().filter(move |h| h.field.equiv(name))
     }
     let chunked = find(&headers, "Transfer-Encoding").next().is_some();
-    let lengths: Vec<&str> = find(&headers, "Content-Length").map(|h| h.value.as_str()).collect();
+    let lengths: Vec<&str> = find(&headers, "Content-Length")
+        .map(|h| h.value.as_str())
+        .collect();
     if chunked && !lengths.is_empty() {
         return Err(BAD);
     }
@@ -432,6 +565,8 @@ impl Reactor {
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
+            limits: limits.clone(),
+            messages: Arc::clone(&messages),
             returned: Mutex::new(Vec::new()),
             wake_tx,
             waiting: AtomicUsize::new(0),
@@ -540,8 +675,13 @@ impl Reactor {
                 let mut sink = [0u8; 64];
                 while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
             }
-            let returned =
-                std::mem::take(&mut *self.shared.returned.lock().unwrap_or_else(|p| p.into_inner()));
+            let returned = std::mem::take(
+                &mut *self
+                    .shared
+                    .returned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
             for r in returned {
                 let now = Instant::now();
                 let head_started = !r.buf.is_empty();
@@ -604,9 +744,7 @@ impl Reactor {
                             }
                             None => {
                                 self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
-                                log::debug!(
-                                    "http: {open} connections all busy: refusing {peer:?}"
-                                );
+                                log::debug!("http: {open} connections all busy: refusing {peer:?}");
                                 continue;
                             }
                         }
@@ -648,32 +786,11 @@ impl Reactor {
 
     /// Reads what a waiting connection has and acts on it.
     fn read_waiting(&mut self, i: usize) {
-        let cap = self.limits.max_header_bytes + 4 + SMALL_BODY;
-        let mut chunk = [0u8; 4096];
-        loop {
-            let w = &mut self.waiting[i];
-            let room = cap.saturating_sub(w.buf.len()).min(chunk.len());
-            if room == 0 {
-                break;
-            }
-            match (&w.stream).read(&mut chunk[..room]) {
-                Ok(0) => {
-                    self.waiting.swap_remove(i);
-                    return;
-                }
-                Ok(n) => {
-                    w.buf.extend_from_slice(&chunk[..n]);
-                    if n < room {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.waiting.swap_remove(i);
-                    return;
-                }
-            }
+        let cap = self.limits.max_header_bytes + 4 + self.limits.max_buffered_body;
+        let w = &mut self.waiting[i];
+        if !read_available(&w.stream, &mut w.buf, cap) {
+            self.waiting.swap_remove(i);
+            return;
         }
         self.advance(i);
     }
@@ -705,67 +822,7 @@ impl Reactor {
     }
 
     fn dispatch(&mut self, w: Waiting, end: usize) {
-        let head = match parse_head(&w.buf[..end]) {
-            Ok(h) => h,
-            Err((status, reason)) => {
-                log::debug!("http: {:?}: bad request head ({status})", w.peer);
-                reject(w.stream, status, reason);
-                return;
-            }
-        };
-        if self.messages.len() >= self.limits.max_pending_requests {
-            self.shared
-                .counters
-                .overloaded
-                .fetch_add(1, Ordering::Relaxed);
-            log::warn!(
-                "http: {} requests queued: answering 503 to {:?}",
-                self.limits.max_pending_requests,
-                w.peer
-            );
-            reject(w.stream, 503, "Service Unavailable");
-            return;
-        }
-        let io = Some(self.limits.io_timeout);
-        if w.stream.set_nonblocking(false).is_err()
-            || w.stream.set_timeouts(io).is_err()
-        {
-            return;
-        }
-        let mut data = w.buf;
-        data.drain(..end);
-        let leftover = Arc::new(Mutex::new(Leftover { data, pos: 0 }));
-        let conn = Arc::new(w.stream);
-        let source = BodySource {
-            leftover: Arc::clone(&leftover),
-            conn: Arc::clone(&conn),
-        };
-        let writer = BufWriter::with_capacity(4096, SocketWriter(Arc::clone(&conn)));
-        let request = crate::request::new_request(
-            false,
-            head.method,
-            head.path,
-            head.version,
-            head.headers,
-            w.peer,
-            source,
-            writer,
-        );
-        match request {
-            Ok(rq) => {
-                self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
-                let ticket = Ticket {
-                    conn: Some(conn),
-                    leftover,
-                    peer: w.peer,
-                    keep_alive: head.keep_alive,
-                    shared: Arc::clone(&self.shared),
-                };
-                self.messages
-                    .push(Message::NewRequest(rq.with_ticket(ticket)));
-            }
-            Err(e) => log::debug!("http: {:?}: cannot read request: {e:?}", w.peer),
-        }
+        self.shared.dispatch(w.stream, w.buf, w.peer, end);
     }
 }
 

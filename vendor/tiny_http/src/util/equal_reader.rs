@@ -97,7 +97,8 @@ where
                     return;
                 }
                 Ok(0) => {
-                    let e = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "body cut short");
+                    let e =
+                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "body cut short");
                     self.last_read_signal.send(Err(e)).ok();
                     return;
                 }
