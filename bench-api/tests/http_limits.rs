@@ -180,6 +180,44 @@ fn a_trickled_body_holds_no_worker_and_times_out() {
 }
 
 #[test]
+fn an_unread_body_holds_the_worker_at_most_briefly() {
+    let api = Api::start(&shipped_recipes(), "", &["--workers", "1"], &[]);
+    let addr: SocketAddr = format!("127.0.0.1:{}", api.port).parse().expect("addr");
+    let cases: [&[u8]; 2] = [
+        // Waits for `100 Continue`, gets 415: nothing to drain.
+        b"POST /api/v1/services HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
+        // Over 1 MiB, 413 at once; the client then stalls mid-body.
+        b"POST /api/v1/services HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{\"recipe\": ",
+    ];
+    for (i, head) in cases.iter().enumerate() {
+        let started = Instant::now();
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.write_all(head).expect("write");
+        // The answer comes, then the server closes: the worker is free again
+        // within the drain limit (1 s), not the 30 s socket timeout.
+        let closed = wait_closed(
+            std::slice::from_mut(&mut s),
+            started + Duration::from_secs(5),
+        );
+        let Closed::Yes(bytes) = &closed[0] else {
+            panic!("case {i}: still open after 5 s")
+        };
+        let want: &[u8] = if i == 0 {
+            b"HTTP/1.1 415 "
+        } else {
+            b"HTTP/1.1 413 "
+        };
+        assert!(
+            bytes.starts_with(want),
+            "case {i}: {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+        let (status, _) = get_within(addr, "/health", Duration::from_secs(1));
+        assert_eq!(status, 200, "case {i}");
+    }
+}
+
+#[test]
 fn oversized_heads_get_431_and_keep_alive_serves_many_requests() {
     let api = Api::start(&shipped_recipes(), "", &[], &[]);
     let addr: SocketAddr = format!("127.0.0.1:{}", api.port).parse().expect("addr");

@@ -153,7 +153,11 @@ impl Shared {
         }
         let mut data = buf;
         data.drain(..end);
-        let leftover = Arc::new(Mutex::new(Leftover { data, pos: 0 }));
+        let leftover = Arc::new(Mutex::new(Leftover {
+            data,
+            pos: 0,
+            drain_until: None,
+        }));
         let conn = Arc::new(stream);
         let source = BodySource {
             leftover: Arc::clone(&leftover),
@@ -212,7 +216,15 @@ impl Shared {
 struct Leftover {
     data: Vec<u8>,
     pos: usize,
+    /// Set once the request is answered: the rest of the body is only
+    /// drained (to reuse the connection) until then, or not at all (`None`
+    /// inside: the client waits for a `100 Continue` it will not get).
+    drain_until: Option<Option<Instant>>,
 }
+
+/// How long a worker drains an unread body after the answer before it closes
+/// the connection instead.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 /// A request's body source: the leftover bytes, then the socket.
 struct BodySource {
@@ -229,6 +241,18 @@ impl Read for BodySource {
                 buf[..n].copy_from_slice(&l.data[l.pos..l.pos + n]);
                 l.pos += n;
                 return Ok(n);
+            }
+            if let Some(until) = l.drain_until {
+                let left = until.map_or(Duration::ZERO, |u| {
+                    u.saturating_duration_since(Instant::now())
+                });
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "unread request body: not drained",
+                    ));
+                }
+                self.conn.set_read_timeout(Some(left))?;
             }
         }
         (&*self.conn).read(buf)
@@ -259,6 +283,13 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
+    /// The request is answered: what is left of its body may be drained for
+    /// [`DRAIN_TIME`] at most, or not at all when `expecting_continue`.
+    pub(crate) fn answered(&self, expecting_continue: bool) {
+        let mut l = self.leftover.lock().unwrap_or_else(|p| p.into_inner());
+        l.drain_until = Some((!expecting_continue).then(|| Instant::now() + DRAIN_TIME));
+    }
+
     /// Called once the request's reader and writer are dropped.
     pub(crate) fn finish(mut self) {
         let Some(conn) = self.conn.take() else { return };

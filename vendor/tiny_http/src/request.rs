@@ -523,8 +523,15 @@ impl Drop for Request {
                 sender.send(()).unwrap();
             }
         }
-        // aif: drain (bounded) what is left of the body, then give the
-        // connection back unless its position in the stream is unknown.
+        // aif: drain (bounded in bytes and time; not at all when the client
+        // still waits for `100 Continue`) what is left of the body, then give
+        // the connection back unless its position in the stream is unknown.
+        if let Some(t) = self.ticket.as_ref() {
+            t.answered(self.must_send_continue);
+        }
+        if self.must_send_continue {
+            self.no_keep_alive();
+        }
         drop(self.data_reader.take());
         drop(self.response_writer.take());
         if let Some(done) = self.body_done.take() {
