@@ -166,6 +166,23 @@ fn a_trickled_body_holds_no_worker_and_times_out() {
         .collect();
     let (status, _) = get_within(addr, "/health", Duration::from_secs(1));
     assert_eq!(status, 200);
+    // A body too large for the reactor's buffer is read by the worker, but
+    // it too must arrive within the header timeout: 400, then closed.
+    let mut big = TcpStream::connect(addr).expect("connect");
+    big.write_all(b"POST /api/v1/services HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"recipe\"")
+        .expect("write");
+    let closed = wait_closed(
+        std::slice::from_mut(&mut big),
+        Instant::now() + Duration::from_secs(5),
+    );
+    let Closed::Yes(bytes) = &closed[0] else {
+        panic!("a stalled large body held its worker")
+    };
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 400 "),
+        "{:?}",
+        String::from_utf8_lossy(bytes)
+    );
     let closed = wait_closed(&mut stalled, started + Duration::from_secs(6));
     for c in closed {
         let Closed::Yes(bytes) = c else {

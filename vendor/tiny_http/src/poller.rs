@@ -156,7 +156,8 @@ impl Shared {
         let leftover = Arc::new(Mutex::new(Leftover {
             data,
             pos: 0,
-            drain_until: None,
+            deadline: Instant::now() + self.limits.header_timeout,
+            io_timeout: self.limits.io_timeout,
         }));
         let conn = Arc::new(stream);
         let source = BodySource {
@@ -216,10 +217,12 @@ impl Shared {
 struct Leftover {
     data: Vec<u8>,
     pos: usize,
-    /// Set once the request is answered: the rest of the body is only
-    /// drained (to reuse the connection) until then, or not at all (`None`
-    /// inside: the client waits for a `100 Continue` it will not get).
-    drain_until: Option<Option<Instant>>,
+    /// Reads from the socket fail after this: the body must arrive within
+    /// `header_timeout` of its head, and after the answer what is left is
+    /// drained for [`DRAIN_TIME`] at most.
+    deadline: Instant,
+    /// The socket read timeout outside the deadline.
+    io_timeout: Duration,
 }
 
 /// How long a worker drains an unread body after the answer before it closes
@@ -242,18 +245,14 @@ impl Read for BodySource {
                 l.pos += n;
                 return Ok(n);
             }
-            if let Some(until) = l.drain_until {
-                let left = until.map_or(Duration::ZERO, |u| {
-                    u.saturating_duration_since(Instant::now())
-                });
-                if left.is_zero() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "unread request body: not drained",
-                    ));
-                }
-                self.conn.set_read_timeout(Some(left))?;
+            let left = l.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request body did not arrive in time",
+                ));
             }
+            self.conn.set_read_timeout(Some(left.min(l.io_timeout)))?;
         }
         (&*self.conn).read(buf)
     }
@@ -287,7 +286,12 @@ impl Ticket {
     /// [`DRAIN_TIME`] at most, or not at all when `expecting_continue`.
     pub(crate) fn answered(&self, expecting_continue: bool) {
         let mut l = self.leftover.lock().unwrap_or_else(|p| p.into_inner());
-        l.drain_until = Some((!expecting_continue).then(|| Instant::now() + DRAIN_TIME));
+        let now = Instant::now();
+        l.deadline = if expecting_continue {
+            now
+        } else {
+            l.deadline.min(now + DRAIN_TIME)
+        };
     }
 
     /// Called once the request's reader and writer are dropped.
