@@ -107,6 +107,22 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(",")
 }
 
+/// Runs `sql` with `args` and maps every row.
+fn select<T, P: rusqlite::ToSql>(
+    conn: &Connection,
+    sql: &str,
+    args: &[P],
+    from_row: fn(&rusqlite::Row<'_>) -> Result<T, StateError>,
+) -> Result<Vec<T>, StateError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
 /// What `GET /metrics` shows: open records, those that changed within the
 /// retention window, and counts of all by status.
 #[derive(Debug, Clone, Default)]
@@ -317,13 +333,7 @@ impl Store {
                 f.iter().map(|s| s.as_str().to_string()).collect(),
             ),
         };
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(Self::service_from_row(row)?);
-        }
-        Ok(out)
+        select(&conn, &sql, &args, Self::service_from_row)
     }
 
     /// What `GET /metrics` shows: open services and runs, those that changed
@@ -333,32 +343,33 @@ impl Store {
     /// SQLite or JSON errors.
     pub fn metrics_view(&self, since_ms: i64) -> Result<MetricsView, StateError> {
         let conn = self.conn();
-        let open: Vec<String> = OPEN.iter().map(|s| s.as_str().to_string()).collect();
-        let mut args: Vec<rusqlite::types::Value> = open
+        let mut args: Vec<rusqlite::types::Value> = OPEN
             .iter()
-            .map(|s| rusqlite::types::Value::Text(s.clone()))
+            .map(|s| rusqlite::types::Value::Text(s.as_str().to_string()))
             .collect();
         args.push(rusqlite::types::Value::Integer(since_ms));
         let since = OPEN.len() + 1;
-        let mut view = MetricsView::default();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SERVICE_COLS} FROM services WHERE status IN ({}) OR updated_ms >= ?{since} ORDER BY created_ms, id",
-            placeholders(1, OPEN.len())
-        ))?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-        while let Some(row) = rows.next()? {
-            view.services.push(Self::service_from_row(row)?);
-        }
-        drop(rows);
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE status IN ({}) OR COALESCE(ended_ms, started_ms, created_ms) >= ?{since} ORDER BY created_ms, id",
-            placeholders(1, OPEN.len())
-        ))?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-        while let Some(row) = rows.next()? {
-            view.runs.push(Self::run_from_row(row)?);
-        }
-        drop(rows);
+        let mut view = MetricsView {
+            services: select(
+                &conn,
+                &format!(
+                    "SELECT {SERVICE_COLS} FROM services WHERE status IN ({}) OR updated_ms >= ?{since} ORDER BY created_ms, id",
+                    placeholders(1, OPEN.len())
+                ),
+                &args,
+                Self::service_from_row,
+            )?,
+            runs: select(
+                &conn,
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE status IN ({}) OR COALESCE(ended_ms, started_ms, created_ms) >= ?{since} ORDER BY created_ms, id",
+                    placeholders(1, OPEN.len())
+                ),
+                &args,
+                Self::run_from_row,
+            )?,
+            ..MetricsView::default()
+        };
         for (table, counts) in [
             ("services", &mut view.service_counts),
             ("runs", &mut view.run_counts),
@@ -555,13 +566,7 @@ impl Store {
                 conds.join(" AND ")
             )
         };
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(Self::run_from_row(row)?);
-        }
-        Ok(out)
+        select(&conn, &sql, &args, Self::run_from_row)
     }
 
     /// Start time (Unix ms) of a run, once running.
