@@ -588,7 +588,7 @@ impl Reactor {
         // std listens with a backlog of 128: a burst of connects beyond it
         // waits for a SYN retransmit (1 s) while the reactor catches up.
         // listen(2) again on a listening socket only changes the backlog.
-        let backlog = limits.max_connections.clamp(128, 4096) as libc::c_int;
+        let backlog = limits.max_connections.clamp(1024, 4096) as libc::c_int;
         // SAFETY: listen(2) on a socket this listener owns.
         if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
             log::warn!(
