@@ -1,15 +1,190 @@
 //! `GET /openapi.json`: the OpenAPI 3.0 description, generated from the route
-//! table ([`crate::routes::ROUTES`]) and the schemas below.
+//! table ([`crate::routes::ROUTES`]), the recipes and the schemas below.
+//!
+//! It is meant to be exact (checked by schemathesis with `--checks all`):
+//! whatever it allows the API accepts, whatever it forbids the API refuses.
+//! So string rules are patterns (`path`, `reason`, recipe parameters), a body
+//! whose fields depend on a choice (`CreateRun`: `mode`, `workload`) is a
+//! `oneOf` with one object per combination ([`choice_variants`]),
+//! `CreateService` is one object per recipe with that recipe's parameters,
+//! security is declared only when a token is configured, and `Location`,
+//! `Allow` and `WWW-Authenticate` are declared where they are sent. Links
+//! from each create route to the routes of the created record (and from a
+//! service to runs against it) let a stateful test reach every route.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::routes::{Body, ROUTES, Route};
+use crate::model::Status;
+use crate::recipes::Catalogue;
+use crate::routes::{Body, Handler, ROUTES, Route};
+
+/// No control character (Unicode `Cc`), as `char::is_control` sees it.
+const PRINTABLE: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// A request path: `/`, then no control character and no space.
+const REQUEST_PATH: &str = "^/[^\\u0000-\\u0020\\u007f-\\u009f]*$";
 
 fn status_enum() -> Value {
-    json!({"type": "string", "enum": ["pending", "starting", "running", "completed", "failed", "cancelled", "unknown"]})
+    json!({"type": "string", "enum": Status::ALL.map(|s| s.as_str())})
 }
 
-fn schemas() -> Value {
+/// `a` or `a,b,…` of statuses, no spaces (what `?status=` accepts).
+fn status_list_pattern() -> String {
+    let one = format!("({})", Status::ALL.map(|s| s.as_str()).join("|"));
+    format!("^{one}(,{one})*$")
+}
+
+/// The schema of a query parameter, by name.
+fn query_schema(name: &str) -> Value {
+    match name {
+        "status" => json!({"type": "string", "pattern": status_list_pattern()}),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// One choice of a body: a field whose value decides which other fields the
+/// body may (or must) hold. The first value is the default (the field may
+/// be omitted for it).
+struct Choice {
+    field: &'static str,
+    /// `(value, fields only this value takes, which of those are required)`.
+    values: &'static [(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    )],
+}
+
+/// `CreateRun`'s choices. A field listed under a value is refused (400) with
+/// any other value; a field not listed anywhere is shared by all.
+const CREATE_RUN_CHOICES: &[Choice] = &[
+    Choice {
+        field: "mode",
+        values: &[
+            ("closed_loop", &[], &[]),
+            (
+                "open_loop",
+                &["requests_per_second"],
+                &["requests_per_second"],
+            ),
+        ],
+    },
+    Choice {
+        field: "workload",
+        values: &[
+            ("http", &[], &[]),
+            ("openai_completions", &["model", "max_tokens"], &[]),
+        ],
+    },
+];
+
+/// One object schema per combination of the choices' values (OpenAPI 3.0 has
+/// no `if`/`then`): the shared properties, each choice field fixed to one
+/// value (required unless it is the default), and the fields that value
+/// takes. Exactly one variant matches a valid body.
+fn choice_variants(properties: &Value, required: &[&str], choices: &[Choice]) -> Value {
+    let props = properties.as_object().cloned().unwrap_or_default();
+    let owned: Vec<&str> = choices
+        .iter()
+        .flat_map(|c| c.values.iter().flat_map(|v| v.1.iter().copied()))
+        .collect();
+    let mut variants: Vec<(Map<String, Value>, Vec<String>)> = vec![(
+        props
+            .iter()
+            .filter(|(k, _)| !owned.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        required.iter().map(|r| r.to_string()).collect(),
+    )];
+    for choice in choices {
+        let mut next = Vec::new();
+        for (base_props, base_req) in &variants {
+            for (i, (value, fields, needed)) in choice.values.iter().enumerate() {
+                let mut p = base_props.clone();
+                let mut r = base_req.clone();
+                let mut field_schema = props.get(choice.field).cloned().unwrap_or(json!({}));
+                if let Some(o) = field_schema.as_object_mut() {
+                    o.insert("enum".into(), json!([value]));
+                    o.remove("default");
+                    if i == 0 {
+                        o.insert("default".into(), json!(value));
+                    }
+                }
+                p.insert(choice.field.to_string(), field_schema);
+                if i > 0 {
+                    r.push(choice.field.to_string());
+                }
+                for f in *fields {
+                    if let Some(v) = props.get(*f) {
+                        p.insert((*f).to_string(), v.clone());
+                    }
+                }
+                r.extend(needed.iter().map(|n| n.to_string()));
+                next.push((p, r));
+            }
+        }
+        variants = next;
+    }
+    let one_of: Vec<Value> = variants
+        .into_iter()
+        .map(|(p, r)| {
+            json!({
+                "type": "object",
+                "required": r,
+                "additionalProperties": false,
+                "properties": p,
+            })
+        })
+        .collect();
+    json!({"oneOf": one_of})
+}
+
+/// `CreateService`: one object per recipe, `params` holding exactly that
+/// recipe's parameters (required when they have no default).
+fn create_service(recipes: &Catalogue) -> Value {
+    let variants: Vec<Value> = recipes
+        .all()
+        .map(|r| {
+            let props: Map<String, Value> = r
+                .parameters
+                .iter()
+                .map(|(k, p)| (k.clone(), p.json_schema()))
+                .collect();
+            let needed: Vec<&String> = r
+                .parameters
+                .iter()
+                .filter(|(_, p)| p.is_required())
+                .map(|(k, _)| k)
+                .collect();
+            let mut params = json!({
+                "type": "object",
+                "description": format!("Parameters of recipe `{}`; omitted ones take their defaults", r.name),
+                "additionalProperties": false,
+                "properties": props,
+            });
+            if !needed.is_empty() {
+                params["required"] = json!(needed);
+            }
+            let mut required = vec!["recipe"];
+            if !needed.is_empty() {
+                required.push("params");
+            }
+            json!({
+                "type": "object",
+                "title": r.name,
+                "required": required,
+                "additionalProperties": false,
+                "properties": {
+                    "recipe": {"type": "string", "enum": [r.name], "description": r.description},
+                    "params": params,
+                }
+            })
+        })
+        .collect();
+    json!({"oneOf": variants, "description": "A recipe (see GET /api/v1/recipes) and its parameters"})
+}
+
+fn schemas(recipes: &Catalogue) -> Value {
     let nullable_string = json!({"type": "string", "nullable": true});
     let history = json!({
         "type": "array",
@@ -81,19 +256,12 @@ fn schemas() -> Value {
                         "time_limit": nullable_string
                     }
                 },
-                "parameters": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Parameter"}}
+                "parameters": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Parameter"}},
+                "source": {"type": "string", "description": "`builtin` (compiled into the binary) or the file it was loaded from"}
             }
         },
         "RecipeList": {"type": "array", "items": {"$ref": "#/components/schemas/Recipe"}},
-        "CreateService": {
-            "type": "object",
-            "required": ["recipe"],
-            "additionalProperties": false,
-            "properties": {
-                "recipe": {"type": "string", "description": "Recipe name (404 when unknown)"},
-                "params": {"type": "object", "description": "Recipe parameters; omitted ones take their defaults", "additionalProperties": true}
-            }
-        },
+        "CreateService": create_service(recipes),
         "SetServiceStatus": {
             "type": "object",
             "required": ["status"],
@@ -103,7 +271,7 @@ fn schemas() -> Value {
         "CancelRequest": {
             "type": "object",
             "additionalProperties": false,
-            "properties": {"reason": {"type": "string", "description": "Stored in the status history"}}
+            "properties": {"reason": {"type": "string", "maxLength": 1024, "pattern": PRINTABLE, "description": "Stored in the status history"}}
         },
         "Service": {
             "type": "object",
@@ -137,22 +305,21 @@ fn schemas() -> Value {
                 }
             }
         },
-        "CreateRun": {
-            "type": "object",
-            "required": ["service_id", "duration_seconds"],
-            "additionalProperties": false,
-            "properties": {
+        "CreateRun": choice_variants(
+            &json!({
                 "service_id": {"type": "string", "description": "A running service (404 when unknown, 409 when not running)"},
                 "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 86400, "description": "Required: there is no default"},
                 "concurrency": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1},
-                "mode": {"type": "string", "enum": ["closed_loop", "open_loop"], "default": "closed_loop"},
-                "requests_per_second": {"type": "integer", "minimum": 1, "maximum": 100000, "description": "Required for open_loop, refused for closed_loop"},
-                "workload": {"type": "string", "enum": ["http", "openai_completions"], "default": "http"},
-                "path": {"type": "string", "description": "Request path, starting with `/` (default `/`, or `/v1/completions` for openai_completions)"},
-                "model": {"type": "string", "description": "Model for openai_completions"},
+                "mode": {"type": "string", "description": "closed_loop: `concurrency` clients back to back; open_loop: `requests_per_second`"},
+                "requests_per_second": {"type": "integer", "minimum": 1, "maximum": 100000},
+                "workload": {"type": "string"},
+                "path": {"type": "string", "maxLength": 2048, "pattern": REQUEST_PATH, "description": "Request path (default `/`, or `/v1/completions` for openai_completions)"},
+                "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": PRINTABLE, "description": "Model for openai_completions"},
                 "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768}
-            }
-        },
+            }),
+            &["service_id", "duration_seconds"],
+            CREATE_RUN_CHOICES,
+        ),
         "Run": {
             "type": "object",
             "required": ["id", "service_id", "status", "duration_seconds", "concurrency", "mode", "workload", "path", "created_at"],
@@ -187,31 +354,81 @@ fn error_response(description: &str) -> Value {
     })
 }
 
-fn operation(r: &Route) -> Value {
-    let mut op = serde_json::Map::new();
-    op.insert("summary".into(), json!(r.summary));
-    op.insert(
-        "operationId".into(),
-        json!(
-            format!("{:?}", r.handler)
-                .chars()
-                .fold(String::new(), |mut s, c| {
-                    if c.is_uppercase() && !s.is_empty() {
-                        s.push('_');
-                    }
-                    s.push(c.to_ascii_lowercase());
-                    s
-                })
-        ),
-    );
-    let mut params = Vec::new();
-    if r.pattern.contains("{id}") {
-        params.push(
-            json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
+fn with_header(mut response: Value, name: &str, description: &str) -> Value {
+    response["headers"][name] =
+        json!({"description": description, "required": true, "schema": {"type": "string"}});
+    response
+}
+
+/// `get_service` for `Handler::GetService`.
+fn operation_id(r: &Route) -> String {
+    format!("{:?}", r.handler)
+        .chars()
+        .fold(String::new(), |mut s, c| {
+            if c.is_uppercase() && !s.is_empty() {
+                s.push('_');
+            }
+            s.push(c.to_ascii_lowercase());
+            s
+        })
+}
+
+/// Links from a create route's answer: to every route of the created record
+/// (`PATTERN/{id}…`, `id` from the answer), and to every create route whose
+/// body requires the record's id (`service_id` for a created `Service`; its
+/// other required integers set to their minimum).
+fn links(r: &Route, schemas: &Value) -> Value {
+    let mut out = Map::new();
+    let prefix = format!("{}/{{id}}", r.pattern);
+    for other in ROUTES {
+        if other.pattern == prefix || other.pattern.starts_with(&format!("{prefix}/")) {
+            out.insert(
+                operation_id(other),
+                json!({"operationId": operation_id(other), "parameters": {"id": "$response.body#/id"}}),
+            );
+        }
+    }
+    let key = format!("{}_id", r.response.to_ascii_lowercase());
+    for other in ROUTES {
+        let Body::Json(name) = other.body else {
+            continue;
+        };
+        // The body's default variant (the first of a `oneOf`), or the body.
+        let body = &schemas[name];
+        let variant = body["oneOf"].get(0).unwrap_or(body);
+        let required: Vec<&str> = variant["required"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if other.ok != 201 || other.pattern == r.pattern || !required.contains(&key.as_str()) {
+            continue;
+        }
+        let mut request = Map::new();
+        for field in required {
+            if field == key {
+                request.insert(field.into(), json!("$response.body#/id"));
+            } else if let Some(min) = variant["properties"][field]["minimum"].as_i64() {
+                request.insert(field.into(), json!(min));
+            }
+        }
+        out.insert(
+            operation_id(other),
+            json!({"operationId": operation_id(other), "requestBody": request}),
         );
     }
+    Value::Object(out)
+}
+
+fn operation(r: &Route, auth: bool, schemas: &Value) -> Value {
+    let mut op = Map::new();
+    op.insert("summary".into(), json!(r.summary));
+    op.insert("operationId".into(), json!(operation_id(r)));
+    let mut params = Vec::new();
+    if r.pattern.contains("{id}") {
+        params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}}));
+    }
     for (name, description) in r.query {
-        params.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}}));
+        params.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": query_schema(name)}));
     }
     if !params.is_empty() {
         op.insert("parameters".into(), Value::Array(params));
@@ -230,11 +447,12 @@ fn operation(r: &Route) -> Value {
             }),
         );
     }
-    if r.mutating {
+    let secured = r.mutating && auth;
+    if secured {
         op.insert("security".into(), json!([{"bearer": []}]));
     }
-    let mut responses = serde_json::Map::new();
-    let ok = match r.response {
+    let mut responses = Map::new();
+    let mut ok = match r.response {
         "text" => {
             json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
         }
@@ -245,6 +463,13 @@ fn operation(r: &Route) -> Value {
             json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}})
         }
     };
+    if r.ok == 201 {
+        ok = with_header(ok, "Location", "The created record's URL path");
+        let l = links(r, schemas);
+        if l.as_object().is_some_and(|m| !m.is_empty()) {
+            ok["links"] = l;
+        }
+    }
     responses.insert(r.ok.to_string(), ok);
     if schema.is_some() || !r.query.is_empty() {
         responses.insert(
@@ -254,10 +479,14 @@ fn operation(r: &Route) -> Value {
             ),
         );
     }
-    if r.mutating {
+    if secured {
         responses.insert(
             "401".into(),
-            error_response("Missing or wrong bearer token (when one is configured)"),
+            with_header(
+                error_response("Missing or wrong bearer token"),
+                "WWW-Authenticate",
+                "`Bearer`",
+            ),
         );
     }
     if r.pattern.contains("{id}") || matches!(r.body, Body::Json("CreateService" | "CreateRun")) {
@@ -268,7 +497,11 @@ fn operation(r: &Route) -> Value {
     }
     responses.insert(
         "405".into(),
-        error_response("Method not allowed (see the Allow header)"),
+        with_header(
+            error_response("Method not allowed"),
+            "Allow",
+            "The methods the path answers",
+        ),
     );
     if r.mutating {
         responses.insert(
@@ -286,9 +519,7 @@ fn operation(r: &Route) -> Value {
     responses.insert("500".into(), error_response("The handler failed (logged)"));
     if matches!(
         r.handler,
-        crate::routes::Handler::CreateService
-            | crate::routes::Handler::SetServiceStatus
-            | crate::routes::Handler::DeleteService
+        Handler::CreateService | Handler::SetServiceStatus | Handler::DeleteService
     ) {
         responses.insert(
             "502".into(),
@@ -299,29 +530,36 @@ fn operation(r: &Route) -> Value {
     Value::Object(op)
 }
 
-/// The whole document.
-pub fn document() -> Value {
-    let mut paths = serde_json::Map::new();
+/// The whole document. `auth`: whether a bearer token is configured (then,
+/// and only then, mutating routes declare `security` and `401`); the
+/// `CreateService` body is derived from `recipes`.
+pub fn document(auth: bool, recipes: &Catalogue) -> Value {
+    let schemas = schemas(recipes);
+    let mut paths = Map::new();
     for r in ROUTES {
         let entry = paths
             .entry(r.pattern.to_string())
             .or_insert_with(|| json!({}));
         if let Value::Object(ops) = entry {
-            ops.insert(r.method.as_str().to_ascii_lowercase(), operation(r));
+            ops.insert(
+                r.method.as_str().to_ascii_lowercase(),
+                operation(r, auth, &schemas),
+            );
         }
+    }
+    let mut components = json!({"schemas": schemas});
+    if auth {
+        components["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer"}});
     }
     json!({
         "openapi": "3.0.3",
         "info": {
             "title": "aif-bench-api",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Services and benchmark runs behind the Grafana buttons. Unknown fields, missing required fields, wrong types and out-of-range values are rejected with 400 and the field named; nothing is silently defaulted. Every error is {\"error\", \"field\"?}. Mutating routes need `Authorization: Bearer <token>` when the API has a token file. CORS is answered for the configured origins only; the preferred way is same-origin through Grafana's data-source proxy."
+            "description": "Services and benchmark runs behind the Grafana buttons. Unknown fields, missing required fields, wrong types and out-of-range values are rejected with 400 and the field named; nothing is silently defaulted. Every error is {\"error\", \"field\"?}. Mutating routes need `Authorization: Bearer <token>` when the API has a token file (then this document declares it). CORS is answered for the configured origins only; the preferred way is same-origin through Grafana's data-source proxy."
         },
         "paths": paths,
-        "components": {
-            "schemas": schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
-        }
+        "components": components
     })
 }
 
@@ -331,7 +569,18 @@ mod tests {
 
     #[test]
     fn every_route_and_every_ref_is_described() {
-        let doc = document();
+        let recipes = Catalogue::load(None).unwrap();
+        assert!(
+            !document(false, &recipes)
+                .to_string()
+                .contains("\"security\""),
+            "no security without a token"
+        );
+        let doc = document(true, &recipes);
+        let create = &doc["paths"]["/api/v1/services"]["post"];
+        assert_eq!(create["security"], json!([{"bearer": []}]));
+        assert!(create["responses"]["401"]["headers"]["WWW-Authenticate"].is_object());
+        assert!(doc["paths"]["/api/v1/services"]["get"]["security"].is_null());
         for r in ROUTES {
             let op = &doc["paths"][r.pattern][r.method.as_str().to_ascii_lowercase()];
             assert!(op.is_object(), "{} {}", r.method.as_str(), r.pattern);
@@ -342,5 +591,42 @@ mod tests {
             let name: String = piece.chars().take_while(|c| c.is_alphanumeric()).collect();
             assert!(schemas.contains_key(&name), "dangling $ref {name}");
         }
+        // Every route but the list/health ones is reachable by a link.
+        let text = doc.to_string();
+        for op in [
+            "get_service",
+            "delete_service",
+            "set_service_status",
+            "create_run",
+            "get_run",
+            "cancel_run",
+        ] {
+            assert!(
+                text.contains(&format!("\"operationId\":\"{op}\",\"parameters\""))
+                    || text.contains(&format!("\"operationId\":\"{op}\",\"requestBody\"")),
+                "no link to {op}"
+            );
+        }
+    }
+
+    #[test]
+    fn choice_variants_are_exclusive() {
+        let v = choice_variants(
+            &json!({"a": {"type": "integer"}, "mode": {"type": "string"}, "rate": {"type": "integer"}}),
+            &["a"],
+            &[Choice {
+                field: "mode",
+                values: &[("closed", &[], &[]), ("open", &["rate"], &["rate"])],
+            }],
+        );
+        assert_eq!(
+            v,
+            json!({"oneOf": [
+                {"type": "object", "required": ["a"], "additionalProperties": false,
+                 "properties": {"a": {"type": "integer"}, "mode": {"type": "string", "enum": ["closed"], "default": "closed"}}},
+                {"type": "object", "required": ["a", "mode", "rate"], "additionalProperties": false,
+                 "properties": {"a": {"type": "integer"}, "mode": {"type": "string", "enum": ["open"]}, "rate": {"type": "integer"}}}
+            ]})
+        );
     }
 }

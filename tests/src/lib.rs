@@ -12,6 +12,7 @@
 //! ```
 
 mod cc;
+pub mod conn_probe;
 pub mod fake_hosts;
 pub mod fake_nvml;
 pub mod process;
