@@ -16,6 +16,7 @@ PACKAGES=(
   gcc libc6-dev make perl pkg-config     # fake libnvidia-ml.so.1; static OpenSSL/zlib for libssh2
   python3                                # the demo service recipe, free ports in scripts
   curl ca-certificates wrk               # benches (wrk: the API bench)
+  nodejs                                 # dashboards: the forms' JavaScript under node --test
 )
 
 missing=()

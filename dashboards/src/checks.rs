@@ -460,3 +460,25 @@ pub fn console_logs(dashboard: &Value) -> Vec<String> {
     });
     out
 }
+
+/// The prefix of a URL through Grafana's data-source proxy.
+pub const PROXY_PREFIX: &str = "/api/datasources/proxy/uid/";
+
+/// The data-source uids that URLs reach through Grafana's data-source proxy
+/// (`/api/datasources/proxy/uid/<uid>/…`, in `url` values and form code).
+pub fn proxied_uids(dashboard: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    walk(dashboard, "", &mut |_, v| {
+        if let Some(s) = v.as_str() {
+            for (i, _) in s.match_indices(PROXY_PREFIX) {
+                let rest = &s[i + PROXY_PREFIX.len()..];
+                let uid: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .collect();
+                out.insert(uid);
+            }
+        }
+    });
+    out
+}

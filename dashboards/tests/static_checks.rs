@@ -59,6 +59,17 @@ fn every_datasource_is_provisioned() {
     );
     let f = all_findings(|d| checks::unprovisioned_datasources(d, &provisioned));
     assert!(f.is_empty(), "{}", f.join("\n"));
+    let mut proxied = 0;
+    for (name, d) in built() {
+        for uid in checks::proxied_uids(&d) {
+            proxied += 1;
+            assert!(
+                provisioned.iter().any(|(_, u)| *u == uid),
+                "{name}: a URL goes through the data-source proxy to `{uid}`, which is not provisioned"
+            );
+        }
+    }
+    assert!(proxied > 0, "the forms post through the data-source proxy");
 }
 
 #[test]
