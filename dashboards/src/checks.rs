@@ -304,21 +304,19 @@ pub fn substitute(expr: &str, values: &BTreeMap<String, String>) -> Result<Strin
     }
 }
 
-const KEYWORDS: &[&str] = &[
+/// Keywords followed by a parenthesised label list.
+const GROUPING: &[&str] = &[
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "inf",
-    "nan",
-    "atan2",
+];
+
+/// Other words of PromQL that are not metric names.
+const KEYWORDS: &[&str] = &[
+    "bool", "and", "or", "unless", "offset", "inf", "nan", "atan2",
 ];
 
 /// The metric names an expression selects (after [`substitute`]): identifiers
@@ -373,16 +371,7 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
             let call = rest.starts_with('(') || next_word == "by" || next_word == "without";
             let prev_digit = start > 0 && b[start - 1].is_ascii_digit();
             let lower = word.to_ascii_lowercase();
-            if [
-                "by",
-                "without",
-                "on",
-                "ignoring",
-                "group_left",
-                "group_right",
-            ]
-            .contains(&lower.as_str())
-            {
+            if GROUPING.contains(&lower.as_str()) {
                 after_grouping = true;
             } else if !call && !prev_digit && !KEYWORDS.contains(&lower.as_str()) {
                 out.insert(word.to_string());

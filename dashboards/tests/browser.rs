@@ -6,6 +6,8 @@
 //! from an origin not allowed the browser blocks the call and the page shows the
 //! error. Screenshots of both states: `target/dashboards-artifacts/`.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -91,19 +93,6 @@ fn answer(mut stream: TcpStream) {
     );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(&body);
-}
-
-fn bench_api_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_dir().join("target"));
-    let bin = target.join("debug/aif-bench-api");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with `cargo build -p aif-bench-api` (scripts/test.sh builds every binary first)",
-        bin.display()
-    );
-    bin
 }
 
 /// One WebDriver session on headless Chromium.
@@ -229,7 +218,7 @@ fn start_benchmark_through_the_browser_with_and_without_cors() {
     let api_port = free_port();
     let api = format!("http://127.0.0.1:{api_port}");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(bench_api_binary());
+    let mut cmd = Command::new(common::binary("aif-bench-api", "aif-bench-api"));
     cmd.arg("--listen")
         .arg(format!("127.0.0.1:{api_port}"))
         .arg("--db")

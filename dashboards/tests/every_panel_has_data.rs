@@ -9,8 +9,9 @@
 //! Binaries come from `AIF_BIN_DIR` (default `target/debug`; scripts/test.sh
 //! builds them all first).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,20 +20,6 @@ use aif_testbed::{
     Prometheus, Pushgateway, ServerProcess, free_port, http_get, url_encode, wait_until,
 };
 use serde_json::{Value, json};
-
-fn binary(name: &str, package: &str) -> PathBuf {
-    let dir = std::env::var_os("AIF_BIN_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("debug")))
-        .unwrap_or_else(|| repo_dir().join("target/debug"));
-    let bin = dir.join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with `cargo build -p {package}` (scripts/test.sh builds every binary first)",
-        bin.display()
-    );
-    bin
-}
 
 fn now_s() -> f64 {
     SystemTime::now()
@@ -142,7 +129,7 @@ fn panels_naming(dashboard: &Value, needle: &str, yes: bool) -> Vec<String> {
 
 fn spawn(name: &str, package: &str, args: &[String]) -> ServerProcess {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(binary(name, package));
+    let mut cmd = Command::new(common::binary(name, package));
     cmd.args(args);
     ServerProcess::spawn(name, cmd, dir).expect(name)
 }
@@ -284,7 +271,7 @@ fn every_benchmark_panel_shows_data() {
         &config,
         format!(
             "poll_interval_ms = 100\nexporter_binary = \"{}\"\nexporter_source = \"simulated\"\nexporter_interval = \"500ms\"\n",
-            binary("aif-node-exporter", "aif-node-exporter").display()
+            common::binary("aif-node-exporter", "aif-node-exporter").display()
         ),
     )
     .expect("config");
