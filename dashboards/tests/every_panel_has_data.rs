@@ -77,7 +77,8 @@ fn resolve_variables(
 }
 
 /// The Prometheus queries of `dashboard` (those `only` keeps) that return no
-/// series over `[start, end]`.
+/// series over `[start, end]`. Steps are 1 s from `start`: pass an `end` a
+/// second past now so the newest scrape falls before a step.
 fn empty_queries(
     base: &str,
     dashboard: &Value,
@@ -200,7 +201,7 @@ fn every_gpu_panel_shows_data() {
             && has("push_time_seconds{job=\"aif_gpu\"}")
     });
     assert!(ready, "the exporter's pushes never reached Prometheus");
-    let window = (start - 60.0, now_s());
+    let window = (start - 60.0, now_s() + 1.0);
 
     let built = build::build_all(&crate_dir().join("src")).expect("build");
     let gpus = &built["gpus"];
@@ -369,7 +370,7 @@ fn every_benchmark_panel_shows_data() {
             .is_some_and(|r| !r.is_empty())
     });
     assert!(scraped, "result gauges never scraped: {last:#}");
-    let window = (start - 10.0, now_s());
+    let window = (start - 10.0, now_s() + 1.0);
 
     let built = build::build_all(&crate_dir().join("src")).expect("build");
     let bench = &built["benchmarks"];
