@@ -38,20 +38,26 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DashboardError> {
     Ok(v)
 }
 
-/// Replaces every `"file:NAME"` string under `v` by the text of `dir/NAME`.
+/// Replaces every `"file:NAME"` string under `v` by the text of `dir/NAME`
+/// (`"file:A+B"`: the texts of `A` and `B`, joined; form code cannot import,
+/// so a helper shared by two snippets is joined in front of each).
 fn inline_files(v: &mut Value, dir: &Path, panel: &Path) -> Result<(), DashboardError> {
     match v {
         Value::String(s) if s.starts_with(FILE_PREFIX) => {
-            let name = &s[FILE_PREFIX.len()..];
-            if name.contains('/') || name.starts_with('.') {
-                return Err(DashboardError::Invalid {
-                    path: panel.to_path_buf(),
-                    field: s.clone(),
-                    reason: "a file reference names a file beside the panel, without a path".into(),
-                });
+            let mut text = String::new();
+            for name in s[FILE_PREFIX.len()..].split('+') {
+                if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                    return Err(DashboardError::Invalid {
+                        path: panel.to_path_buf(),
+                        field: s.clone(),
+                        reason: "a file reference names files beside the panel, without a path"
+                            .into(),
+                    });
+                }
+                let path = dir.join(name);
+                text.push_str(&fs::read_to_string(&path).map_err(io(&path))?);
             }
-            let path = dir.join(name);
-            *s = fs::read_to_string(&path).map_err(io(&path))?;
+            *s = text;
         }
         Value::Array(a) => {
             for x in a {

@@ -471,3 +471,52 @@ pub fn proxied_uids(dashboard: &Value) -> BTreeSet<String> {
     });
     out
 }
+
+/// Where a form keeps code: `(path, code)` of `update.getPayload`,
+/// `update.code`, `initial.code`, `elementValueChanged` and each element's
+/// `getOptions`, `showIf`, `disableIf`.
+pub fn form_code(panel: &Value) -> Vec<(String, &str)> {
+    let o = &panel["options"];
+    let mut out = Vec::new();
+    for (path, v) in [
+        ("update.getPayload", &o["update"]["getPayload"]),
+        ("update.code", &o["update"]["code"]),
+        ("initial.code", &o["initial"]["code"]),
+        ("elementValueChanged", &o["elementValueChanged"]),
+    ] {
+        if let Some(s) = v.as_str().filter(|s| !s.trim().is_empty()) {
+            out.push((path.to_string(), s));
+        }
+    }
+    for e in o["elements"].as_array().into_iter().flatten() {
+        for key in ["getOptions", "showIf", "disableIf"] {
+            if let Some(s) = e[key].as_str().filter(|s| !s.trim().is_empty()) {
+                out.push((format!("elements[{}].{key}", e["id"]), s));
+            }
+        }
+    }
+    out
+}
+
+/// Form code that Grafana would rewrite: the plugin passes every snippet
+/// through `replaceVariables` before compiling it, so `$name`, `${…}` and
+/// `[[name]]` (a JavaScript template literal, too) may be replaced by a
+/// dashboard variable's value.
+pub fn interpolated_form_code(dashboard: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in forms(dashboard) {
+        for (path, code) in form_code(p) {
+            let b = code.as_bytes();
+            let dollar = b.windows(2).any(|w| {
+                w[0] == b'$' && (w[1] == b'{' || w[1] == b'_' || w[1].is_ascii_alphanumeric())
+            });
+            if dollar || code.contains("[[") {
+                out.push(format!(
+                    "{}: {path} contains text Grafana interpolates ($name, ${{…}} or [[name]])",
+                    label(p)
+                ));
+            }
+        }
+    }
+    out
+}

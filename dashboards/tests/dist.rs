@@ -38,10 +38,12 @@ fn javascript_is_inlined_from_its_file() {
         !text.contains("\"file:"),
         "a file: reference was left in the build"
     );
-    let src = std::fs::read_to_string(
-        crate_dir().join("src/administration/panels/02_start_benchmark.getPayload.js"),
-    )
-    .expect("read getPayload source");
+    let read = |f: &str| {
+        std::fs::read_to_string(crate_dir().join("src/administration/panels").join(f))
+            .expect("read form source")
+    };
+    // "file:A+B" joins the shared validation in front of getPayload.
+    let src = read("02_start_benchmark.validate.js") + &read("02_start_benchmark.getPayload.js");
     let panel = built["administration"]["panels"]
         .as_array()
         .and_then(|p| p.iter().find(|p| p["title"] == "Start benchmark"))

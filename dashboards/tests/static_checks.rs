@@ -85,6 +85,15 @@ fn forms_send_custom_payloads_and_ids_are_unique() {
 }
 
 #[test]
+fn form_code_has_nothing_grafana_would_interpolate() {
+    let f = all_findings(checks::interpolated_form_code);
+    assert!(f.is_empty(), "{}", f.join("\n"));
+    let bad = serde_json::json!({"panels": [{"id": 1, "type": "volkovlabs-form-panel",
+        "options": {"update": {"code": "notify(`run ${id}`)"}, "elements": []}}]});
+    assert_eq!(checks::interpolated_form_code(&bad).len(), 1);
+}
+
+#[test]
 fn urls_are_relative() {
     let f = all_findings(checks::absolute_urls);
     assert!(f.is_empty(), "{}", f.join("\n"));

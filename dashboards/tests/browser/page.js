@@ -2,7 +2,8 @@
 // submit with payloadMode "custom": getPayload (compiled with
 // new Function('context', code), given only panel.elements, panel.initial and
 // utils.fileToBase64), then the browser's fetch with the JSON body, then
-// update.code with the Response; an exception anywhere is shown in the panel.
+// update.code with the Response (a rejected fetch is shown as the plugin's
+// setError shows it, and update.code then runs with a null response).
 const params = new URLSearchParams(window.location.search);
 const api = params.get('api');
 const values = JSON.parse(params.get('values'));
@@ -31,20 +32,31 @@ async function run() {
   document.getElementById('payload').textContent = JSON.stringify(payload, null, 2);
   // Direct call: the API's origin in place of Grafana's data-source proxy path.
   const url = update.url.replace('/api/datasources/proxy/uid/aif-bench-api', api);
+  // As updateRequest: a rejected fetch is shown with setError(error.toString())
+  // and update.code still runs, with a null response.
+  let panelError = '';
   const response = await fetch(url, {
     method: update.method,
     headers: { 'Content-Type': update.contentType },
     body: JSON.stringify(payload),
+  }).catch((error) => {
+    panelError = error.toString();
+    return null;
   });
   let notified = false;
+  const note = (kind, m) => {
+    notified = true;
+    show(kind, (panelError ? panelError + ' | ' : '') + m.join(': '));
+  };
   await new Function('context', update.code)({
-    panel: { response, elements, initial: {}, data: { series: [] } },
+    panel: { response, elements, initial: {}, data: { series: [] }, options: panel.options },
     grafana: {
-      notifySuccess: (m) => { notified = true; show('success', m.join(': ')); },
-      notifyError: (m) => { notified = true; show('error', m.join(': ')); },
+      notifySuccess: (m) => note('success', m),
+      notifyError: (m) => note('error', m),
+      notifyWarning: (m) => note('error', m),
       refresh: () => {},
       templateService: {},
-      replaceVariables: (s) => s,
+      locationService: {},
     },
   });
   if (!notified) {

@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { compile, optionsContext, panel, payloadContext, submit, updateContext } from './plugin.mjs';
+import {
+  compile, optionsContext, panel, payloadContext, showIfContext, submit, updateContext, valueChangedContext,
+} from './plugin.mjs';
 
 const bench = panel('administration', 'Start benchmark');
 const service = panel('administration', 'Start a service');
@@ -37,18 +39,37 @@ test('open loop sends requests_per_second and no concurrency', () => {
   assert.ok(!('concurrency' in p));
 });
 
-for (const bad of ['', null, undefined, 'abc', '5.5', '-1', '0', '5min']) {
-  test(`duration ${JSON.stringify(bad)}: an error is shown and no request is sent`, async () => {
+const valueChanged = compile(bench.options.elementValueChanged);
+
+for (const bad of ['', null, undefined, 'abc', '5.5', '-1', '0', '5min', ' ']) {
+  test('duration ' + JSON.stringify(bad) + ': the panel shows an error, submit is disabled, no request', async () => {
+    const { context, calls } = valueChangedContext(bench, { ...base, duration_minutes: bad });
+    valueChanged(context);
+    assert.equal(calls.panelError.length, 1);
+    assert.match(calls.panelError[0], /Duration \(min\)/);
+    assert.deepEqual(calls.submit, [false]);
     let requests = 0;
-    const shown = await submit(bench, { ...base, duration_minutes: bad }, () => {
-      requests += 1;
-      throw new Error('must not be called');
-    });
+    await assert.rejects(
+      submit(bench, { ...base, duration_minutes: bad }, () => {
+        requests += 1;
+        return Promise.reject(new Error('must not be called'));
+      }),
+      /Duration \(min\)/,
+    );
     assert.equal(requests, 0);
-    assert.equal(shown.requested, false);
-    assert.match(shown.error, /Duration \(min\)/);
   });
 }
+
+test('a valid form clears the error and enables submit', () => {
+  const { context, calls } = valueChangedContext(bench, base);
+  valueChanged(context);
+  assert.deepEqual(calls.panelError, ['']);
+  assert.deepEqual(calls.submit, [true]);
+});
+
+test('the submit button waits for elementValueChanged (updateEnabled manual)', () => {
+  assert.equal(bench.options.updateEnabled, 'manual');
+});
 
 test('no service chosen: refused', () => {
   assert.throws(() => getPayload(payloadContext(bench, { ...base, service_id: '' })), /Service is empty/);
@@ -78,8 +99,8 @@ test('Service options list only running services', () => {
 
 test('concurrency shows for closed loop, rate for open loop', () => {
   const showIf = (id) => compile(bench.options.elements.find((e) => e.id === id).showIf);
-  const closed = payloadContext(bench, base);
-  const open = payloadContext(bench, { ...base, mode: 'open_loop' });
+  const closed = showIfContext(bench, base);
+  const open = showIfContext(bench, { ...base, mode: 'open_loop' });
   assert.equal(showIf('concurrency')(closed), true);
   assert.equal(showIf('concurrency')(open), false);
   assert.equal(showIf('requests_per_second')(open), true);
@@ -103,6 +124,12 @@ test("success shows the run's id and refreshes", async () => {
   assert.equal(calls.error.length, 0);
   assert.match(calls.success[0][1], /run-42/);
   assert.equal(calls.refresh, 1);
+});
+
+test('a blocked fetch: the panel shows the fetch error and update.code says so', async () => {
+  const shown = await submit(bench, base, () => Promise.reject(new TypeError('Failed to fetch')));
+  assert.equal(shown.panelError, 'TypeError: Failed to fetch');
+  assert.match(shown.error[0][1], /did not reach the API/);
 });
 
 test('a whole press: the request carries duration_seconds 300 to the configured URL', async () => {

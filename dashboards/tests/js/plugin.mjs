@@ -65,12 +65,18 @@ export function elements(formPanel, values = {}) {
   }));
 }
 
-/** getPayload's context: only panel.elements, panel.initial and utils.fileToBase64. */
+/** getPayload's context: only panel.elements, panel.initial and utils.fileToBase64
+ * (request.ts getPayloadForRequest). */
 export function payloadContext(formPanel, values = {}) {
   return strict({
     panel: { elements: elements(formPanel, values), initial: {} },
     utils: { fileToBase64: () => Promise.reject(new Error('no files in these forms')) },
   });
+}
+
+/** showIf's context: only panel.elements (form-element.ts). */
+export function showIfContext(formPanel, values = {}) {
+  return strict({ panel: { elements: elements(formPanel, values) } });
 }
 
 /** getOptions' context: panel.data, panel.elements, grafana.replaceVariables. */
@@ -81,48 +87,107 @@ export function optionsContext(formPanel, series) {
   });
 }
 
-/** update.code's context (the keys these forms may use). */
-export function updateContext(formPanel, response) {
-  const calls = { success: [], error: [], refresh: 0 };
-  const context = strict({
-    panel: { response, elements: elements(formPanel), initial: {}, data: { series: [] } },
-    grafana: {
-      notifySuccess: (m) => calls.success.push(m),
-      notifyError: (m) => calls.error.push(m),
-      refresh: () => {
-        calls.refresh += 1;
-      },
-      templateService: {},
-      replaceVariables: (s) => s,
+function grafanaServices(calls) {
+  return {
+    locationService: {},
+    templateService: {},
+    notifyError: (m) => calls.error.push(m),
+    notifySuccess: (m) => calls.success.push(m),
+    notifyWarning: (m) => calls.warning.push(m),
+    eventBus: {},
+    appEvents: {},
+    refresh: () => {
+      calls.refresh += 1;
     },
+  };
+}
+
+function newCalls() {
+  return { success: [], error: [], warning: [], refresh: 0, panelError: [], submit: [] };
+}
+
+/** update.code's context, with the keys executeCustomCode passes (FormPanel.tsx). */
+export function updateContext(formPanel, response) {
+  const calls = newCalls();
+  const context = strict({
+    grafana: { ...grafanaServices(calls), backendService: {} },
+    panel: {
+      options: formPanel.options,
+      data: { series: [] },
+      onOptionsChange: () => {},
+      elements: elements(formPanel),
+      onChangeElements: () => {},
+      patchFormValue: () => {},
+      setFormValue: () => {},
+      formValue: {},
+      setInitial: () => {},
+      initial: {},
+      initialRequest: () => Promise.resolve(),
+      response,
+      enableSubmit: () => calls.submit.push(true),
+      disableSubmit: () => calls.submit.push(false),
+      sectionsUtils: {},
+    },
+    utils: { toDataQueryResponse: () => ({}), fileToBase64: () => Promise.reject(new Error('no files')) },
+  });
+  return { context, calls };
+}
+
+/** elementValueChanged's context (FormPanel.tsx onElementValueChanged). */
+export function valueChangedContext(formPanel, values = {}) {
+  const calls = newCalls();
+  const els = elements(formPanel, values);
+  const context = strict({
+    element: els[0],
+    grafana: grafanaServices(calls),
+    panel: {
+      options: formPanel.options,
+      data: { series: [] },
+      onOptionsChange: () => {},
+      elements: els,
+      onChangeElements: () => {},
+      patchFormValue: () => {},
+      setFormValue: () => {},
+      formValue: () => ({}),
+      sectionsUtils: {},
+      initial: {},
+      setError: (m) => calls.panelError.push(m),
+      enableReset: () => {},
+      disableReset: () => {},
+      enableSubmit: () => calls.submit.push(true),
+      disableSubmit: () => calls.submit.push(false),
+      enableSaveDefault: () => {},
+      disableSaveDefault: () => {},
+      initialRequest: () => Promise.resolve(),
+    },
+    utils: { toDataQueryResponse: () => ({}) },
   });
   return { context, calls };
 }
 
 /**
- * One press of a form's submit button, as the plugin does it with
- * `payloadMode: "custom"`: getPayload, then (if it did not throw) `fetchFn(url,
- * init)` with the JSON body, then update.code with the response. Returns what
- * the panel shows: `{ error }` when getPayload refused, else the notifications.
+ * One press of a form's submit button, as the plugin's updateRequest does it
+ * with `payloadMode: "custom"`: getPayload (a throw aborts before any request,
+ * as in the plugin, where nothing catches it), then `fetchFn(url, init)` with
+ * the JSON body (a rejected fetch is shown with setError and update.code runs
+ * with a null response), then update.code.
  */
-export async function submit(formPanel, values, fetchFn, baseUrl = '') {
+export async function submit(formPanel, values, fetchFn) {
   const update = formPanel.options.update;
   if (update.payloadMode !== 'custom') {
-    throw new Error(`payloadMode is ${update.payloadMode}: getPayload would be ignored`);
+    throw new Error('payloadMode is ' + update.payloadMode + ': getPayload would be ignored');
   }
-  let payload;
-  try {
-    payload = compile(update.getPayload)(payloadContext(formPanel, values));
-  } catch (e) {
-    return { error: e.message, requested: false };
-  }
-  const headers = { 'Content-Type': update.contentType };
-  const response = await fetchFn(baseUrl + update.url, {
+  const payload = compile(update.getPayload)(payloadContext(formPanel, values));
+  let panelError = '';
+  const response = await fetchFn(update.url, {
     method: update.method,
-    headers,
+    headers: { 'Content-Type': update.contentType },
     body: JSON.stringify(payload),
+  }).catch((e) => {
+    panelError = e.toString();
+    return null;
   });
   const { context, calls } = updateContext(formPanel, response);
   await compile(update.code)(context);
-  return { requested: true, payload, ...calls };
+  return { payload, ...calls, panelError };
 }

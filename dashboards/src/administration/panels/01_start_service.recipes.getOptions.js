@@ -11,5 +11,5 @@ if (!names) {
 }
 return Array.from(names.values).map((name, i) => ({
   value: name,
-  label: descriptions && descriptions.values[i] ? `${name}: ${descriptions.values[i]}` : name,
+  label: descriptions && descriptions.values[i] ? name + ': ' + descriptions.values[i] : name,
 }));

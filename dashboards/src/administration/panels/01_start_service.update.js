@@ -8,13 +8,11 @@ if (!response) {
 const body = response.bodyUsed ? Promise.resolve(null) : response.json().catch(() => null);
 return body.then((json) => {
   if (response.ok) {
-    const id = json && json.id ? `service ${json.id} ` : '';
-    context.grafana.notifySuccess([title, `${id}started`]);
+    context.grafana.notifySuccess([title, (json && json.id ? 'service ' + json.id + ' ' : '') + 'started']);
     context.grafana.refresh();
   } else if (json && json.error) {
-    const field = json.field ? ` (field ${json.field})` : '';
-    context.grafana.notifyError([title, `${json.error}${field}`]);
+    context.grafana.notifyError([title, json.error + (json.field ? ' (field ' + json.field + ')' : '')]);
   } else {
-    context.grafana.notifyError([title, `HTTP ${response.status} ${response.statusText}`]);
+    context.grafana.notifyError([title, 'HTTP ' + response.status + ' ' + response.statusText]);
   }
 });

@@ -15,7 +15,7 @@ const recipes = field('recipe');
 const options = [];
 ids.forEach((id, i) => {
   if (statuses[i] === 'running') {
-    options.push({ value: id, label: recipes[i] ? `${id} (${recipes[i]})` : id });
+    options.push({ value: id, label: recipes[i] ? id + ' (' + recipes[i] + ')' : id });
   }
 });
 return options;

@@ -1,5 +1,6 @@
 // After POST /api/v1/benchmarks: success with the run's id, or the API's own
-// error message. context.panel.response is the fetch Response.
+// error message. context.panel.response is the fetch Response (null when the
+// request did not get through; the panel then already shows fetch's error).
 const title = 'Start benchmark';
 const response = context.panel.response;
 if (!response) {
@@ -9,15 +10,14 @@ if (!response) {
 const body = response.bodyUsed ? Promise.resolve(null) : response.json().catch(() => null);
 return body.then((json) => {
   if (response.ok && json && json.id) {
-    context.grafana.notifySuccess([title, `run ${json.id} started`]);
+    context.grafana.notifySuccess([title, 'run ' + json.id + ' started']);
     context.grafana.refresh();
   } else if (response.ok) {
-    context.grafana.notifySuccess([title, `started (HTTP ${response.status})`]);
+    context.grafana.notifySuccess([title, 'started (HTTP ' + response.status + ')']);
     context.grafana.refresh();
   } else if (json && json.error) {
-    const field = json.field ? ` (field ${json.field})` : '';
-    context.grafana.notifyError([title, `${json.error}${field}`]);
+    context.grafana.notifyError([title, json.error + (json.field ? ' (field ' + json.field + ')' : '')]);
   } else {
-    context.grafana.notifyError([title, `HTTP ${response.status} ${response.statusText}`]);
+    context.grafana.notifyError([title, 'HTTP ' + response.status + ' ' + response.statusText]);
   }
 });
