@@ -211,7 +211,6 @@ impl Drop for ServiceGuard {
 }
 
 #[test]
-#[ignore = "needs bench-api's preflight fix: OPTIONS answers carry Access-Control-Allow-Origin twice, so Chromium refuses every allowed cross-origin POST (see the branch's report)"]
 fn start_benchmark_through_the_browser_with_and_without_cors() {
     let page_port = serve_page();
     let allowed_origin = format!("http://127.0.0.1:{page_port}");
