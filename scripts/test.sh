@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   prometheus prometheus-pushgateway      # testbed: Prometheus, promtool, Pushgateway
+  victoria-metrics                       # testbed: a second remote-write receiver; vmagent (footprint peer)
   openssh-server openssh-client          # testbed: private sshd, ssh-keygen
   apache2-utils                          # htpasswd (bcrypt) for Pushgateway basic auth
   slurmctld slurmd slurm-client munge    # testbed: single-node Slurm cluster
