@@ -144,13 +144,48 @@ fn schemas() -> Value {
             "properties": {
                 "service_id": {"type": "string", "description": "A running service (404 when unknown, 409 when not running)"},
                 "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 86400, "description": "Required: there is no default"},
-                "concurrency": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1},
+                "concurrency": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1, "description": "Clients of closed_loop (refused for open_loop, which uses max_concurrency)"},
                 "mode": {"type": "string", "enum": ["closed_loop", "open_loop"], "default": "closed_loop"},
                 "requests_per_second": {"type": "integer", "minimum": 1, "maximum": 100000, "description": "Required for open_loop, refused for closed_loop"},
-                "workload": {"type": "string", "enum": ["http", "openai_completions"], "default": "http"},
-                "path": {"type": "string", "description": "Request path, starting with `/` (default `/`, or `/v1/completions` for openai_completions)"},
+                "workload": {"type": "string", "enum": ["http", "openai_completions", "openai_chat"], "default": "http"},
+                "path": {"type": "string", "description": "Request path, starting with `/` (default `/`, `/v1/completions` for openai_completions, `/v1/chat/completions` for openai_chat)"},
                 "model": {"type": "string", "description": "Model for openai_completions"},
-                "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768}
+                "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768},
+                "arrivals": {"type": "string", "enum": ["constant", "poisson", "gamma"], "default": "poisson", "description": "open_loop only: how requests arrive (as vllm bench serve draws them)"},
+                "burstiness": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1000, "description": "Shape of gamma arrivals; required for arrivals=gamma, refused otherwise"},
+                "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 10000, "description": "open_loop only: most requests in flight; the wait for a free client is reported as queue_wait"},
+                "warmup_seconds": {"type": "integer", "minimum": 0, "maximum": 86399, "default": 0, "description": "Leading seconds excluded from the results; less than duration_seconds"},
+                "prompts": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "string", "minLength": 1}, "description": "openai_* workloads only: the prompts (32 KiB in all); exclusive with synthetic_prompt_words"},
+                "synthetic_prompt_words": {"type": "integer", "minimum": 1, "maximum": 4096, "description": "openai_* workloads only: synthetic prompts of this many words (default 128 when no prompts)"},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "description": "openai_* workloads only"},
+                "goodput": {"$ref": "#/components/schemas/GoodputSlo"}
+            }
+        },
+        "GoodputSlo": {
+            "type": "object",
+            "additionalProperties": false,
+            "minProperties": 1,
+            "description": "Goodput objectives: request_goodput counts the requests meeting every one given",
+            "properties": {
+                "ttft_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000, "description": "openai_* workloads only"},
+                "tpot_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000, "description": "openai_* workloads only"},
+                "e2el_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000}
+            }
+        },
+        "RunProgress": {
+            "type": "object",
+            "description": "What the load generator reported last (every second), with elapsed and remaining time",
+            "properties": {
+                "run_id": {"type": "string"},
+                "phase": {"type": "string", "enum": ["warmup", "measuring", "draining"]},
+                "elapsed_seconds": {"type": "number"},
+                "planned_seconds": {"type": "number"},
+                "remaining_seconds": {"type": "number"},
+                "requests_completed": {"type": "integer"},
+                "requests_failed": {"type": "integer"},
+                "warmup_requests": {"type": "integer"},
+                "in_flight": {"type": "integer"},
+                "clients": {"type": "integer"}
             }
         },
         "Run": {
@@ -164,15 +199,25 @@ fn schemas() -> Value {
                 "concurrency": {"type": "integer"},
                 "mode": {"type": "string", "enum": ["closed_loop", "open_loop"]},
                 "requests_per_second": {"type": "integer", "nullable": true},
-                "workload": {"type": "string", "enum": ["http", "openai_completions"]},
+                "workload": {"type": "string", "enum": ["http", "openai_completions", "openai_chat"]},
                 "path": {"type": "string"},
                 "model": nullable_string,
                 "max_tokens": {"type": "integer", "nullable": true},
+                "arrivals": {"type": "string", "enum": ["constant", "poisson", "gamma"], "nullable": true},
+                "burstiness": {"type": "number", "nullable": true},
+                "max_concurrency": {"type": "integer", "nullable": true},
+                "warmup_seconds": {"type": "integer"},
+                "prompts": {"type": "array", "items": {"type": "string"}, "nullable": true},
+                "synthetic_prompt_words": {"type": "integer", "nullable": true},
+                "temperature": {"type": "number", "nullable": true},
+                "goodput": {"allOf": [{"$ref": "#/components/schemas/GoodputSlo"}], "nullable": true},
+                "planned_end_at": {"type": "string", "format": "date-time", "nullable": true, "description": "When the load generator stops sending (start + duration_seconds)"},
+                "progress": {"allOf": [{"$ref": "#/components/schemas/RunProgress"}], "nullable": true},
                 "created_at": {"type": "string", "format": "date-time"},
                 "started_at": {"type": "string", "format": "date-time", "nullable": true},
                 "ended_at": {"type": "string", "format": "date-time", "nullable": true},
                 "detail": nullable_string,
-                "result": {"type": "object", "nullable": true, "description": "Measurements (counts, errors, latency percentiles) once the load generator has filled them"},
+                "result": {"type": "object", "nullable": true, "description": "The load generator's result file once it ended (vllm bench serve's keys: completed, failed, request_throughput, output_throughput, mean/median/p99_{ttft,tpot,itl,e2el}_ms, …) plus energy_status, energy_joules, joules_per_request, joules_per_output_token, output_tokens_per_joule, mean_power_watts (null with energy_unavailable_reason when not measurable)"},
                 "history": history
             }
         },
@@ -287,6 +332,7 @@ fn operation(r: &Route) -> Value {
     if matches!(
         r.handler,
         crate::routes::Handler::CreateService
+            | crate::routes::Handler::CreateRun
             | crate::routes::Handler::SetServiceStatus
             | crate::routes::Handler::DeleteService
     ) {
