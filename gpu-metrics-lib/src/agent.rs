@@ -73,7 +73,8 @@ pub enum AgentError {
     },
 }
 
-/// What the agent runs with.
+/// What the agent runs with. `Default`: 1 s interval, no sink, no
+/// self-metrics (set the fields you need, `..AgentOptions::default()`).
 pub struct AgentOptions {
     /// Sampling interval.
     pub interval: Duration,
@@ -87,6 +88,18 @@ pub struct AgentOptions {
     /// Called on the sampler thread after every tick, e.g. to publish the SSH
     /// tunnel's gauges. Must be cheap and must not block.
     pub on_tick: Option<Box<dyn FnMut() + Send>>,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            interval: Duration::from_secs(1),
+            pushgateway: None,
+            delete_on_exit: false,
+            self_metrics: None,
+            on_tick: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -203,13 +216,57 @@ pub fn describe_self_metrics() {
     );
 }
 
-/// Starts the sampler (and the sink threads) and returns at once.
+/// What the agent's schedule samples: one [`Batch`] per tick. GPUs through
+/// a [`GpuSource`] and a [`Namer`] ([`start`]), or any other producer of
+/// series, such as a load generator's live figures ([`start_source`]).
+pub trait BatchSource: Send {
+    /// The batch for the tick at `timestamp_ms` (ms since the Unix epoch).
+    ///
+    /// # Errors
+    /// The tick produced nothing; the agent logs and counts it
+    /// (`aif_exporter_sample_errors_total`) and the schedule goes on.
+    fn next_batch(
+        &mut self,
+        timestamp_ms: i64,
+    ) -> Result<Batch, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// GPUs as a [`BatchSource`]: readings from the source, named by the namer.
+struct GpuBatches {
+    source: Box<dyn GpuSource>,
+    namer: Namer,
+}
+
+impl BatchSource for GpuBatches {
+    fn next_batch(
+        &mut self,
+        timestamp_ms: i64,
+    ) -> Result<Batch, Box<dyn std::error::Error + Send + Sync>> {
+        let readings = self.source.sample(timestamp_ms)?;
+        Ok(self.namer.batch(timestamp_ms, &readings))
+    }
+}
+
+/// Starts sampling GPUs (and the sink threads) and returns at once.
 ///
 /// # Errors
 /// [`AgentError`] when a buffer reader or a thread cannot be created.
 pub fn start(
     source: Box<dyn GpuSource>,
     namer: Namer,
+    buffer: Buffer,
+    options: AgentOptions,
+) -> Result<AgentHandle, AgentError> {
+    start_source(Box::new(GpuBatches { source, namer }), buffer, options)
+}
+
+/// Starts the schedule over any [`BatchSource`] (and the sink threads) and
+/// returns at once.
+///
+/// # Errors
+/// [`AgentError`] when a buffer reader or a thread cannot be created.
+pub fn start_source(
+    source: Box<dyn BatchSource>,
     buffer: Buffer,
     options: AgentOptions,
 ) -> Result<AgentHandle, AgentError> {
@@ -252,7 +309,6 @@ pub fn start(
     };
     let sampler = Sampler {
         source,
-        namer,
         buffer,
         shared: Arc::clone(&shared),
         interval: options.interval,
@@ -278,8 +334,7 @@ pub fn start(
 
 /// The sampler thread's state: one tick per `interval`, fixed rate.
 struct Sampler {
-    source: Box<dyn GpuSource>,
-    namer: Namer,
+    source: Box<dyn BatchSource>,
     buffer: Buffer,
     shared: Arc<Shared>,
     interval: Duration,
@@ -305,9 +360,9 @@ impl Sampler {
     fn tick(&mut self) {
         let tick_start = Instant::now();
         let ts = now_ms();
-        match self.source.sample(ts) {
-            Ok(readings) => {
-                let batch = Arc::new(self.namer.batch(ts, &readings));
+        match self.source.next_batch(ts) {
+            Ok(batch) => {
+                let batch = Arc::new(batch);
                 let stored = self.append(&batch);
                 // Even a batch the disk could not take is served and pushed:
                 // the live view survives a full disk.
