@@ -264,7 +264,7 @@ pub fn loadgen_argv(
     a
 }
 
-/// The pseudo-recipe a generator job is launched with (1 CPU, no GPU, a
+/// The pseudo-recipe a generator job is launched with (1 CPU, 512 MiB, no GPU, a
 /// Slurm time limit of the duration plus the drain and a minute).
 fn loadgen_recipe(spec: &RunSpec) -> Recipe {
     let limit = spec.duration_seconds + DRAIN_SECONDS + 60;
@@ -280,7 +280,8 @@ fn loadgen_recipe(spec: &RunSpec) -> Recipe {
             nodes: 1,
             gpus: 0,
             cpus: 1,
-            memory: None,
+            // Explicit: without it Slurm may give the job the whole node's memory.
+            memory: Some("512M".into()),
             time_limit: Some(format!(
                 "{}:{:02}:{:02}",
                 limit / 3600,
