@@ -594,7 +594,7 @@ impl App {
                 }
                 None => {
                     r.extend(energy::result_fields(
-                        &Energy::Unavailable("no Prometheus configured (--prometheus)".into()),
+                        &Energy::Unavailable(energy::Unavailable::NotConfigured),
                         r,
                     ));
                 }
@@ -636,7 +636,7 @@ impl App {
             (Some(a), Some(b)) if b > a => (a, b),
             _ => {
                 result.extend(energy::result_fields(
-                    &Energy::Unavailable("the result has no measurement window".into()),
+                    &Energy::Unavailable(energy::Unavailable::NoWindow),
                     &result,
                 ));
                 let _ = self.store.set_run_result(&run.id, &Value::Object(result));

@@ -24,6 +24,69 @@ pub const MARGIN_S: f64 = 30.0;
 /// declaring the energy unavailable (ms).
 pub const SETTLE_MS: i64 = 60_000;
 
+/// Why the energy of a run cannot be known (shown as the result's
+/// `energy_unavailable_reason`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unavailable {
+    /// The API has no `--prometheus`.
+    #[error("no Prometheus configured (--prometheus)")]
+    NotConfigured,
+    /// The result has no measurement window.
+    #[error("the result has no measurement window")]
+    NoWindow,
+    /// Prometheus could not be asked.
+    #[error("Prometheus {url}: {message}")]
+    Query {
+        /// The query URL.
+        url: String,
+        /// The transport error, status or body problem.
+        message: String,
+    },
+    /// No series matched.
+    #[error("no {ENERGY_METRIC} series with {selector} in Prometheus")]
+    NoSeries {
+        /// The label selectors tried.
+        selector: String,
+    },
+    /// A series has no samples in the range.
+    #[error("{ENERGY_METRIC}{series}: no samples")]
+    NoSamples {
+        /// The series' labels.
+        series: String,
+    },
+    /// A series begins after the window start.
+    #[error(
+        "{ENERGY_METRIC}{series}: the counter's first sample is {seconds:.1} s after the window start"
+    )]
+    StartsLate {
+        /// The series' labels.
+        series: String,
+        /// How late.
+        seconds: f64,
+    },
+    /// A series stops before the window end.
+    #[error("{ENERGY_METRIC}{series}: no sample after the window end")]
+    EndsEarly {
+        /// The series' labels.
+        series: String,
+    },
+    /// A gap between samples inside the window.
+    #[error(
+        "{ENERGY_METRIC}{series}: a gap of {seconds:.1} s in the counter (at most {max:.1} s accepted)"
+    )]
+    Gap {
+        /// The series' labels.
+        series: String,
+        /// The gap.
+        seconds: f64,
+        /// The largest accepted.
+        max: f64,
+    },
+}
+
+/// One series' samples: labels (as JSON text) and `(seconds, value)` pairs.
+type SeriesSamples = (String, Vec<(f64, f64)>);
+
 /// What the query found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Energy {
@@ -39,7 +102,7 @@ pub enum Energy {
     /// Not yet: Prometheus has no sample past the window end yet.
     NotYet,
     /// Cannot be known, and why.
-    Unavailable(String),
+    Unavailable(Unavailable),
 }
 
 /// The largest gap between samples accepted inside the window: three times
@@ -53,20 +116,27 @@ pub fn max_gap_s(samples: &[(f64, f64)]) -> f64 {
     (3.0 * gaps[gaps.len() / 2]).max(5.0)
 }
 
-/// The increase of one counter series over `[start_s, end_s]`; `Ok(None)`
-/// while no sample at or after `end_s` exists.
+/// The increase of the counter series `series` over `[start_s, end_s]`;
+/// `Ok(None)` while no sample at or after `end_s` exists.
 ///
 /// # Errors
 /// Why it cannot be known (window not covered, a gap).
-pub fn increase(samples: &[(f64, f64)], start_s: f64, end_s: f64) -> Result<Option<f64>, String> {
+pub fn increase(
+    series: &str,
+    samples: &[(f64, f64)],
+    start_s: f64,
+    end_s: f64,
+) -> Result<Option<f64>, Unavailable> {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
-        return Err("no samples".into());
+        return Err(Unavailable::NoSamples {
+            series: series.to_string(),
+        });
     };
     if first.0 > start_s {
-        return Err(format!(
-            "the counter's first sample is {:.1} s after the window start",
-            first.0 - start_s
-        ));
+        return Err(Unavailable::StartsLate {
+            series: series.to_string(),
+            seconds: first.0 - start_s,
+        });
     }
     if last.0 < end_s {
         return Ok(None);
@@ -81,10 +151,11 @@ pub fn increase(samples: &[(f64, f64)], start_s: f64, end_s: f64) -> Result<Opti
                 offset += pv;
             }
             if t > start_s && pt < end_s && t - pt > max_gap {
-                return Err(format!(
-                    "a gap of {:.1} s in the counter (at most {max_gap:.1} s accepted)",
-                    t - pt
-                ));
+                return Err(Unavailable::Gap {
+                    series: series.to_string(),
+                    seconds: t - pt,
+                    max: max_gap,
+                });
             }
         }
         adjusted.push((t, v + offset));
@@ -105,7 +176,7 @@ pub fn increase(samples: &[(f64, f64)], start_s: f64, end_s: f64) -> Result<Opti
 /// `[start_ms, end_ms]`.
 ///
 /// # Errors
-/// The transport or answer error, as text (it becomes the reason shown).
+/// [`Unavailable::Query`].
 fn query_series(
     agent: &ureq::Agent,
     base: &str,
@@ -113,30 +184,34 @@ fn query_series(
     value: &str,
     start_ms: i64,
     end_ms: i64,
-) -> Result<Vec<(String, Vec<(f64, f64)>)>, String> {
+) -> Result<Vec<SeriesSamples>, Unavailable> {
     let range_s = ((end_ms - start_ms) as f64 / 1000.0 + 2.0 * MARGIN_S).ceil() as u64;
     let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
     let query = format!("{ENERGY_METRIC}{{{label}=\"{escaped}\"}}[{range_s}s]");
     let time = format!("{:.3}", end_ms as f64 / 1000.0 + MARGIN_S);
     let url = format!("{base}/api/v1/query");
+    let fail = |message: String| Unavailable::Query {
+        url: url.clone(),
+        message,
+    };
     let mut resp = agent
         .get(&url)
         .query("query", &query)
         .query("time", &time)
         .call()
-        .map_err(|e| format!("Prometheus {url}: {e}"))?;
+        .map_err(|e| fail(e.to_string()))?;
     let status = resp.status().as_u16();
     let text = resp
         .body_mut()
         .read_to_string()
-        .map_err(|e| format!("Prometheus {url}: {e}"))?;
-    let body: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("Prometheus {url}: answer is not JSON ({e})"))?;
+        .map_err(|e| fail(e.to_string()))?;
+    let body: Value =
+        serde_json::from_str(&text).map_err(|e| fail(format!("answer is not JSON ({e})")))?;
     if status != 200 || body["status"] != "success" {
-        return Err(format!(
-            "Prometheus {url} answered {status}: {}",
+        return Err(fail(format!(
+            "answered {status}: {}",
             body["error"].as_str().unwrap_or("")
-        ));
+        )));
     }
     let mut out = Vec::new();
     for series in body["data"]["result"].as_array().into_iter().flatten() {
@@ -186,15 +261,15 @@ pub fn measure(
         let (start_s, end_s) = (start_ms as f64 / 1000.0, end_ms as f64 / 1000.0);
         let mut joules = 0.0;
         for (name, samples) in &series {
-            match increase(samples, start_s, end_s) {
+            match increase(name, samples, start_s, end_s) {
                 Ok(Some(j)) => joules += j,
                 Ok(None) if now_ms < end_ms + SETTLE_MS => return Energy::NotYet,
                 Ok(None) => {
-                    return Energy::Unavailable(format!(
-                        "{ENERGY_METRIC}{name}: no sample after the window end"
-                    ));
+                    return Energy::Unavailable(Unavailable::EndsEarly {
+                        series: name.clone(),
+                    });
                 }
-                Err(why) => return Energy::Unavailable(format!("{ENERGY_METRIC}{name}: {why}")),
+                Err(why) => return Energy::Unavailable(why),
             }
         }
         return Energy::Measured {
@@ -206,12 +281,14 @@ pub fn measure(
     if now_ms < end_ms + SETTLE_MS / 4 {
         return Energy::NotYet;
     }
-    Energy::Unavailable(format!(
-        "no {ENERGY_METRIC} series with service_id=\"{service_id}\"{} in Prometheus",
-        slurm_job
-            .map(|j| format!(" or slurm_job_id=\"{j}\""))
-            .unwrap_or_default()
-    ))
+    Energy::Unavailable(Unavailable::NoSeries {
+        selector: format!(
+            "service_id=\"{service_id}\"{}",
+            slurm_job
+                .map(|j| format!(" or slurm_job_id=\"{j}\""))
+                .unwrap_or_default()
+        ),
+    })
 }
 
 /// The result keys for `energy` (a run's `completed`, `total_output_tokens` and
@@ -268,7 +345,7 @@ pub fn result_fields(energy: &Energy, result: &Map<String, Value>) -> Map<String
         }
         Energy::Unavailable(why) => {
             m.insert("energy_status".into(), json!("unavailable"));
-            m.insert("energy_unavailable_reason".into(), json!(why));
+            m.insert("energy_unavailable_reason".into(), json!(why.to_string()));
             m.insert("energy_joules".into(), Value::Null);
         }
     }
@@ -292,18 +369,17 @@ mod tests {
     #[test]
     fn interpolates_at_the_window_edges() {
         let s = ramp(0.0, 20.0, 1.0, 300.0);
-        let e = increase(&s, 2.5, 12.25).unwrap().unwrap();
+        let e = increase("{}", &s, 2.5, 12.25).unwrap().unwrap();
         assert!((e - 300.0 * 9.75).abs() < 1e-6, "{e}");
         assert_eq!(
-            increase(&s, 2.5, 25.0).unwrap(),
+            increase("{}", &s, 2.5, 25.0).unwrap(),
             None,
             "end not covered yet"
         );
-        assert!(
-            increase(&s, -1.0, 5.0)
-                .unwrap_err()
-                .contains("first sample")
-        );
+        assert!(matches!(
+            increase("{}", &s, -1.0, 5.0),
+            Err(Unavailable::StartsLate { .. })
+        ));
     }
 
     #[test]
@@ -315,12 +391,13 @@ mod tests {
                 .into_iter()
                 .map(|(t, v)| (t, v - 1000.0 + 50.0)),
         );
-        let e = increase(&s, 0.0, 20.0).unwrap().unwrap();
+        let e = increase("{}", &s, 0.0, 20.0).unwrap().unwrap();
         // 0..10: 1000 J; the reset sample counts whole (50 J); 11..20: 900 J.
         assert!((e - 1950.0).abs() < 1e-6, "{e}");
         let mut gap = ramp(0.0, 5.0, 1.0, 100.0);
         gap.extend(ramp(30.0, 40.0, 1.0, 100.0));
-        assert!(increase(&gap, 1.0, 35.0).unwrap_err().contains("gap"));
+        let e = increase("{}", &gap, 1.0, 35.0).unwrap_err();
+        assert!(e.to_string().contains("gap of 25.0 s"), "{e}");
     }
 
     #[test]
@@ -346,7 +423,7 @@ mod tests {
         );
         assert_eq!(m["joules_per_output_token"], 5.0);
         assert_eq!(m["output_tokens_per_joule"], 0.2);
-        let m = result_fields(&Energy::Unavailable("no series".into()), &r);
+        let m = result_fields(&Energy::Unavailable(Unavailable::NotConfigured), &r);
         assert_eq!(m["energy_status"], "unavailable");
         assert!(m["energy_joules"].is_null());
     }
