@@ -137,30 +137,7 @@ fn schemas() -> Value {
                 }
             }
         },
-        "CreateRun": {
-            "type": "object",
-            "required": ["service_id", "duration_seconds"],
-            "additionalProperties": false,
-            "properties": {
-                "service_id": {"type": "string", "description": "A running service (404 when unknown, 409 when not running)"},
-                "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 86400, "description": "Required: there is no default"},
-                "concurrency": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1, "description": "Clients of closed_loop (refused for open_loop, which uses max_concurrency)"},
-                "mode": {"type": "string", "enum": ["closed_loop", "open_loop"], "default": "closed_loop"},
-                "requests_per_second": {"type": "integer", "minimum": 1, "maximum": 100000, "description": "Required for open_loop, refused for closed_loop"},
-                "workload": {"type": "string", "enum": ["http", "openai_completions", "openai_chat"], "default": "http"},
-                "path": {"type": "string", "description": "Request path, starting with `/` (default `/`, `/v1/completions` for openai_completions, `/v1/chat/completions` for openai_chat)"},
-                "model": {"type": "string", "description": "Model for openai_completions"},
-                "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768},
-                "arrivals": {"type": "string", "enum": ["constant", "poisson", "gamma"], "default": "poisson", "description": "open_loop only: how requests arrive (as vllm bench serve draws them)"},
-                "burstiness": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1000, "description": "Shape of gamma arrivals; required for arrivals=gamma, refused otherwise"},
-                "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 10000, "description": "open_loop only: most requests in flight; the wait for a free client is reported as queue_wait"},
-                "warmup_seconds": {"type": "integer", "minimum": 0, "maximum": 86399, "default": 0, "description": "Leading seconds excluded from the results; less than duration_seconds"},
-                "prompts": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "string", "minLength": 1}, "description": "openai_* workloads only: the prompts (32 KiB in all); exclusive with synthetic_prompt_words"},
-                "synthetic_prompt_words": {"type": "integer", "minimum": 1, "maximum": 4096, "description": "openai_* workloads only: synthetic prompts of this many words (default 128 when no prompts)"},
-                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "description": "openai_* workloads only"},
-                "goodput": {"$ref": "#/components/schemas/GoodputSlo"}
-            }
-        },
+        "CreateRun": create_run_schema(),
         "GoodputSlo": {
             "type": "object",
             "additionalProperties": false,
@@ -169,6 +146,15 @@ fn schemas() -> Value {
             "properties": {
                 "ttft_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000, "description": "openai_* workloads only"},
                 "tpot_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000, "description": "openai_* workloads only"},
+                "e2el_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000}
+            }
+        },
+        "GoodputSloHttp": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["e2el_ms"],
+            "description": "Goodput objective of the http workload (it has no tokens)",
+            "properties": {
                 "e2el_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000}
             }
         },
@@ -222,6 +208,133 @@ fn schemas() -> Value {
             }
         },
         "RunList": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}
+    })
+}
+
+/// `POST /api/v1/benchmarks`: one variant per load mode (closed, open,
+/// open with gamma arrivals) and workload kind (`http`, `openai_*`), so the
+/// schema says exactly which fields go together. Not expressible here and
+/// checked by the API: `warmup_seconds < duration_seconds`, prompts at most
+/// 32 KiB in all.
+fn create_run_schema() -> Value {
+    let mut variants = Vec::new();
+    for (mode, gamma) in [
+        ("closed_loop", false),
+        ("open_loop", false),
+        ("open_loop", true),
+    ] {
+        for openai in [false, true] {
+            let mut props = serde_json::Map::new();
+            let mut required = vec!["service_id", "duration_seconds"];
+            let mut add = |k: &str, v: Value| {
+                props.insert(k.to_string(), v);
+            };
+            add(
+                "service_id",
+                json!({"type": "string", "description": "A running service with an endpoint (404 when unknown, 409 when not running or without a port)"}),
+            );
+            add(
+                "duration_seconds",
+                json!({"type": "integer", "minimum": 1, "maximum": 86400, "description": "Required: there is no default"}),
+            );
+            add(
+                "warmup_seconds",
+                json!({"type": "integer", "minimum": 0, "maximum": 86399, "default": 0, "description": "Leading seconds excluded from the results; less than duration_seconds"}),
+            );
+            add(
+                "path",
+                json!({"type": "string", "pattern": "^/[^\\s]*$", "maxLength": 2048, "description": "Request path (default `/`, `/v1/completions` for openai_completions, `/v1/chat/completions` for openai_chat)"}),
+            );
+            if mode == "closed_loop" {
+                add(
+                    "mode",
+                    json!({"type": "string", "enum": ["closed_loop"], "default": "closed_loop"}),
+                );
+                add(
+                    "concurrency",
+                    json!({"type": "integer", "minimum": 1, "maximum": 1024, "default": 1, "description": "Clients, each sending its next request when the last ended"}),
+                );
+            } else {
+                required.extend(["mode", "requests_per_second"]);
+                add("mode", json!({"type": "string", "enum": ["open_loop"]}));
+                add(
+                    "requests_per_second",
+                    json!({"type": "integer", "minimum": 1, "maximum": 100000, "description": "Latency measured from the scheduled send time"}),
+                );
+                add(
+                    "max_concurrency",
+                    json!({"type": "integer", "minimum": 1, "maximum": 10000, "description": "Most requests in flight; the wait for a free client is reported as queue_wait"}),
+                );
+                if gamma {
+                    required.extend(["arrivals", "burstiness"]);
+                    add("arrivals", json!({"type": "string", "enum": ["gamma"]}));
+                    add(
+                        "burstiness",
+                        json!({"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1000, "description": "Gamma shape: < 1 burstier, > 1 steadier"}),
+                    );
+                } else {
+                    add(
+                        "arrivals",
+                        json!({"type": "string", "enum": ["constant", "poisson"], "default": "poisson"}),
+                    );
+                }
+            }
+            if openai {
+                required.push("workload");
+                add(
+                    "workload",
+                    json!({"type": "string", "enum": ["openai_completions", "openai_chat"]}),
+                );
+                add(
+                    "model",
+                    json!({"type": "string", "minLength": 1, "maxLength": 256}),
+                );
+                add(
+                    "max_tokens",
+                    json!({"type": "integer", "minimum": 1, "maximum": 32768}),
+                );
+                add(
+                    "temperature",
+                    json!({"type": "number", "minimum": 0, "maximum": 2}),
+                );
+                add(
+                    "prompts",
+                    json!({"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "string", "minLength": 1}, "description": "The prompts (32 KiB in all); exclusive with synthetic_prompt_words"}),
+                );
+                add(
+                    "synthetic_prompt_words",
+                    json!({"type": "integer", "minimum": 1, "maximum": 4096, "description": "Synthetic prompts of this many words (default 128 when no prompts)"}),
+                );
+                add(
+                    "goodput",
+                    json!({"$ref": "#/components/schemas/GoodputSlo"}),
+                );
+            } else {
+                add(
+                    "workload",
+                    json!({"type": "string", "enum": ["http"], "default": "http"}),
+                );
+                add(
+                    "goodput",
+                    json!({"$ref": "#/components/schemas/GoodputSloHttp"}),
+                );
+            }
+            let mut v = json!({
+                "title": format!("{}{}, {}", mode, if gamma { " (gamma arrivals)" } else { "" }, if openai { "openai" } else { "http" }),
+                "type": "object",
+                "additionalProperties": false,
+                "required": required,
+                "properties": props,
+            });
+            if openai {
+                v["not"] = json!({"required": ["prompts", "synthetic_prompt_words"]});
+            }
+            variants.push(v);
+        }
+    }
+    json!({
+        "description": "A benchmark run: closed_loop (concurrency) or open_loop (requests_per_second, arrivals, burstiness for gamma, max_concurrency); http or openai_* workloads (model, max_tokens, temperature, prompts or synthetic_prompt_words, goodput ttft/tpot). Fields of another mode or workload are refused (400 naming the field).",
+        "oneOf": variants
     })
 }
 
