@@ -93,12 +93,18 @@ fn open_loop_achieves_its_rate() {
             "--arrivals",
             "constant",
             "--duration",
-            "3s",
+            "4s",
+            "--warmup",
+            "1s",
         ],
         &result,
     );
     assert_eq!(code, 0, "{stderr}");
     let r = r.expect("result");
+    // The first second is warm-up: sent, not measured.
+    assert_eq!(r["duration"], 3.0, "{r:#}");
+    let warmup = r["warmup_requests"].as_f64().unwrap();
+    assert!((190.0..=210.0).contains(&warmup), "{r:#}");
     let rate = r["request_throughput"].as_f64().unwrap();
     eprintln!(
         "open loop at 200 req/s: achieved {rate} req/s, server counted {}",
