@@ -707,15 +707,12 @@ impl Args {
                 .collect();
             ("POST".to_string(), bodies, prompts.len())
         };
-        let mut slo = parse_goodput(&self.goodput)?;
+        let slo = parse_goodput(&self.goodput)?;
         if api == Api::Http && (slo.ttft_ms.is_some() || slo.tpot_ms.is_some()) {
             return Err(PlanError::Misplaced {
                 flag: "goodput",
                 only: "ttft and tpot go with --workload completions|chat (http has e2el only)",
             });
-        }
-        if !self.goodput.is_empty() && !slo.any() {
-            slo = Slo::default();
         }
         let run_id = match &self.run_id {
             Some(id) => {
