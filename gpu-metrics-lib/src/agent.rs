@@ -1,61 +1,55 @@
-//! The agent: sampling on a fixed schedule, the write-ahead buffer, and the
-//! sink threads, wired together (what `aif-node-exporter` runs).
+//! The agent: sampling on a fixed schedule, the write-ahead buffer, and one
+//! delivery thread per sink, wired together (what `aif-node-exporter` runs,
+//! and what a load generator uses for its live figures).
 //!
 //! Threads and invariants:
 //! - **sampler**: every `interval` (fixed rate; a tick that overruns skips the
-//!   slots it missed and counts them) it samples the source, names the
-//!   readings, appends the batch to the buffer (one transaction) and wakes the
-//!   sinks. It never waits for a sink: a slow or dead Pushgateway cannot delay a
-//!   tick. A full disk or a buffer error drops that tick's batch, logged and
-//!   counted; sampling goes on.
-//! - **pushgateway sink**: on each new batch, pushes the **newest** one (from
-//!   memory; from the buffer only for a backlog left by a previous run) and
-//!   acks everything up to it at most every [`ACK_EVERY`] (older batches never
-//!   delivered are counted as superseded).
-//!   Failures follow [`PushClass`]: permanent → log, count, ack, move on;
-//!   configuration → log loudly, keep the data, retry at the maximum backoff;
-//!   retryable → exponential backoff with full jitter. New batches arriving
-//!   during a backoff wait do not shorten it.
+//!   slots it missed and counts them) it takes a batch from its
+//!   [`BatchSource`], appends it to the buffer (one transaction) and hands it
+//!   to the sinks in memory. It never waits for a sink: a slow or dead
+//!   receiver cannot delay a tick, and acks delete in bounded chunks so a
+//!   large ack cannot either (the tick's lateness is measured:
+//!   `aif_exporter_tick_lateness_seconds`). A full disk or a buffer error
+//!   drops that tick's batch from the buffer, logged and counted; it is still
+//!   served and delivered from memory; sampling goes on.
+//! - **sinks**: one [`crate::delivery`] loop per configured [`Sink`]
+//!   (Pushgateway: newest state; remote-write: history, oldest first). The
+//!   agent knows no sink by name.
 //! - **shutdown** ([`AgentHandle::shutdown`]): the sampler finishes its tick and
-//!   stops; then the sink makes one last push of the newest batch (flush), or
-//!   deletes the group when `delete_on_exit` is set.
+//!   stops; then each sink makes one last delivery (or closes, e.g. deletes
+//!   its Pushgateway group) and records its progress.
 //!
 //! Self-metrics (`aif_exporter_*`) go through the `metrics` facade; they are
 //! recorded only if the program installed a recorder (the exporter installs
 //! `metrics-exporter-prometheus`'s, and passes its handle here to render them).
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::buffer::{BatchId, Buffer, BufferError, EvictReason, SinkReader};
+use crate::buffer::{BatchId, Buffer, BufferError, EvictReason};
+use crate::delivery::{Feed, SinkLoop};
 use crate::exposition::Exposition;
 use crate::naming::Namer;
-use crate::retry::Backoff;
 use crate::sample::{Batch, now_ms};
-use crate::sink::{PushClass, PushgatewayClient};
+use crate::sink::{PushgatewayClient, PushgatewaySink, RemoteWriteClient, RemoteWriteSink, Sink};
 use crate::source::GpuSource;
 
 /// How often the buffer's gauges (batches, bytes, per-sink backlog) are
 /// refreshed: a stats query per tick would cost more than the tick itself.
 pub const STATS_EVERY: Duration = Duration::from_secs(5);
 
-/// How often the Pushgateway sink makes its progress durable (moves its
-/// cursor, lets the buffer delete): one SQLite write transaction per push cost
-/// more than the push itself. After a crash, at most this much of already
-/// pushed history is pushed again: for a latest-state sink, harmless.
-pub const ACK_EVERY: Duration = Duration::from_secs(5);
-
-/// The sink name of the Pushgateway in the buffer and in self-metrics.
-pub const PUSHGATEWAY_SINK: &str = "pushgateway";
+pub use crate::delivery::ACK_EVERY;
+pub use crate::sink::{PUSHGATEWAY_SINK, REMOTE_WRITE_SINK};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// The buffer refused to open a reader for a sink.
+    /// The buffer refused to open a reader for a sink (is the sink among
+    /// the buffer's configured sinks?).
     #[error("cannot open the buffer reader for sink {sink}: {source}")]
     Reader {
         /// Sink name.
@@ -78,10 +72,16 @@ pub enum AgentError {
 pub struct AgentOptions {
     /// Sampling interval.
     pub interval: Duration,
-    /// The Pushgateway, if any.
+    /// The Pushgateway (live view), if any; its sink name is
+    /// [`PUSHGATEWAY_SINK`].
     pub pushgateway: Option<PushgatewayClient>,
-    /// DELETE the Pushgateway group on shutdown.
+    /// DELETE the Pushgateway group on shutdown instead of a last push.
     pub delete_on_exit: bool,
+    /// The remote-write receiver (history), if any; its sink name is
+    /// [`REMOTE_WRITE_SINK`].
+    pub remote_write: Option<RemoteWriteClient>,
+    /// Further sinks. Every sink's name must be among the buffer's sinks.
+    pub sinks: Vec<Box<dyn Sink>>,
     /// Handle of the installed self-metrics recorder, rendered after the batch
     /// in pushes and in [`AgentHandle::metrics_text`].
     pub self_metrics: Option<PrometheusHandle>,
@@ -96,6 +96,8 @@ impl Default for AgentOptions {
             interval: Duration::from_secs(1),
             pushgateway: None,
             delete_on_exit: false,
+            remote_write: None,
+            sinks: Vec::new(),
             self_metrics: None,
             on_tick: None,
         }
@@ -108,37 +110,13 @@ impl std::fmt::Debug for AgentOptions {
             .field("interval", &self.interval)
             .field("pushgateway", &self.pushgateway)
             .field("delete_on_exit", &self.delete_on_exit)
+            .field("remote_write", &self.remote_write)
+            .field(
+                "sinks",
+                &self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
             .field("on_tick", &self.on_tick.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Default)]
-struct Signals {
-    stop_sampler: bool,
-    stop_sinks: bool,
-    new_batch: bool,
-}
-
-/// A tick's batch and its buffer id (`None`: the append failed).
-type Latest = (Option<BatchId>, Arc<Batch>);
-
-#[derive(Debug, Default)]
-struct Shared {
-    signals: Mutex<Signals>,
-    cv: Condvar,
-    /// The last tick's batch and its id in the buffer (`None` when the append
-    /// failed): `/metrics` serves it and the Pushgateway sink pushes it without
-    /// reading it back from disk.
-    latest: Mutex<Option<Latest>>,
-    /// The newest batch id the Pushgateway sink delivered (0: none yet); its
-    /// durable cursor may lag by up to [`ACK_EVERY`].
-    pushed_through: std::sync::atomic::AtomicI64,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Signals> {
-        self.signals.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -146,9 +124,9 @@ impl Shared {
 /// threads running until the process exits.
 #[derive(Debug)]
 pub struct AgentHandle {
-    shared: Arc<Shared>,
+    feed: Arc<Feed>,
     sampler: Option<JoinHandle<()>>,
-    sink: Option<JoinHandle<()>>,
+    sinks: Vec<(&'static str, JoinHandle<()>)>,
     self_metrics: Option<PrometheusHandle>,
 }
 
@@ -188,7 +166,27 @@ pub fn describe_self_metrics() {
     );
     describe_counter!(
         "aif_exporter_dropped_batches_total",
-        "Batches lost, by reason (cap: evicted by the size cap; disk_full, buffer_error: not stored; rejected: refused by a sink)."
+        "Batches lost, by reason: disk_full, buffer_error (not stored; still delivered from memory); with a sink label: refused by that sink for good (reason from its answer)."
+    );
+    describe_counter!(
+        "aif_exporter_evicted_batches_total",
+        "Batches the buffer evicted before every sink took them, by reason (cap: the size cap; disk_full: to make room on a full disk). Persisted in the buffer."
+    );
+    describe_counter!(
+        "aif_exporter_buffer_committed_batches_total",
+        "Batches committed to the buffer since it was created (its newest batch id; persisted across restarts)."
+    );
+    describe_counter!(
+        "aif_exporter_samples_sent_total",
+        "Samples a sink delivered, by sink."
+    );
+    describe_counter!(
+        "aif_exporter_dropped_samples_total",
+        "Samples a receiver refused for good inside an otherwise delivered request, by sink and reason (too_old_sample, out_of_bounds, out_of_order_sample, duplicate_sample, rejected)."
+    );
+    describe_gauge!(
+        "aif_exporter_tick_lateness_seconds",
+        "Largest delay, over the last 5 s, from a tick's scheduled slot to its batch being committed and handed to the sinks."
     );
     describe_counter!(
         "aif_exporter_superseded_batches_total",
@@ -196,15 +194,15 @@ pub fn describe_self_metrics() {
     );
     describe_counter!(
         "aif_exporter_pushes_total",
-        "Push attempts by sink and result."
+        "Deliveries by sink and result (ok, partial: some samples refused, or the failure's class)."
     );
     describe_gauge!(
         "aif_exporter_push_duration_seconds",
-        "Duration of the last push attempt, by sink."
+        "Duration of the last delivery attempt, by sink."
     );
     describe_gauge!(
         "aif_exporter_last_push_success_timestamp_seconds",
-        "Unix time of the last successful push, by sink."
+        "Unix time of the last successful delivery, by sink."
     );
     describe_gauge!(
         "aif_exporter_tunnel_up",
@@ -270,52 +268,48 @@ pub fn start_source(
     buffer: Buffer,
     options: AgentOptions,
 ) -> Result<AgentHandle, AgentError> {
-    let shared = Arc::new(Shared::default());
-    let sink = match options.pushgateway {
-        Some(client) => {
-            let reader = buffer
-                .reader(PUSHGATEWAY_SINK)
-                .map_err(|source| AgentError::Reader {
-                    sink: PUSHGATEWAY_SINK,
-                    source,
-                })?;
-            let shared = Arc::clone(&shared);
-            let self_metrics = options.self_metrics.clone();
-            let delete_on_exit = options.delete_on_exit;
-            Some(
-                std::thread::Builder::new()
-                    .name("aif-push-pgw".into())
-                    .spawn(move || {
-                        PushgatewayLoop {
-                            pushed: BatchId(0),
-                            acked: BatchId(0),
-                            delivered_since_ack: 0,
-                            last_ack: Instant::now(),
-                            client,
-                            reader,
-                            shared,
-                            self_metrics,
-                            exposition: Exposition::new(),
-                        }
-                        .run(delete_on_exit)
-                    })
-                    .map_err(|source| AgentError::Spawn {
-                        what: "pushgateway sink",
-                        source,
-                    })?,
-            )
-        }
-        None => None,
-    };
+    let mut options = options;
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if let Some(client) = options.pushgateway.take() {
+        sinks.push(Box::new(PushgatewaySink::new(
+            client,
+            options.self_metrics.clone(),
+            options.delete_on_exit,
+        )));
+    }
+    if let Some(client) = options.remote_write.take() {
+        sinks.push(Box::new(RemoteWriteSink::new(client)));
+    }
+    sinks.append(&mut options.sinks);
+    let names: Vec<&'static str> = sinks.iter().map(|s| s.name()).collect();
+    let feed = Arc::new(Feed::new(&names));
+    let mut threads = Vec::with_capacity(sinks.len());
+    for sink in sinks {
+        let name = sink.name();
+        let reader = buffer
+            .reader(name)
+            .map_err(|source| AgentError::Reader { sink: name, source })?;
+        let sink_loop = SinkLoop::new(sink, reader, Arc::clone(&feed))
+            .map_err(|source| AgentError::Reader { sink: name, source })?;
+        let thread = std::thread::Builder::new()
+            .name(format!("aif-sink-{name}"))
+            .spawn(move || sink_loop.run())
+            .map_err(|source| AgentError::Spawn {
+                what: "sink",
+                source,
+            })?;
+        threads.push((name, thread));
+    }
     let sampler = Sampler {
         source,
         buffer,
-        shared: Arc::clone(&shared),
+        feed: Arc::clone(&feed),
         interval: options.interval,
         upkeep: options.self_metrics.clone(),
         on_tick: options.on_tick,
         disk_full_logged: 0,
         last_stats: None,
+        max_lateness: Duration::ZERO,
     };
     let sampler = std::thread::Builder::new()
         .name("aif-sampler".into())
@@ -325,9 +319,9 @@ pub fn start_source(
             source,
         })?;
     Ok(AgentHandle {
-        shared,
+        feed,
         sampler: Some(sampler),
-        sink,
+        sinks: threads,
         self_metrics: options.self_metrics,
     })
 }
@@ -336,19 +330,21 @@ pub fn start_source(
 struct Sampler {
     source: Box<dyn BatchSource>,
     buffer: Buffer,
-    shared: Arc<Shared>,
+    feed: Arc<Feed>,
     interval: Duration,
     upkeep: Option<PrometheusHandle>,
     on_tick: Option<Box<dyn FnMut() + Send>>,
     disk_full_logged: u64,
     last_stats: Option<Instant>,
+    /// The latest tick start behind its slot since the stats were published.
+    max_lateness: Duration,
 }
 
 impl Sampler {
     fn run(mut self) {
         let mut next = Instant::now();
         loop {
-            self.tick();
+            self.tick(next);
             next = self.next_slot(next);
             if self.wait_until(next) {
                 return;
@@ -356,9 +352,11 @@ impl Sampler {
         }
     }
 
-    /// Samples, names, appends and hands the batch to the sinks.
-    fn tick(&mut self) {
+    /// Samples, appends and hands the batch to the sinks; `slot` is when
+    /// the schedule wanted it.
+    fn tick(&mut self, slot: Instant) {
         let tick_start = Instant::now();
+        let head_before = self.buffer.head();
         let ts = now_ms();
         match self.source.next_batch(ts) {
             Ok(batch) => {
@@ -366,10 +364,10 @@ impl Sampler {
                 let stored = self.append(&batch);
                 // Even a batch the disk could not take is served and pushed:
                 // the live view survives a full disk.
-                *self.shared.latest.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((stored, batch));
-                self.shared.lock().new_batch = true;
-                self.shared.cv.notify_all();
+                self.feed.publish(stored, batch);
+                self.max_lateness = self
+                    .max_lateness
+                    .max(Instant::now().saturating_duration_since(slot));
             }
             Err(e) => {
                 counter!("aif_exporter_sample_errors_total").increment(1);
@@ -384,12 +382,9 @@ impl Sampler {
             .last_stats
             .is_none_or(|t: Instant| t.elapsed() >= STATS_EVERY)
         {
-            publish_buffer_stats(
-                &self.buffer,
-                self.shared
-                    .pushed_through
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            );
+            publish_buffer_stats(&self.buffer, &self.feed, head_before);
+            gauge!("aif_exporter_tick_lateness_seconds").set(self.max_lateness.as_secs_f64());
+            self.max_lateness = Duration::ZERO;
             if let Some(h) = &self.upkeep {
                 h.run_upkeep();
             }
@@ -442,7 +437,7 @@ impl Sampler {
 
     /// Waits for `deadline`; true when asked to stop meanwhile.
     fn wait_until(&self, deadline: Instant) -> bool {
-        let mut sig = self.shared.lock();
+        let mut sig = self.feed.lock();
         loop {
             if sig.stop_sampler {
                 return true;
@@ -451,17 +446,16 @@ impl Sampler {
             if now >= deadline {
                 return false;
             }
-            sig = self
-                .shared
-                .cv
-                .wait_timeout(sig, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            sig = self.feed.wait(sig, deadline - now);
         }
     }
 }
 
-fn publish_buffer_stats(buffer: &Buffer, pushed_through: i64) {
+/// Publishes the buffer's gauges. A sink's backlog counts the batches up to
+/// `through` (the newest batch before this tick's: the sinks have not had a
+/// chance at this tick's yet) beyond its position (its delivery runs ahead of
+/// its durable cursor, as acks are lazy).
+fn publish_buffer_stats(buffer: &Buffer, feed: &Feed, through: BatchId) {
     let stats = match buffer.stats() {
         Ok(s) => s,
         Err(e) => {
@@ -471,26 +465,40 @@ fn publish_buffer_stats(buffer: &Buffer, pushed_through: i64) {
     };
     gauge!("aif_exporter_buffer_batches").set(stats.batches as f64);
     gauge!("aif_exporter_buffer_bytes").set(stats.file_bytes as f64);
+    counter!("aif_exporter_buffer_committed_batches_total").absolute(buffer.head().get() as u64);
     for reason in EvictReason::ALL {
-        counter!("aif_exporter_dropped_batches_total", "reason" => reason.as_str())
+        counter!("aif_exporter_evicted_batches_total", "reason" => reason.as_str())
             .absolute(stats.evicted.get(reason));
     }
     let now = now_ms();
-    for s in &stats.sinks {
-        let sink = s.sink.clone();
-        // A sink that delivered the newest stored batch has nothing unsent,
-        // even while its durable cursor lags (see ACK_EVERY).
-        let caught_up = sink == PUSHGATEWAY_SINK
-            && stats
-                .last_id
-                .is_some_and(|last| pushed_through >= last.get());
-        let (pending, oldest) = if caught_up {
-            (0, None)
-        } else {
-            (s.pending.batches, s.pending.oldest_timestamp_ms)
+    let newer = stats
+        .last_id
+        .map_or(0, |last| (last.get() - through.get()).max(0) as u64);
+    for (sink, position) in feed.positions() {
+        let Some(s) = stats.sinks.iter().find(|s| s.sink == sink) else {
+            continue;
         };
-        gauge!("aif_exporter_buffer_pending_batches", "sink" => sink.clone()).set(pending as f64);
-        let age = oldest.map_or(0.0, |t| ((now - t).max(0) as f64) / 1000.0);
+        let mut pending = if position >= through.get() {
+            Default::default()
+        } else if position <= s.acked_through.get() {
+            s.pending
+        } else {
+            match buffer.pending_after(BatchId(position)) {
+                Ok(p) => p,
+                Err(e) => {
+                    log::warn!("cannot read the backlog of sink {sink}: {e}");
+                    continue;
+                }
+            }
+        };
+        pending.batches = pending.batches.saturating_sub(newer);
+        if pending.batches == 0 {
+            pending.oldest_timestamp_ms = None;
+        }
+        gauge!("aif_exporter_buffer_pending_batches", "sink" => sink).set(pending.batches as f64);
+        let age = pending
+            .oldest_timestamp_ms
+            .map_or(0.0, |t| ((now - t).max(0) as f64) / 1000.0);
         gauge!("aif_exporter_buffer_oldest_unsent_age_seconds", "sink" => sink).set(age);
     }
 }
@@ -498,13 +506,15 @@ fn publish_buffer_stats(buffer: &Buffer, pushed_through: i64) {
 impl AgentHandle {
     /// The text for a `/metrics` scrape: the latest batch, then the self-metrics.
     pub fn metrics_text(&self) -> String {
-        let mut text = {
-            let latest = self.shared.latest.lock().unwrap_or_else(|p| p.into_inner());
-            latest
-                .as_ref()
-                .map(|(_, b)| Exposition::new().render(b))
-                .unwrap_or_default()
-        };
+        let latest = self
+            .feed
+            .lock()
+            .latest
+            .as_ref()
+            .map(|t| Arc::clone(&t.batch));
+        let mut text = latest
+            .map(|b| Exposition::new().render(&b))
+            .unwrap_or_default();
         if let Some(h) = &self.self_metrics {
             text.push_str(&h.render());
         }
@@ -514,247 +524,19 @@ impl AgentHandle {
     /// Stops the agent: the sampler finishes its tick, then the sinks flush
     /// (or delete their group) and stop. Returns when every thread has ended.
     pub fn shutdown(mut self) {
-        self.shared.lock().stop_sampler = true;
-        self.shared.cv.notify_all();
+        self.feed.lock().stop_sampler = true;
+        self.feed.notify();
         if let Some(t) = self.sampler.take()
             && t.join().is_err()
         {
             log::error!("sampler thread panicked");
         }
-        self.shared.lock().stop_sinks = true;
-        self.shared.cv.notify_all();
-        if let Some(t) = self.sink.take()
-            && t.join().is_err()
-        {
-            log::error!("pushgateway sink thread panicked");
-        }
-    }
-}
-
-struct PushgatewayLoop {
-    /// Newest batch delivered (or refused for good): never pushed again.
-    pushed: BatchId,
-    /// The buffer's durable cursor for this sink.
-    acked: BatchId,
-    /// Batches delivered since the last ack (not superseded).
-    delivered_since_ack: u64,
-    /// When the cursor last moved.
-    last_ack: Instant,
-    client: PushgatewayClient,
-    reader: SinkReader,
-    shared: Arc<Shared>,
-    self_metrics: Option<PrometheusHandle>,
-    exposition: Exposition,
-}
-
-/// What one push attempt did.
-enum Attempt {
-    Nothing,
-    Pushed,
-    Failed(crate::sink::PushError),
-    Buffer(BufferError),
-}
-
-impl PushgatewayLoop {
-    /// The newest batch: the sampler's last one from memory, or (before the
-    /// first tick, e.g. a backlog left by a previous run) from the buffer.
-    fn newest(&mut self) -> Result<Option<Latest>, BufferError> {
-        let in_memory = self
-            .shared
-            .latest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        match in_memory {
-            Some(x) => Ok(Some(x)),
-            None => Ok(self.reader.newest()?.map(|(id, b)| (Some(id), Arc::new(b)))),
-        }
-    }
-
-    fn push_newest(&mut self) -> Attempt {
-        let (id, batch) = match self.newest() {
-            Ok(Some(x)) => x,
-            Ok(None) => return Attempt::Nothing,
-            Err(e) => return Attempt::Buffer(e),
-        };
-        if id.is_some_and(|id| id <= self.pushed) {
-            return Attempt::Nothing;
-        }
-        let mut text = self.exposition.render(&batch);
-        if let Some(h) = &self.self_metrics {
-            text.push_str(&h.render());
-        }
-        let t0 = Instant::now();
-        let result = self.client.push(&text);
-        let took = t0.elapsed().as_secs_f64();
-        gauge!("aif_exporter_push_duration_seconds", "sink" => PUSHGATEWAY_SINK).set(took);
-        let outcome = match &result {
-            Ok(()) => "ok",
-            Err(e) => e.result_label(),
-        };
-        counter!("aif_exporter_pushes_total", "sink" => PUSHGATEWAY_SINK, "result" => outcome)
-            .increment(1);
-        match result {
-            Ok(()) => {
-                gauge!("aif_exporter_last_push_success_timestamp_seconds", "sink" => PUSHGATEWAY_SINK)
-                    .set(now_ms() as f64 / 1000.0);
-                if let Some(id) = id {
-                    self.pushed = id;
-                    self.delivered_since_ack += 1;
-                    self.shared
-                        .pushed_through
-                        .store(id.get(), std::sync::atomic::Ordering::Relaxed);
-                    if let Attempt::Buffer(e) = self.ack(false) {
-                        return Attempt::Buffer(e);
-                    }
-                }
-                Attempt::Pushed
+        self.feed.lock().stop_sinks = true;
+        self.feed.notify();
+        for (name, t) in self.sinks.drain(..) {
+            if t.join().is_err() {
+                log::error!("{name} sink thread panicked");
             }
-            Err(e) if e.class() == PushClass::Permanent => {
-                log::warn!(
-                    "pushgateway rejected batch {} (ts={}), dropping it: {e}",
-                    id.map_or(-1, |i| i.get()),
-                    batch.timestamp_ms
-                );
-                counter!("aif_exporter_dropped_batches_total", "reason" => "rejected").increment(1);
-                if let Some(id) = id {
-                    // Taken for good: neither delivered nor superseded.
-                    self.pushed = id;
-                    self.delivered_since_ack += 1;
-                    if let Attempt::Buffer(b) = self.ack(true) {
-                        return Attempt::Buffer(b);
-                    }
-                }
-                Attempt::Failed(e)
-            }
-            Err(e) => Attempt::Failed(e),
-        }
-    }
-
-    /// Moves the durable cursor to the newest pushed batch when [`ACK_EVERY`]
-    /// has passed (or `force`); batches it covers that were never delivered
-    /// are counted as superseded.
-    fn ack(&mut self, force: bool) -> Attempt {
-        if self.pushed <= self.acked || !(force || self.last_ack.elapsed() >= ACK_EVERY) {
-            return Attempt::Nothing;
-        }
-        match self.reader.ack_through(self.pushed) {
-            Ok(covered) => {
-                let superseded = covered.saturating_sub(self.delivered_since_ack);
-                if superseded > 0 {
-                    counter!("aif_exporter_superseded_batches_total", "sink" => PUSHGATEWAY_SINK)
-                        .increment(superseded);
-                }
-                log::debug!(
-                    "pushgateway acked through batch {}: {} delivered, {superseded} superseded",
-                    self.pushed.get(),
-                    self.delivered_since_ack
-                );
-                self.acked = self.pushed;
-                self.delivered_since_ack = 0;
-                self.last_ack = Instant::now();
-                Attempt::Pushed
-            }
-            Err(e) => Attempt::Buffer(e),
-        }
-    }
-
-    fn run(mut self, delete_on_exit: bool) {
-        let policy = self.client.backoff();
-        let mut backoff = Backoff::new(policy, crate::retry::random_seed());
-        let mut retry_at: Option<Instant> = None;
-        log::info!("pushgateway sink started: url={}", self.client.group_url());
-        loop {
-            {
-                let mut sig = self.shared.lock();
-                loop {
-                    if sig.stop_sinks {
-                        drop(sig);
-                        self.finish(delete_on_exit);
-                        return;
-                    }
-                    let now = Instant::now();
-                    match retry_at {
-                        Some(t) if now >= t => break,
-                        None if sig.new_batch => break,
-                        _ => {}
-                    }
-                    let wait = retry_at.map_or(Duration::from_secs(3600), |t| t - now);
-                    sig = self
-                        .shared
-                        .cv
-                        .wait_timeout(sig, wait)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-                sig.new_batch = false;
-            }
-            retry_at = None;
-            match self.push_newest() {
-                Attempt::Nothing | Attempt::Pushed => {
-                    if backoff.failures() > 0 {
-                        log::info!(
-                            "pushgateway reachable again after {} failed attempt(s): url={}",
-                            backoff.failures(),
-                            self.client.group_url()
-                        );
-                    }
-                    backoff.reset();
-                }
-                Attempt::Failed(e) => match e.class() {
-                    PushClass::Permanent => backoff.reset(),
-                    PushClass::Configuration => {
-                        let d = backoff.max_delay();
-                        log::error!(
-                            "pushgateway configuration error (data kept, retry in {:.1}s): {e}",
-                            d.as_secs_f64()
-                        );
-                        retry_at = Some(Instant::now() + d);
-                    }
-                    PushClass::Retryable => {
-                        let d = backoff.next_delay();
-                        log::warn!(
-                            "push failed (attempt {}, retry in {:.1}s, data kept): {e}",
-                            backoff.failures(),
-                            d.as_secs_f64()
-                        );
-                        retry_at = Some(Instant::now() + d);
-                    }
-                },
-                Attempt::Buffer(e) => {
-                    let d = backoff.next_delay();
-                    log::error!(
-                        "pushgateway sink cannot read the buffer (retry in {:.1}s): {e}",
-                        d.as_secs_f64()
-                    );
-                    retry_at = Some(Instant::now() + d);
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self, delete_on_exit: bool) {
-        self.finish_push(delete_on_exit);
-        if let Attempt::Buffer(e) = self.ack(true) {
-            log::warn!("pushgateway sink could not record its progress on shutdown: {e}");
-        }
-    }
-
-    fn finish_push(&mut self, delete_on_exit: bool) {
-        if delete_on_exit {
-            match self.client.delete() {
-                Ok(()) => log::info!("pushgateway group deleted: url={}", self.client.group_url()),
-                Err(e) => log::warn!("pushgateway group delete failed: {e}"),
-            }
-            return;
-        }
-        match self.push_newest() {
-            Attempt::Pushed => log::info!("pushgateway flushed on shutdown"),
-            Attempt::Nothing => {}
-            Attempt::Failed(e) => {
-                log::warn!("pushgateway flush on shutdown failed (data kept in the buffer): {e}")
-            }
-            Attempt::Buffer(e) => log::warn!("pushgateway flush on shutdown: buffer error: {e}"),
         }
     }
 }

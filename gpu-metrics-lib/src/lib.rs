@@ -33,6 +33,7 @@
 pub mod agent;
 pub mod buffer;
 pub mod catalogue;
+pub mod delivery;
 pub mod exposition;
 pub mod naming;
 pub mod retry;

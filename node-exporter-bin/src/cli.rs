@@ -32,9 +32,10 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub nvml_lib: Option<PathBuf>,
 
-    /// Also export per-process GPU memory (one NVML call per GPU per tick).
-    #[arg(long)]
-    pub processes: bool,
+    /// Also export per-process GPU memory (one NVML call per GPU per tick);
+    /// `--processes=false` turns off a `processes = true` from the file.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub processes: Option<bool>,
 
     /// Metric names: `native` (aif_gpu_*) or `dcgm` (dcgm-exporter's). [default: native]
     #[arg(long, value_name = "native|dcgm")]
@@ -44,9 +45,10 @@ pub struct Cli {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
 
-    /// Sample once, print the exposition text to stdout, exit 0.
-    #[arg(long)]
-    pub once: bool,
+    /// Sample once, print the exposition text to stdout, exit 0 (`--once=false`
+    /// overrides the file).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub once: Option<bool>,
 
     /// Sampling interval, e.g. `100ms`, `1s`. [default: 1s]
     #[arg(long, value_name = "DURATION")]
@@ -69,11 +71,37 @@ pub struct Cli {
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
 
-    /// Pushgateway `job` grouping label. [default: aif_gpu]
+    /// Remote-write receiver (history, oldest first, original timestamps), the
+    /// full endpoint, e.g. `http://prometheus:9090/api/v1/write` (Prometheus
+    /// with `--web.enable-remote-write-receiver`) or
+    /// `http://victoria:8428/api/v1/write`.
+    #[arg(long, value_name = "URL")]
+    pub remote_write: Option<String>,
+
+    /// Basic-auth user for the remote-write receiver.
+    #[arg(long, value_name = "USER")]
+    pub remote_write_user: Option<String>,
+
+    /// File holding the remote-write basic-auth password (or set
+    /// AIF_REMOTE_WRITE_PASSWORD).
+    #[arg(long, value_name = "PATH")]
+    pub remote_write_password_file: Option<PathBuf>,
+
+    /// File holding a bearer token for the remote-write receiver.
+    #[arg(long, value_name = "PATH")]
+    pub remote_write_bearer_token_file: Option<PathBuf>,
+
+    /// Most samples in one remote-write request. [default: 2000]
+    #[arg(long, value_name = "N")]
+    pub remote_write_max_samples: Option<usize>,
+
+    /// `job` label: the Pushgateway grouping key and every remote-written
+    /// series. [default: aif_gpu]
     #[arg(long, value_name = "NAME")]
     pub job: Option<String>,
 
-    /// Pushgateway `instance` grouping label. [default: the host name]
+    /// `instance` label: the Pushgateway grouping key and every remote-written
+    /// series. [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub instance: Option<String>,
 
@@ -85,8 +113,8 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub pushgateway_password_file: Option<PathBuf>,
 
-    /// First retry delay ceiling after a failed push (exponential backoff with
-    /// full jitter). [default: 500ms]
+    /// First retry delay ceiling after a failed push or remote write
+    /// (exponential backoff with full jitter). [default: 500ms]
     #[arg(long, value_name = "DURATION")]
     pub push_retry_initial: Option<String>,
 
@@ -94,19 +122,22 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION")]
     pub push_retry_max: Option<String>,
 
-    /// Overall timeout of one push (connect timeout is the smaller of this and 5s). [default: 10s]
+    /// Overall timeout of one push or remote-write request (connect timeout is
+    /// the smaller of this and 5s). [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub push_timeout: Option<String>,
 
-    /// Delete this node's group from the Pushgateway on clean shutdown.
-    #[arg(long)]
-    pub delete_on_exit: bool,
+    /// Delete this node's group from the Pushgateway on clean shutdown
+    /// (`--delete-on-exit=false` overrides the file).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub delete_on_exit: Option<bool>,
 
     /// Also serve `/metrics` for pull scraping on this address, e.g. `127.0.0.1:9400`.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// SSH gateway host: pushes travel through a tunnel opened to it.
+    /// SSH gateway host: pushes and remote writes travel through tunnels
+    /// opened to it (their URLs are resolved on the gateway's side).
     #[arg(long, value_name = "HOST")]
     pub ssh_host: Option<String>,
 
@@ -126,7 +157,8 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub ssh_known_hosts: Option<PathBuf>,
 
-    /// Accept and record an unknown gateway host key (a changed key is always refused).
-    #[arg(long)]
-    pub ssh_accept_new: bool,
+    /// Accept and record an unknown gateway host key (a changed key is always
+    /// refused; `--ssh-accept-new=false` overrides the file).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub ssh_accept_new: Option<bool>,
 }

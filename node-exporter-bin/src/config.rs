@@ -27,6 +27,7 @@ pub struct FileConfig {
     seed: Option<u64>,
     nvml_lib: Option<PathBuf>,
     processes: Option<bool>,
+    once: Option<bool>,
     metric_names: Option<String>,
     /// `[labels]` table: `run_id = "r42"`.
     labels: Option<BTreeMap<String, String>>,
@@ -39,6 +40,11 @@ pub struct FileConfig {
     instance: Option<String>,
     pushgateway_user: Option<String>,
     pushgateway_password_file: Option<PathBuf>,
+    remote_write: Option<String>,
+    remote_write_user: Option<String>,
+    remote_write_password_file: Option<PathBuf>,
+    remote_write_bearer_token_file: Option<PathBuf>,
+    remote_write_max_samples: Option<usize>,
     push_retry_initial: Option<String>,
     push_retry_max: Option<String>,
     push_timeout: Option<String>,
@@ -128,17 +134,41 @@ pub struct PushgatewayConfig {
     pub timeout: Duration,
 }
 
-/// The SSH gateway for a local forward, and where the forward leads.
+/// The remote-write receiver.
+#[derive(Debug, Clone)]
+pub struct RemoteWriteConfig {
+    /// The endpoint, without trailing `/`.
+    pub url: String,
+    /// Basic-auth user.
+    pub user: Option<String>,
+    /// Basic-auth password (from the file, or `AIF_REMOTE_WRITE_PASSWORD`).
+    pub password: Option<Secret>,
+    /// Bearer token (from the file).
+    pub bearer_token: Option<Secret>,
+    /// Most samples in one request.
+    pub max_samples: usize,
+}
+
+/// Where one local forward leads, as the gateway resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// Host.
+    pub remote_host: String,
+    /// Port.
+    pub remote_port: u16,
+    /// The URL's path (may be empty).
+    pub path: String,
+}
+
+/// The SSH gateway and the forwards opened through it (one per sink).
 #[derive(Debug, Clone)]
 pub struct SshSettings {
     /// Login to the gateway (validated).
     pub ssh: SshConfig,
-    /// The Pushgateway's host as the gateway resolves it.
-    pub remote_host: String,
-    /// The Pushgateway's port.
-    pub remote_port: u16,
-    /// The Pushgateway URL's path prefix (may be empty).
-    pub path: String,
+    /// The Pushgateway's forward.
+    pub pushgateway: Option<Forward>,
+    /// The remote-write receiver's forward.
+    pub remote_write: Option<Forward>,
 }
 
 /// The validated configuration.
@@ -170,6 +200,16 @@ pub struct Config {
     pub durability: Durability,
     /// Pushgateway sink.
     pub pushgateway: Option<PushgatewayConfig>,
+    /// Remote-write sink.
+    pub remote_write: Option<RemoteWriteConfig>,
+    /// `job` label (Pushgateway group, remote-written series).
+    pub job: String,
+    /// `instance` label (Pushgateway group, remote-written series).
+    pub instance: String,
+    /// Retry policy of every sink.
+    pub backoff: BackoffPolicy,
+    /// Overall timeout of one delivery request.
+    pub push_timeout: Duration,
     /// Pull endpoint.
     pub listen: Option<SocketAddr>,
     /// SSH tunnel.
@@ -300,24 +340,16 @@ impl Config {
                 format!("{interval_text:?} is below the 10ms minimum"),
             ));
         }
-        let delete_on_exit = cli.delete_on_exit || file.delete_on_exit.unwrap_or(false);
+        let delete_on_exit = cli.delete_on_exit.or(file.delete_on_exit).unwrap_or(false);
         let user = cli.pushgateway_user.or(file.pushgateway_user);
         let password_file = cli
             .pushgateway_password_file
             .or(file.pushgateway_password_file);
-        let password = match (&password_file, std::env::var("AIF_PUSHGATEWAY_PASSWORD")) {
-            (Some(p), _) => {
-                let text = std::fs::read_to_string(p).map_err(|e| {
-                    invalid(
-                        "pushgateway_password_file",
-                        format!("cannot read {}: {e}", p.display()),
-                    )
-                })?;
-                Some(Secret::new(text.trim_end_matches(['\n', '\r'])))
-            }
-            (None, Ok(env)) if !env.is_empty() => Some(Secret::new(env)),
-            (None, _) => None,
-        };
+        let password = read_secret(
+            "pushgateway_password_file",
+            password_file.as_deref(),
+            Some("AIF_PUSHGATEWAY_PASSWORD"),
+        )?;
         if password.is_some() && user.is_none() {
             return Err(ConfigError::Needs {
                 key: "pushgateway_password_file",
@@ -353,17 +385,93 @@ impl Config {
             cli.push_timeout.or(file.push_timeout),
             Duration::from_secs(10),
         )?;
+        let job = non_empty(
+            "job",
+            cli.job.or(file.job).unwrap_or_else(|| "aif_gpu".into()),
+        )?;
+        let instance = non_empty(
+            "instance",
+            cli.instance.or(file.instance).unwrap_or_else(hostname),
+        )?;
+        let remote_write = match cli.remote_write.or(file.remote_write) {
+            Some(url) => {
+                let url = gpu_metrics::sink::RemoteWriteBuilder::new(url.clone())
+                    .build()
+                    .map_err(|e| invalid("remote_write", e))?
+                    .url()
+                    .to_string();
+                let user = cli.remote_write_user.or(file.remote_write_user);
+                let password = read_secret(
+                    "remote_write_password_file",
+                    cli.remote_write_password_file
+                        .or(file.remote_write_password_file)
+                        .as_deref(),
+                    Some("AIF_REMOTE_WRITE_PASSWORD"),
+                )?;
+                if password.is_some() && user.is_none() {
+                    return Err(ConfigError::Needs {
+                        key: "remote_write_password_file",
+                        needs: "remote_write_user",
+                    });
+                }
+                let bearer_token = read_secret(
+                    "remote_write_bearer_token_file",
+                    cli.remote_write_bearer_token_file
+                        .or(file.remote_write_bearer_token_file)
+                        .as_deref(),
+                    None,
+                )?;
+                if bearer_token.is_some() && user.is_some() {
+                    return Err(invalid(
+                        "remote_write_bearer_token_file",
+                        "give basic auth (remote_write_user) or a bearer token, not both",
+                    ));
+                }
+                let max_samples = cli
+                    .remote_write_max_samples
+                    .or(file.remote_write_max_samples)
+                    .unwrap_or(gpu_metrics::sink::DEFAULT_MAX_SAMPLES_PER_REQUEST);
+                if !(1..=1_000_000).contains(&max_samples) {
+                    return Err(invalid(
+                        "remote_write_max_samples",
+                        format!("{max_samples} is out of range 1..=1000000"),
+                    ));
+                }
+                Some(RemoteWriteConfig {
+                    url,
+                    user,
+                    password,
+                    bearer_token,
+                    max_samples,
+                })
+            }
+            None => {
+                for (key, given) in [
+                    ("remote_write_user", cli.remote_write_user.is_some()),
+                    (
+                        "remote_write_bearer_token_file",
+                        cli.remote_write_bearer_token_file.is_some(),
+                    ),
+                    (
+                        "remote_write_max_samples",
+                        cli.remote_write_max_samples.is_some(),
+                    ),
+                ] {
+                    if given {
+                        return Err(ConfigError::Needs {
+                            key,
+                            needs: "remote_write",
+                        });
+                    }
+                }
+                None
+            }
+        };
         let pushgateway = match cli.pushgateway.or(file.pushgateway) {
             Some(url) => Some(PushgatewayConfig {
                 url: validate_base_url("pushgateway", &url)?,
-                job: non_empty(
-                    "job",
-                    cli.job.or(file.job).unwrap_or_else(|| "aif_gpu".into()),
-                )?,
-                instance: non_empty(
-                    "instance",
-                    cli.instance.or(file.instance).unwrap_or_else(hostname),
-                )?,
+                job: job.clone(),
+                instance: instance.clone(),
                 user,
                 password,
                 delete_on_exit,
@@ -398,20 +506,37 @@ impl Config {
                             key: "ssh_host",
                             needs: "ssh_identity",
                         })?;
-                let pg = pushgateway.as_ref().ok_or(ConfigError::Needs {
-                    key: "ssh_host",
-                    needs: "pushgateway",
-                })?;
-                let (remote_host, remote_port, path) = split_http_url(&pg.url).ok_or_else(|| {
-                    invalid(
-                        "pushgateway",
-                        format!(
-                            "{:?}: through the SSH tunnel the URL must be http://HOST[:PORT][/PATH] \
-                             (the tunnel encrypts; TLS to the far end is not supported)",
-                            pg.url
-                        ),
-                    )
-                })?;
+                if pushgateway.is_none() && remote_write.is_none() {
+                    return Err(ConfigError::Needs {
+                        key: "ssh_host",
+                        needs: "pushgateway or remote_write",
+                    });
+                }
+                let forward = |key: &'static str, url: &str| {
+                    split_http_url(url)
+                        .map(|(remote_host, remote_port, path)| Forward {
+                            remote_host,
+                            remote_port,
+                            path,
+                        })
+                        .ok_or_else(|| {
+                            invalid(
+                                key,
+                                format!(
+                                    "{url:?}: through the SSH tunnel the URL must be http://HOST[:PORT][/PATH] \
+                                     (the tunnel encrypts; TLS to the far end is not supported)"
+                                ),
+                            )
+                        })
+                };
+                let pushgateway_forward = pushgateway
+                    .as_ref()
+                    .map(|pg| forward("pushgateway", &pg.url))
+                    .transpose()?;
+                let remote_write_forward = remote_write
+                    .as_ref()
+                    .map(|rw| forward("remote_write", &rw.url))
+                    .transpose()?;
                 let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
                 let user = cli
                     .ssh_user
@@ -425,14 +550,13 @@ impl Config {
                             .or(file.ssh_known_hosts)
                             .unwrap_or_else(|| PathBuf::from(home).join(".ssh/known_hosts")),
                     )
-                    .accept_new(cli.ssh_accept_new || file.ssh_accept_new.unwrap_or(false))
+                    .accept_new(cli.ssh_accept_new.or(file.ssh_accept_new).unwrap_or(false))
                     .build()
                     .map_err(|e| invalid("ssh_host", e))?;
                 Some(SshSettings {
                     ssh,
-                    remote_host,
-                    remote_port,
-                    path,
+                    pushgateway: pushgateway_forward,
+                    remote_write: remote_write_forward,
                 })
             }
             None => {
@@ -469,10 +593,10 @@ impl Config {
             gpus,
             seed: cli.seed.or(file.seed).unwrap_or(1),
             nvml_lib: cli.nvml_lib.or(file.nvml_lib),
-            processes: cli.processes || file.processes.unwrap_or(false),
+            processes: cli.processes.or(file.processes).unwrap_or(false),
             scheme,
             labels,
-            once: cli.once,
+            once: cli.once.or(file.once).unwrap_or(false),
             interval,
             buffer: cli
                 .buffer
@@ -481,10 +605,37 @@ impl Config {
             buffer_max_bytes,
             durability,
             pushgateway,
+            remote_write,
+            job,
+            instance,
+            backoff,
+            push_timeout,
             listen,
             ssh,
         })
     }
+}
+
+/// A secret from `file` (trailing newline removed), else from the
+/// environment variable `env` when set and non-empty.
+fn read_secret(
+    key: &'static str,
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(p) = file {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| invalid(key, format!("cannot read {}: {e}", p.display())))?;
+        let secret = text.trim_end_matches(['\n', '\r']);
+        if secret.is_empty() {
+            return Err(invalid(key, format!("{} is empty", p.display())));
+        }
+        return Ok(Some(Secret::new(secret)));
+    }
+    Ok(env
+        .and_then(|name| std::env::var(name).ok())
+        .filter(|v| !v.is_empty())
+        .map(Secret::new))
 }
 
 fn non_empty(key: &'static str, value: String) -> Result<String, ConfigError> {

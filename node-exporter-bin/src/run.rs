@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use gpu_metrics::Namer;
-use gpu_metrics::agent::{self, AgentError, AgentOptions, PUSHGATEWAY_SINK};
+use gpu_metrics::agent::{self, AgentError, AgentOptions, PUSHGATEWAY_SINK, REMOTE_WRITE_SINK};
 use gpu_metrics::buffer::{Buffer, BufferConfig, BufferError};
 use gpu_metrics::naming::attribution_labels;
-use gpu_metrics::sink::{PushgatewayBuilder, PushgatewayConfigError};
+use gpu_metrics::sink::{
+    PushgatewayBuilder, PushgatewayConfigError, RemoteWriteBuilder, RemoteWriteConfigError,
+};
 use gpu_metrics::source::GpuSource;
 use gpu_metrics::ssh::SshError;
 use gpu_metrics::tunnel::{
@@ -28,6 +30,9 @@ pub enum RunError {
     /// The Pushgateway settings were refused.
     #[error("invalid value for `pushgateway`: {0}")]
     Pushgateway(#[from] PushgatewayConfigError),
+    /// The remote-write settings were refused.
+    #[error("invalid value for `remote_write`: {0}")]
+    RemoteWrite(#[from] RemoteWriteConfigError),
     /// The agent could not start.
     #[error(transparent)]
     Agent(#[from] AgentError),
@@ -51,7 +56,7 @@ impl RunError {
     /// 2 for configuration errors, 1 for runtime failures.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Pushgateway(_) => 2,
+            RunError::Pushgateway(_) | RunError::RemoteWrite(_) => 2,
             _ => 1,
         }
     }
@@ -100,34 +105,45 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
     }
     agent::describe_self_metrics();
 
-    // With an SSH gateway, pushes go to the local end of a forward; the first
-    // login happens in the background so the node starts even while the
-    // gateway is down (samples are buffered meanwhile).
-    let tunnel = match &config.ssh {
-        Some(s) => Some(LocalForward::start_with(
-            &s.ssh,
-            &s.remote_host,
-            s.remote_port,
+    // With an SSH gateway, each sink goes to the local end of its own
+    // forward; the first login happens in the background so the node starts
+    // even while the gateway is down (samples are buffered meanwhile).
+    let open_forward = |f: &crate::config::Forward, ssh: &gpu_metrics::ssh::SshConfig| {
+        LocalForward::start_with(
+            ssh,
+            &f.remote_host,
+            f.remote_port,
             TunnelOptions {
                 wait_for_first_login: false,
                 ..TunnelOptions::default()
             },
-        )?),
-        None => None,
+        )
     };
+    let mut tunnels: Vec<LocalForward> = Vec::new();
+    let mut through_tunnel =
+        |forward: Option<&crate::config::Forward>, direct: &str| -> Result<String, SshError> {
+            match (forward, &config.ssh) {
+                (Some(f), Some(s)) => {
+                    let t = open_forward(f, &s.ssh)?;
+                    let url = format!("http://{}{}", t.local_addr(), f.path);
+                    tunnels.push(t);
+                    Ok(url)
+                }
+                _ => Ok(direct.to_string()),
+            }
+        };
+    let connect_timeout = config.push_timeout.min(std::time::Duration::from_secs(5));
     let pushgateway = match &config.pushgateway {
         Some(pg) => {
-            let base = match (&tunnel, &config.ssh) {
-                (Some(t), Some(s)) => format!("http://{}{}", t.local_addr(), s.path),
-                _ => pg.url.clone(),
-            };
+            let forward = config.ssh.as_ref().and_then(|s| s.pushgateway.as_ref());
+            let base = through_tunnel(forward, &pg.url)?;
             let mut b = PushgatewayBuilder::new(base)
                 .job(pg.job.clone())
                 .instance(pg.instance.clone())
                 .grouping(attribution_labels(&config.labels))
                 .backoff(pg.backoff)
                 .timeout(pg.timeout)
-                .connect_timeout(pg.timeout.min(std::time::Duration::from_secs(5)));
+                .connect_timeout(connect_timeout);
             if let Some(user) = &pg.user {
                 b = b.basic_auth(user.clone(), pg.password.clone().unwrap_or_default());
             }
@@ -135,7 +151,34 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
         }
         None => None,
     };
-    let sinks: Vec<&str> = pushgateway.iter().map(|_| PUSHGATEWAY_SINK).collect();
+    let remote_write = match &config.remote_write {
+        Some(rw) => {
+            let forward = config.ssh.as_ref().and_then(|s| s.remote_write.as_ref());
+            let url = through_tunnel(forward, &rw.url)?;
+            let mut b = RemoteWriteBuilder::new(url)
+                .job(config.job.clone())
+                .instance(config.instance.clone())
+                .backoff(config.backoff)
+                .timeout(config.push_timeout)
+                .connect_timeout(connect_timeout)
+                .max_samples_per_request(rw.max_samples);
+            if let Some(user) = &rw.user {
+                b = b.basic_auth(user.clone(), rw.password.clone().unwrap_or_default());
+            }
+            if let Some(token) = &rw.bearer_token {
+                b = b.bearer_token(token.clone());
+            }
+            Some(b.build()?)
+        }
+        None => None,
+    };
+    let mut sinks: Vec<&str> = Vec::new();
+    if pushgateway.is_some() {
+        sinks.push(PUSHGATEWAY_SINK);
+    }
+    if remote_write.is_some() {
+        sinks.push(REMOTE_WRITE_SINK);
+    }
     let buffer = Buffer::open(BufferConfig {
         path: config.buffer.clone(),
         max_bytes: config.buffer_max_bytes,
@@ -158,21 +201,24 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
         None => None,
     };
     log::info!(
-        "aif-node-exporter started: source={} gpus={} interval={:?} buffer={} durability={} pushgateway={} tunnel={} listen={}",
+        "aif-node-exporter started: source={} gpus={} interval={:?} buffer={} durability={} pushgateway={} remote_write={} tunnel={} listen={}",
         source.kind(),
         source.device_count(),
         config.interval,
         config.buffer.display(),
         config.durability.as_str(),
         pushgateway.as_ref().map_or("none", |p| p.group_url()),
+        remote_write.as_ref().map_or("none", |r| r.url()),
         config.ssh.as_ref().map_or_else(
             || "none".to_string(),
-            |s| format!(
-                "{} -> {}:{}",
-                s.ssh.destination(),
-                s.remote_host,
-                s.remote_port
-            )
+            |s| {
+                let to: Vec<String> = [&s.pushgateway, &s.remote_write]
+                    .into_iter()
+                    .flatten()
+                    .map(|f| format!("{}:{}", f.remote_host, f.remote_port))
+                    .collect();
+                format!("{} -> {}", s.ssh.destination(), to.join(", "))
+            }
         ),
         config
             .listen
@@ -185,18 +231,22 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
         AgentOptions {
             interval: config.interval,
             pushgateway,
+            remote_write,
             delete_on_exit: config
                 .pushgateway
                 .as_ref()
                 .is_some_and(|p| p.delete_on_exit),
             self_metrics: Some(self_metrics),
-            on_tick: tunnel.as_ref().map(|t| {
-                let stats = t.stats();
+            on_tick: (!tunnels.is_empty()).then(|| {
+                let stats: Vec<_> = tunnels.iter().map(LocalForward::stats).collect();
                 Box::new(move || {
-                    metrics::gauge!(TUNNEL_UP_METRIC).set(if stats.up() { 1.0 } else { 0.0 });
-                    metrics::counter!(TUNNEL_RECONNECTS_METRIC).absolute(stats.reconnects());
+                    let up = stats.iter().all(|s| s.up());
+                    metrics::gauge!(TUNNEL_UP_METRIC).set(if up { 1.0 } else { 0.0 });
+                    metrics::counter!(TUNNEL_RECONNECTS_METRIC)
+                        .absolute(stats.iter().map(|s| s.reconnects()).sum());
                 }) as Box<dyn FnMut() + Send>
             }),
+            ..AgentOptions::default()
         },
     )?);
     let http = server
@@ -216,7 +266,7 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
         Ok(h) => h.shutdown(),
         Err(_) => log::error!("agent still referenced at shutdown; exiting without flush"),
     }
-    drop(tunnel);
+    drop(tunnels);
     log::info!("aif-node-exporter stopped");
     Ok(())
 }

@@ -285,7 +285,7 @@ fn a_rejected_payload_is_dropped_not_retried_forever() {
     assert_eq!(status.code(), Some(0));
     let log = exp.log_text();
     assert!(
-        log.contains("pushgateway rejected batch") && log.contains("400"),
+        log.contains("pushgateway refused 1 batch(es)") && log.contains("400"),
         "{log}"
     );
     // Each batch was tried once: rejected pushes never exceed batches sampled,
@@ -294,7 +294,7 @@ fn a_rejected_payload_is_dropped_not_retried_forever() {
         Buffer::open(BufferConfig::new(dir.path().join("b.db"), ["pushgateway"])).expect("open");
     let stats = buf.stats().expect("stats");
     let appended = buf.head().get();
-    let rejections = log.matches("pushgateway rejected batch").count() as i64;
+    let rejections = log.matches("pushgateway refused 1 batch(es)").count() as i64;
     assert!(
         rejections <= appended + 1,
         "{rejections} rejections for {appended} batches"
@@ -442,7 +442,7 @@ fn cap_holds_with_the_sink_down_and_evictions_are_counted() {
         wait_until(Duration::from_secs(60), || {
             metric_value(
                 &exp.scrape(),
-                "aif_exporter_dropped_batches_total",
+                "aif_exporter_evicted_batches_total",
                 &[("reason", "cap")],
             )
             .is_some_and(|v| v >= 20.0)

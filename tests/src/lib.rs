@@ -18,13 +18,18 @@ pub mod pushgateway;
 pub mod slurm;
 pub mod sshd;
 pub mod text;
+pub mod victoria;
 
 pub use fake_nvml::fake_nvml_in;
 pub use process::{
     ServerProcess, TestbedError, free_port, http_get, port_open, require_binary, wait_until,
 };
-pub use prometheus::{Prometheus, PromtoolReport, promtool_check_metrics};
+pub use prometheus::{
+    Prometheus, PromtoolReport, instant_vector, promtool_check_metrics, query_api, raw_samples,
+    raw_series, url_encode,
+};
 pub use pushgateway::Pushgateway;
 pub use slurm::SlurmCluster;
 pub use sshd::{KeyFormat, KeyKind, KeyPair, Sshd, SshdOptions};
 pub use text::{metric_value, metric_values};
+pub use victoria::VictoriaMetrics;

@@ -35,7 +35,9 @@
 //!    `max - min + 1`, computed in O(log n).
 //! 4. **One cursor per configured sink.** `cursors.acked_through` of a sink
 //!    only grows; a batch is deleted once every configured sink's cursor has
-//!    passed it. A sink present in the file but no longer configured has its
+//!    passed it, in bounded chunks ([`DELETE_CHUNK`] per ack,
+//!    [`APPEND_DELETE_CHUNK`] per append, all of them at open), so that no
+//!    transaction holds the write lock for long. A sink present in the file but no longer configured has its
 //!    cursor dropped at open (logged) and blocks nothing. A newly configured
 //!    sink starts before the oldest stored batch: it sees the whole backlog.
 //!    With no sink configured, batches stay until the cap evicts them.
@@ -152,6 +154,14 @@ pub use reader::SinkReader;
 pub use size::{SizeError, parse_size};
 pub use stats::{BufferStats, EvictReason, Evictions, PendingStats, SinkStats};
 pub use writer::Buffer;
+
+/// The most batches one [`SinkReader::ack_through`] deletes: the rest of a
+/// large ack goes with later acks and appends, so an ack holds the write lock
+/// for a few milliseconds at most and never makes a sampling tick late.
+pub const DELETE_CHUNK: i64 = 512;
+
+/// The most taken batches one [`Buffer::append`] deletes besides its own work.
+pub const APPEND_DELETE_CHUNK: i64 = 64;
 
 /// The id of a stored batch: increasing in append order, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -113,11 +113,25 @@ impl SinkReader {
     /// [`BufferError::UnknownSink`] when the sink's cursor is gone (the buffer
     /// was reopened without it); SQLite errors.
     pub fn oldest(&mut self, max: usize) -> Result<Vec<(BatchId, Batch)>, BufferError> {
+        self.read_after(BatchId(0), max)
+    }
+
+    /// Up to `max` batches with ids above both `after` and this sink's
+    /// cursor, oldest first: the read of a sink whose delivery runs ahead of
+    /// its (lazily moved) cursor.
+    ///
+    /// # Errors
+    /// As [`SinkReader::oldest`].
+    pub fn read_after(
+        &mut self,
+        after: BatchId,
+        max: usize,
+    ) -> Result<Vec<(BatchId, Batch)>, BufferError> {
         let tx = self
             .conn
             .unchecked_transaction()
             .map_err(self.err("read oldest"))?;
-        let cursor = self.cursor(&tx)?;
+        let cursor = self.cursor(&tx)?.max(after.0);
         let rows: Vec<(i64, i64, Vec<u8>)> = tx
             .prepare_cached(
                 "SELECT id, ts, payload FROM batches WHERE id > ?1 ORDER BY id LIMIT ?2",
@@ -138,6 +152,20 @@ impl SinkReader {
         }
         tx.commit().map_err(self.err("read oldest"))?;
         Ok(out)
+    }
+
+    /// This sink's durable cursor: every batch at or below it is taken.
+    ///
+    /// # Errors
+    /// [`BufferError::UnknownSink`]; SQLite errors.
+    pub fn acked_through(&mut self) -> Result<BatchId, BufferError> {
+        let conn = &self.conn;
+        stats::cursor_of(conn, &self.dec.sink)
+            .map_err(|e| BufferError::sqlite(&self.dec.path, "read cursor", e))?
+            .map(BatchId)
+            .ok_or_else(|| BufferError::UnknownSink {
+                sink: self.dec.sink.clone(),
+            })
     }
 
     /// The newest batch this sink has not taken (the Pushgateway's view). To
@@ -177,8 +205,10 @@ impl SinkReader {
     }
 
     /// Marks every batch with an id at or below `id` as taken by this sink and
-    /// deletes the batches every configured sink has now taken, in one
-    /// transaction. Returns how many stored batches this newly covered (0 when
+    /// deletes up to [`DELETE_CHUNK`](super::DELETE_CHUNK) of the batches
+    /// every configured sink has now taken, in one transaction (the rest go
+    /// with later acks and appends, so one ack never holds the write lock
+    /// for long). Returns how many stored batches this newly covered (0 when
     /// `id` is at or below the cursor already: the cursor never moves back).
     ///
     /// # Errors
@@ -213,7 +243,7 @@ impl SinkReader {
         tx.prepare_cached("UPDATE cursors SET acked_through = ?1 WHERE sink = ?2")
             .and_then(|mut st| st.execute(params![id.0, self.dec.sink]))
             .map_err(err("move cursor"))?;
-        stats::delete_taken(&tx).map_err(err("delete taken batches"))?;
+        stats::delete_taken(&tx, super::DELETE_CHUNK).map_err(err("delete taken batches"))?;
         tx.commit().map_err(err("commit ack"))?;
         Ok(covered)
     }

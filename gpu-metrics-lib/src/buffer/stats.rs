@@ -194,8 +194,19 @@ pub(crate) fn cursor_of(conn: &Connection, sink: &str) -> rusqlite::Result<Optio
         .optional()
 }
 
-/// Deletes the batches every sink has taken; returns how many.
-pub(crate) fn delete_taken(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.prepare_cached("DELETE FROM batches WHERE id <= (SELECT min(acked_through) FROM cursors)")?
-        .execute([])
+/// Deletes up to `limit` of the oldest batches every sink has taken;
+/// returns how many.
+pub(crate) fn delete_taken(conn: &Connection, limit: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM batches WHERE id <= min(
+             (SELECT min(acked_through) FROM cursors),
+             (SELECT min(id) FROM batches) + ?1 - 1)",
+    )?
+    .execute([limit])
+}
+
+/// The newest id every configured sink has taken (0 when none, or no sink).
+pub(crate) fn taken_through(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT coalesce(min(acked_through), 0) FROM cursors")?
+        .query_row([], |r| r.get(0))
 }

@@ -12,7 +12,7 @@ use super::encoding::{decode_labels, encode_labels, encode_payload};
 use super::error::BufferError;
 use super::reader::SinkReader;
 use super::schema::{self, OpenFailure};
-use super::stats::{self, BufferStats, EvictReason, SinkStats};
+use super::stats::{self, BufferStats, EvictReason, PendingStats, SinkStats};
 use crate::sample::{Batch, MetricKind, Series};
 
 /// A series' stored `last_batch` is refreshed once it lags the batch that uses
@@ -323,7 +323,7 @@ impl Buffer {
                 );
             }
         }
-        let deleted = stats::delete_taken(&tx).map_err(err("delete taken batches"))?;
+        let deleted = stats::delete_taken(&tx, i64::MAX).map_err(err("delete taken batches"))?;
         if deleted > 0 {
             log::info!(
                 "buffer {}: deleted {deleted} batches every configured sink has taken",
@@ -485,6 +485,9 @@ impl Buffer {
         tx.prepare_cached("INSERT INTO batches (id, ts, payload) VALUES (?1, ?2, ?3)")
             .and_then(|mut st| st.execute(params![id, ts, &self.scratch]))
             .map_err(err("insert batch"))?;
+        // What sinks acked beyond their acks' own bounded deletes.
+        stats::delete_taken(&tx, super::APPEND_DELETE_CHUNK)
+            .map_err(err("delete taken batches"))?;
         enforce_cap(&tx, path, &self.plan, id)?;
         tx.commit().map_err(err("commit append"))
     }
@@ -534,6 +537,21 @@ impl Buffer {
             });
         }
         SinkReader::open(&self.config, &self.plan, sink)
+    }
+
+    /// The backlog after `after`: what a sink whose delivery reached `after`
+    /// (ahead of its durable cursor) has not taken.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn pending_after(&self, after: BatchId) -> Result<PendingStats, BufferError> {
+        let path = self.config.path.clone();
+        let err = |op| super::error::on(&path, op);
+        let tx = self.conn.unchecked_transaction().map_err(err("pending"))?;
+        let range = stats::id_range(&tx).map_err(err("pending"))?;
+        let p = stats::pending_after(&tx, range, after.get()).map_err(err("pending"))?;
+        tx.commit().map_err(err("pending"))?;
+        Ok(p)
     }
 
     /// Counts, sizes, evictions and per-sink backlog, from one read snapshot.
@@ -596,6 +614,8 @@ fn enforce_cap(
     let (pages, free) = page_counts(conn).map_err(err("measure pages"))?;
     let mut used = (pages - free) * PAGE_SIZE;
     if used > plan.db_budget_bytes {
+        // Batches every sink has taken are deleted, not evicted: not counted.
+        let taken = stats::taken_through(conn).map_err(err("read cursors"))?;
         let mut evicted = 0u64;
         let mut first = None;
         for _ in 0..1000 {
@@ -621,7 +641,8 @@ fn enforce_cap(
                 .prepare_cached("DELETE FROM batches WHERE id < ?1")
                 .and_then(|mut st| st.execute([min + n as i64]))
                 .map_err(err("evict for cap"))?;
-            evicted += deleted as u64;
+            let untaken_from = min.max(taken + 1);
+            evicted += ((min + n as i64) - untaken_from).clamp(0, deleted as i64) as u64;
             let (pages, free) = page_counts(conn).map_err(err("measure pages"))?;
             used = (pages - free) * PAGE_SIZE;
         }

@@ -371,7 +371,7 @@ pub fn group_segment(label: &str, value: &str) -> String {
 /// largest single cost of a push. Pushes go to one host, so a small cache
 /// removes it; a changed DNS record is picked up within the TTL.
 #[derive(Debug, Default)]
-struct CachingResolver {
+pub(crate) struct CachingResolver {
     inner: ureq::unversioned::resolver::DefaultResolver,
     cache: std::sync::Mutex<Option<(String, std::time::Instant, Vec<std::net::SocketAddr>)>>,
 }
@@ -436,7 +436,7 @@ pub struct PushgatewayClient {
     builder: PushgatewayBuilderNoSecret,
 }
 
-fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> String {
+pub(crate) fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> String {
     let mut body = resp
         .body_mut()
         .with_config()
