@@ -108,9 +108,13 @@ while True:
     except (FileNotFoundError, ProcessLookupError):
         break
     time.sleep(0.2)
-os.waitpid(pid, 0)
+for _ in range(100):
+    if os.path.exists(sys.argv[2]):
+        break
+    time.sleep(0.1)
 r = json.load(open(sys.argv[2]))
 print(f"at 1000 req/s for 20 s: achieved {r['request_throughput']} req/s, "
       f"RSS max {rss_max / 1024:.1f} MiB, CPU {100 * cpu / wall:.1f} % of one core, "
       f"p99 {r['p99_e2el_ms']} ms, {r['clients']} clients")
 PY
+wait "$LG_PID"

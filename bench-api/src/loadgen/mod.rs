@@ -7,7 +7,8 @@
 //! - [`plan`]: the command line, validated into a [`plan::Plan`] (exit 2
 //!   naming the flag, before any request is sent).
 //! - [`prompts`]: inline, JSONL or synthetic prompts.
-//! - [`workload`]: one request: build, send, read the SSE stream, time it.
+//! - [`workload`]: one request: build, send, read the SSE stream, time it;
+//!   [`transport`]: the lean TCP transport under its ureq agents.
 //! - [`arrivals`]: open-loop due times (constant, Poisson, gamma).
 //! - [`engine`]: the client threads, closed and open loop, the end and the
 //!   drain, progress.
@@ -25,6 +26,7 @@ pub mod live;
 pub mod plan;
 pub mod prompts;
 pub mod stats;
+pub mod transport;
 pub mod workload;
 
 use std::ffi::OsString;

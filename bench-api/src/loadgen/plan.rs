@@ -733,6 +733,7 @@ impl Args {
                 headers,
                 bodies,
                 addrs,
+                timeout,
             },
             base_url,
             load,

@@ -125,6 +125,8 @@ pub struct Workload {
     pub bodies: Vec<Vec<u8>>,
     /// The service's addresses (resolved once).
     pub addrs: Vec<std::net::SocketAddr>,
+    /// Limit for one request, send to end of body.
+    pub timeout: Duration,
 }
 
 /// The OpenAI request fields.
@@ -237,7 +239,7 @@ pub fn agent(timeout: Duration, addrs: &[std::net::SocketAddr]) -> ureq::Agent {
         .build();
     ureq::Agent::with_parts(
         config,
-        ureq::unversioned::transport::DefaultConnector::default(),
+        crate::loadgen::transport::LeanConnector { timeout },
         FixedResolver(addrs.to_vec()),
     )
 }
@@ -290,7 +292,13 @@ impl Workload {
             };
             return out;
         }
-        read_stream(self.api, BufReader::new(reader), sent, &mut out);
+        read_stream(
+            self.api,
+            BufReader::new(reader),
+            sent,
+            self.timeout,
+            &mut out,
+        );
         out
     }
 }
@@ -306,14 +314,25 @@ fn drain(r: &mut impl Read, scratch: &mut [u8]) -> Result<(), ErrorKind> {
     }
 }
 
-/// Reads an SSE stream of OpenAI chunks into `out` (timings from `sent`).
-pub fn read_stream(api: Api, mut r: impl BufRead, sent: Instant, out: &mut Outcome) {
+/// Reads an SSE stream of OpenAI chunks into `out` (timings from `sent`);
+/// a stream still going `timeout` after `sent` is a timeout.
+pub fn read_stream(
+    api: Api,
+    mut r: impl BufRead,
+    sent: Instant,
+    timeout: Duration,
+    out: &mut Outcome,
+) {
     let mut line = String::new();
     let mut last: Option<Instant> = None;
     let mut chunks_with_text = 0u64;
     let mut usage_tokens = None;
     let mut done = false;
     loop {
+        if sent.elapsed() > timeout {
+            out.error = Some(ErrorKind::Timeout);
+            break;
+        }
         line.clear();
         match r.read_line(&mut line) {
             Ok(0) => break,
@@ -386,7 +405,13 @@ mod tests {
                     data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n\
                     data: [DONE]\n\n";
         let mut out = Outcome::default();
-        read_stream(Api::Completions, text.as_bytes(), Instant::now(), &mut out);
+        read_stream(
+            Api::Completions,
+            text.as_bytes(),
+            Instant::now(),
+            Duration::from_secs(5),
+            &mut out,
+        );
         assert_eq!(out.error, None);
         assert_eq!((out.output_tokens, out.input_tokens), (3, Some(7)));
         assert_eq!(out.itl.len(), 2);
@@ -400,7 +425,13 @@ mod tests {
                     data: {\"choices\":[{\"delta\":{\"content\":\"y\"}}]}\n\
                     data: [DONE]\n";
         let mut out = Outcome::default();
-        read_stream(Api::Chat, text.as_bytes(), Instant::now(), &mut out);
+        read_stream(
+            Api::Chat,
+            text.as_bytes(),
+            Instant::now(),
+            Duration::from_secs(5),
+            &mut out,
+        );
         assert_eq!(
             (out.error, out.output_tokens, out.input_tokens),
             (None, 2, None)
@@ -416,7 +447,13 @@ mod tests {
             "data: {\"error\":{\"message\":\"overloaded\"}}\n",
         ] {
             let mut out = Outcome::default();
-            read_stream(Api::Completions, text.as_bytes(), Instant::now(), &mut out);
+            read_stream(
+                Api::Completions,
+                text.as_bytes(),
+                Instant::now(),
+                Duration::from_secs(5),
+                &mut out,
+            );
             assert_eq!(out.error, Some(ErrorKind::StreamBroken), "{text}");
         }
     }
