@@ -6,8 +6,9 @@
 //!   next due time, sleeps until it, sends, and measures from the *due* time
 //!   (wrk2's correction: a stalled server makes later requests late, and that
 //!   lateness is in their latency). A client that takes a due time already
-//!   past (every client was busy) adds a client, up to `--max-concurrency`;
-//!   the time from due to actual send is reported as `queue_wait`.
+//!   past while every other client is in a request adds a client, up to
+//!   `--max-concurrency`; the time from due to actual send is reported as
+//!   `queue_wait`.
 //! - **End**: at `--duration` no request is started any more; requests in
 //!   flight may finish within `--drain-timeout`. A stop (SIGTERM, SIGINT)
 //!   abandons them at once: the partial result is written within one second
@@ -178,7 +179,12 @@ fn open_client(s: &Arc<Shared>) {
         if due >= end {
             break;
         }
-        if Instant::now() > due + LATE {
+        // Late, and every other client is in a request: one more client. (Late
+        // while others are idle means the CPU was short: more threads would
+        // only make it shorter.)
+        if Instant::now() > due + LATE
+            && s.in_flight.load(Ordering::Acquire) as usize + 1 >= s.clients.load(Ordering::Acquire)
+        {
             spawn_client(s, true);
         }
         if !sleep_until(s, due) {
