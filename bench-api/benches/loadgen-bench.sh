@@ -8,8 +8,8 @@
 # CONNECTIONS keep-alive connections for DURATION:
 #   wrk -t1 -cCONNECTIONS -dDURATION http://127.0.0.1:PORT/
 #   aif-loadgen --url http://127.0.0.1:PORT --concurrency CONNECTIONS --duration DURATION
-# alternately, ROUNDS times; the figures are medians and the ratio is
-# loadgen / wrk (target >= 0.5). Then one open-loop run at 1 000 req/s
+# back to back, ROUNDS times; the rates are medians, the ratio is the median
+# of each round's loadgen / wrk (the two ran seconds apart; target >= 0.5). Then one open-loop run at 1 000 req/s
 # (constant arrivals, 20 s) samples aif-loadgen's RSS (VmRSS, every 0.2 s;
 # the maximum is reported) and its CPU time (utime + stime) / wall time.
 #
@@ -71,18 +71,20 @@ curl -sf -o /dev/null "$URL/" || { echo "loadgen-bench: nginx did not start:" >&
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 : >"$T/wrk.rates"
 : >"$T/loadgen.rates"
+: >"$T/ratios"
 for round in $(seq 1 "$ROUNDS"); do
     taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL/" >"$T/wrk.txt"
     awk '/^Requests\/sec:/ {print $2}' "$T/wrk.txt" >>"$T/wrk.rates"
     RUST_LOG=warn taskset -c 1 "$LOADGEN" --url "$URL" --concurrency "$CONNECTIONS" \
         --duration "$DURATION" --progress-every 0s --result-file "$T/r.json" >/dev/null
     python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["request_throughput"]); assert r["failed"] == 0, r["errors_by_kind"]' "$T/r.json" >>"$T/loadgen.rates"
-    echo "loadgen-bench: round $round: wrk $(tail -1 "$T/wrk.rates") req/s, aif-loadgen $(tail -1 "$T/loadgen.rates") req/s" >&2
+    python3 -c "print(f'{$(tail -1 "$T/loadgen.rates") / $(tail -1 "$T/wrk.rates"):.3f}')" >>"$T/ratios"
+    echo "loadgen-bench: round $round: wrk $(tail -1 "$T/wrk.rates") req/s, aif-loadgen $(tail -1 "$T/loadgen.rates") req/s, ratio $(tail -1 "$T/ratios")" >&2
 done
 WRK=$(median <"$T/wrk.rates")
 LG=$(median <"$T/loadgen.rates")
-RATIO=$(python3 -c "print(f'{$LG / $WRK:.2f}')")
-echo "max rate, $CONNECTIONS connections, client on 1 core, nginx on 1 core, $DURATION x $ROUNDS (medians): aif-loadgen $LG req/s, wrk $WRK req/s, ratio $RATIO (target >= 0.5)"
+RATIO=$(median <"$T/ratios")
+echo "max rate, $CONNECTIONS connections, client on 1 core, nginx on 1 core, $DURATION x $ROUNDS (medians): aif-loadgen $LG req/s, wrk $WRK req/s, ratio $RATIO (median of the rounds' ratios; target >= 0.5)"
 
 # Footprint at 1 000 req/s.
 RUST_LOG=warn taskset -c 1 "$LOADGEN" --url "$URL" --request-rate 1000 --arrivals constant \
