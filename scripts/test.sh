@@ -15,6 +15,7 @@ PACKAGES=(
   slurmctld slurmd slurm-client munge    # testbed: single-node Slurm cluster
   gcc libc6-dev make perl pkg-config     # fake libnvidia-ml.so.1; static OpenSSL/zlib for libssh2
   python3                                # the demo service recipe, free ports in scripts
+  python3-venv                           # schemathesis (PyPI) in target/schemathesis-venv
   curl ca-certificates wrk               # benches (wrk: the API bench)
 )
 

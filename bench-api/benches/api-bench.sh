@@ -9,6 +9,7 @@
 # stopped). Target on a 2-core machine: >= 10 000 req/s.
 #
 # Usage: bench-api/benches/api-bench.sh [DURATION (default 10s)] [CONNECTIONS (default 32)]
+# AIF_API_BIN=PATH benches another build (e.g. one of main, as a peer) instead.
 set -euo pipefail
 
 DURATION=${1:-10s}
@@ -23,8 +24,12 @@ for tool in wrk curl python3; do
     fi
 done
 
-cargo build --release -p aif-bench-api --manifest-path "$ROOT/Cargo.toml" >&2
-BIN="$ROOT/target/release/aif-bench-api"
+if [ -n "${AIF_API_BIN:-}" ]; then
+    BIN=$AIF_API_BIN
+else
+    cargo build --release -p aif-bench-api --manifest-path "$ROOT/Cargo.toml" >&2
+    BIN="$ROOT/target/release/aif-bench-api"
+fi
 
 T=$(mktemp -d /tmp/aif-api-bench-XXXXXX)
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

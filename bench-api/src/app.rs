@@ -94,7 +94,7 @@ fn status_filter(value: &str, field: &str) -> Result<Vec<Status>, ApiError> {
     value
         .split(',')
         .map(|s| {
-            Status::parse(s.trim()).ok_or_else(|| {
+            Status::parse(s).ok_or_else(|| {
                 ApiError::bad_field(
                     field,
                     format!(
@@ -113,7 +113,8 @@ impl App {
         let recipes_json = serde_json::to_vec(&recipes.all().collect::<Vec<_>>())
             .unwrap_or_else(|_| b"[]".to_vec());
         let openapi_json =
-            serde_json::to_vec_pretty(&crate::openapi::document()).unwrap_or_default();
+            serde_json::to_vec_pretty(&crate::openapi::document(config.token.is_some(), &recipes))
+                .unwrap_or_default();
         let health_agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(config.health_timeout))
             .http_status_as_error(false)
@@ -168,11 +169,11 @@ impl App {
 
     /// `GET /metrics`.
     pub fn render_metrics(&self) -> Result<Reply, ApiError> {
-        let services = self.store.list_services(None)?;
-        let runs = self.store.list_runs(None, None)?;
+        let since = now_ms() - self.config.metrics_retention.as_millis() as i64;
+        let view = self.store.metrics_view(since)?;
         Ok(Reply {
             status: 200,
-            payload: Payload::Text(self.metrics.render(&services, &runs)),
+            payload: Payload::Text(self.metrics.render(&view)),
             headers: Vec::new(),
         })
     }
@@ -477,7 +478,7 @@ impl App {
         let path = match &req.path {
             Some(p) => {
                 if !p.starts_with('/')
-                    || p.len() > 2048
+                    || p.chars().count() > 2048
                     || p.chars().any(|c| c.is_control() || c == ' ')
                 {
                     return Err(ApiError::bad_field(
@@ -503,7 +504,7 @@ impl App {
             ));
         }
         if let Some(m) = &req.model
-            && (m.is_empty() || m.len() > 256 || m.chars().any(char::is_control))
+            && (m.is_empty() || m.chars().count() > 256 || m.chars().any(char::is_control))
         {
             return Err(ApiError::bad_field(
                 "model",
@@ -579,7 +580,7 @@ impl App {
             parse_json(body)?
         };
         let detail = match &req.reason {
-            Some(r) if r.len() > 1024 || r.chars().any(char::is_control) => {
+            Some(r) if r.chars().count() > 1024 || r.chars().any(char::is_control) => {
                 return Err(ApiError::bad_field(
                     "reason",
                     "`reason` must be at most 1024 printable characters",

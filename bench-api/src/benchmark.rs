@@ -30,8 +30,18 @@ use crate::recipes::{Recipe, Resources};
 use crate::state::{RunJob, Transition};
 use crate::validate::{ApiError, in_range};
 
-/// Total size of `prompts` a run may carry (they travel as arguments).
-pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
+/// Most `prompts` a run may carry (they travel as arguments: at most
+/// 16 × 1024 characters keeps a Slurm `--wrap` script under Linux's 128 KiB
+/// limit for one argument).
+pub const MAX_PROMPTS: usize = 16;
+
+/// Longest prompt, in characters.
+pub const MAX_PROMPT_CHARS: usize = 1024;
+
+/// Seconds a run sends load: the warm-up, then `duration_seconds`.
+pub fn total_seconds(spec: &RunSpec) -> i64 {
+    spec.warmup_seconds + spec.duration_seconds
+}
 
 /// Time after the duration the generator's requests may still finish.
 pub const DRAIN_SECONDS: i64 = 30;
@@ -87,7 +97,7 @@ pub fn complete_spec(req: &CreateRun, mut spec: RunSpec) -> Result<RunSpec, ApiE
         ));
     }
     let warmup = req.warmup_seconds.unwrap_or(0);
-    in_range("warmup_seconds", warmup, 0, spec.duration_seconds - 1)?;
+    in_range("warmup_seconds", warmup, 0, 3600)?;
     spec.warmup_seconds = warmup;
     let openai = spec.workload != Workload::Http;
     let what = "workloads `openai_completions` and `openai_chat`";
@@ -110,26 +120,18 @@ pub fn complete_spec(req: &CreateRun, mut spec: RunSpec) -> Result<RunSpec, ApiE
                 "give `prompts` or `synthetic_prompt_words`, not both",
             ));
         }
-        if p.is_empty() || p.len() > 100 {
+        if p.is_empty() || p.len() > MAX_PROMPTS {
             return Err(ApiError::bad_field(
                 "prompts",
-                "`prompts` must hold 1..=100 prompts",
+                format!("`prompts` must hold 1..={MAX_PROMPTS} prompts"),
             ));
         }
-        let total: usize = p.iter().map(String::len).sum();
-        if total > MAX_PROMPT_BYTES {
-            return Err(ApiError::bad_field(
-                "prompts",
-                format!("`prompts` hold {total} bytes; at most {MAX_PROMPT_BYTES} in all"),
-            ));
-        }
-        if let Some(i) = p
-            .iter()
-            .position(|s| s.is_empty() || s.chars().any(|c| c == '\0'))
-        {
+        if let Some(i) = p.iter().position(|s| {
+            s.is_empty() || s.chars().count() > MAX_PROMPT_CHARS || s.contains('\0')
+        }) {
             return Err(ApiError::bad_field(
                 format!("prompts[{i}]"),
-                "a prompt must be non-empty text without NUL",
+                format!("a prompt must be 1..={MAX_PROMPT_CHARS} characters without NUL"),
             ));
         }
         spec.prompts = Some(p.clone());
@@ -193,7 +195,7 @@ pub fn loadgen_argv(
         a.push(v);
     };
     push("--url", url.to_string());
-    push("--duration", format!("{}s", s.duration_seconds));
+    push("--duration", format!("{}s", total_seconds(s)));
     push("--warmup", format!("{}s", s.warmup_seconds));
     push("--drain-timeout", format!("{DRAIN_SECONDS}s"));
     push("--run-id", run.id.clone());
@@ -267,7 +269,7 @@ pub fn loadgen_argv(
 /// The pseudo-recipe a generator job is launched with (1 CPU, 512 MiB, no GPU, a
 /// Slurm time limit of the duration plus the drain and a minute).
 fn loadgen_recipe(spec: &RunSpec) -> Recipe {
-    let limit = spec.duration_seconds + DRAIN_SECONDS + 60;
+    let limit = total_seconds(spec) + DRAIN_SECONDS + 60;
     Recipe {
         name: "aif-loadgen".into(),
         description: "load generator of a benchmark run".into(),
@@ -290,6 +292,7 @@ fn loadgen_recipe(spec: &RunSpec) -> Recipe {
             )),
         },
         parameters: Default::default(),
+        source: "aif-bench-api (benchmark run)".into(),
     }
 }
 
@@ -356,7 +359,7 @@ impl App {
                 ));
             }
         };
-        let planned_end = now_ms() + run.spec.duration_seconds * 1000;
+        let planned_end = now_ms() + total_seconds(&run.spec) * 1000;
         self.store.insert_run_job(&RunJob {
             run_id: id.to_string(),
             backend_ref: launched.backend_ref.clone(),
@@ -420,7 +423,7 @@ impl App {
         let started = self.store.run_started_ms(&run.id)?;
         if let Value::Object(m) = &mut v {
             let planned = started
-                .map(|s| s + run.spec.duration_seconds * 1000)
+                .map(|s| s + total_seconds(&run.spec) * 1000)
                 .or(job.as_ref().map(|j| j.planned_end_ms));
             m.insert("planned_end_at".into(), json!(planned.map(rfc3339)));
             let mut progress = match job.as_ref().and_then(|j| j.progress.clone()) {
@@ -429,7 +432,7 @@ impl App {
             };
             if let (Some(s), Status::Running) = (started, run.status) {
                 let elapsed = (now_ms() - s).max(0) as f64 / 1000.0;
-                let planned = run.spec.duration_seconds as f64;
+                let planned = total_seconds(&run.spec) as f64;
                 progress.insert(
                     "elapsed_seconds".into(),
                     json!((elapsed * 10.0).round() / 10.0),
@@ -504,7 +507,7 @@ impl App {
                                 "run {}: running, duration_seconds={}, effective end {}",
                                 run.id,
                                 run.spec.duration_seconds,
-                                rfc3339(now_ms() + run.spec.duration_seconds * 1000)
+                                rfc3339(now_ms() + total_seconds(&run.spec) * 1000)
                             );
                         }
                     }

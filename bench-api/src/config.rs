@@ -4,12 +4,16 @@
 //! ```toml
 //! listen = "127.0.0.1:8080"
 //! db = "/var/lib/aif-bench-api/state.sqlite"
-//! recipes = "/etc/aif-bench-api/recipes"
+//! recipes = "/etc/aif-bench-api/recipes"  # over the built-in ones
 //! backend = "slurm"                    # or "local"
 //! cors_origin = ["https://grafana.example.org"]
 //! token_file = "/etc/aif-bench-api/token"
 //! pushgateway = "http://monitor:9091"
 //! workers = 8
+//! max_connections = 1024                # open HTTP connections at once
+//! idle_timeout_ms = 10000               # keep-alive connection without a request
+//! header_timeout_ms = 10000             # a request head must arrive within this
+//! metrics_retention_seconds = 86400     # /metrics shows ended services/runs this long
 //! log_dir = "/var/lib/aif-bench-api/logs"
 //! poll_interval_ms = 1000
 //! kill_grace_seconds = 10
@@ -101,7 +105,8 @@ pub struct Cli {
     /// SQLite state database (default ./aif-bench-api.sqlite).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
-    /// Directory of recipe TOML files (default ./recipes).
+    /// Directory of recipe TOML files that add to or override the built-in
+    /// ones by name (default: the built-in recipes only).
     #[arg(long, value_name = "DIR")]
     pub recipes: Option<PathBuf>,
     /// Where services run: local or slurm (default local).
@@ -125,6 +130,10 @@ pub struct Cli {
     /// Prometheus base URL asked for the energy of each benchmark run.
     #[arg(long, value_name = "URL")]
     pub prometheus: Option<String>,
+    /// Open HTTP connections at once (default 1024); at the bound the one
+    /// waiting longest is closed to admit a new one.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 /// `[slurm.ssh]`: run Slurm commands on a login node over SSH.
@@ -191,6 +200,10 @@ struct FileConfig {
     token_file: Option<PathBuf>,
     pushgateway: Option<String>,
     workers: Option<usize>,
+    max_connections: Option<usize>,
+    idle_timeout_ms: Option<u64>,
+    header_timeout_ms: Option<u64>,
+    metrics_retention_seconds: Option<u64>,
     log_dir: Option<PathBuf>,
     poll_interval_ms: Option<u64>,
     kill_grace_seconds: Option<u64>,
@@ -239,8 +252,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// SQLite database.
     pub db: PathBuf,
-    /// Recipes directory.
-    pub recipes: PathBuf,
+    /// Directory of recipes over the built-in ones.
+    pub recipes: Option<PathBuf>,
     /// Backend.
     pub backend: BackendKind,
     /// Allowed CORS origins.
@@ -251,8 +264,13 @@ pub struct Config {
     pub pushgateway: Option<String>,
     /// Worker threads.
     pub workers: usize,
+    /// What one HTTP client may hold (connections, head size, time).
+    pub http_limits: tiny_http::Limits,
     /// Local service logs.
     pub log_dir: PathBuf,
+    /// How long `/metrics` still shows a service or run after it ended
+    /// (`metrics_retention_seconds`, default 1 day); open ones always.
+    pub metrics_retention: Duration,
     /// How often services and runs are checked (`poll_interval_ms`; default
     /// 500 ms for local, 2000 ms for Slurm).
     pub poll_interval: Duration,
@@ -304,15 +322,13 @@ impl Config {
             .clone()
             .or(file.db)
             .unwrap_or_else(|| PathBuf::from("aif-bench-api.sqlite"));
-        let recipes = cli
-            .recipes
-            .clone()
-            .or(file.recipes)
-            .unwrap_or_else(|| PathBuf::from("recipes"));
-        if !recipes.is_dir() {
+        let recipes = cli.recipes.clone().or(file.recipes);
+        if let Some(dir) = &recipes
+            && !dir.is_dir()
+        {
             return Err(ConfigError::invalid(
                 "recipes",
-                format!("{} is not a directory", recipes.display()),
+                format!("{} is not a directory", dir.display()),
             ));
         }
         let backend = match cli.backend.clone().or(file.backend).as_deref() {
@@ -353,6 +369,11 @@ impl Config {
                 format!("{workers} is not in 1..=256"),
             ));
         }
+        let http_limits = http_limits(
+            cli.max_connections.or(file.max_connections),
+            file.idle_timeout_ms,
+            file.header_timeout_ms,
+        )?;
         let log_dir = cli.log_dir.clone().or(file.log_dir).unwrap_or_else(|| {
             db.parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -385,6 +406,13 @@ impl Config {
             return Err(ConfigError::invalid(
                 "health_timeout_ms",
                 format!("{health_ms} is not in 10..=60000"),
+            ));
+        }
+        let retention = file.metrics_retention_seconds.unwrap_or(86_400);
+        if retention > 90 * 86_400 {
+            return Err(ConfigError::invalid(
+                "metrics_retention_seconds",
+                format!("{retention} is over 7776000 (90 days)"),
             ));
         }
         let interval = file.exporter_interval.unwrap_or_else(|| "1s".into());
@@ -421,7 +449,9 @@ impl Config {
             token,
             pushgateway,
             workers,
+            http_limits,
             log_dir,
+            metrics_retention: Duration::from_secs(retention),
             poll_interval: Duration::from_millis(poll_ms),
             kill_grace: Duration::from_secs(grace),
             health_timeout: Duration::from_millis(health_ms),
@@ -437,6 +467,44 @@ impl Config {
             slurm,
         })
     }
+}
+
+/// The HTTP bounds from `max_connections`, `idle_timeout_ms`, `header_timeout_ms`.
+fn http_limits(
+    max_connections: Option<usize>,
+    idle_ms: Option<u64>,
+    header_ms: Option<u64>,
+) -> Result<tiny_http::Limits, ConfigError> {
+    let max_connections = max_connections.unwrap_or(1024);
+    if !(1..=65_536).contains(&max_connections) {
+        return Err(ConfigError::invalid(
+            "max_connections",
+            format!("{max_connections} is not in 1..=65536"),
+        ));
+    }
+    let ms = |key: &str, v: Option<u64>| {
+        let v = v.unwrap_or(10_000);
+        if (10..=600_000).contains(&v) {
+            Ok(Duration::from_millis(v))
+        } else {
+            Err(ConfigError::invalid(
+                key,
+                format!("{v} is not in 10..=600000"),
+            ))
+        }
+    };
+    Ok(tiny_http::Limits {
+        max_connections,
+        // Requests read and waiting for a worker: beyond, 503.
+        max_pending_requests: 256,
+        idle_timeout: ms("idle_timeout_ms", idle_ms)?,
+        header_timeout: ms("header_timeout_ms", header_ms)?,
+        max_header_bytes: 16 * 1024,
+        // Request bodies are small JSON: read them in the reactor, so a
+        // client trickling one holds no worker.
+        max_buffered_body: 64 * 1024,
+        io_timeout: Duration::from_secs(30),
+    })
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
@@ -528,6 +596,13 @@ mod tests {
             ("listen = \"nope\"", "listen"),
             ("backend = \"k8s\"", "backend"),
             ("workers = 0", "workers"),
+            ("max_connections = 0", "max_connections"),
+            (
+                "metrics_retention_seconds = 99999999",
+                "metrics_retention_seconds",
+            ),
+            ("idle_timeout_ms = 1", "idle_timeout_ms"),
+            ("header_timeout_ms = 700000", "header_timeout_ms"),
             ("cors_origin = [\"grafana\"]", "cors_origin"),
             ("[slurm]\nparition = \"x\"", "slurm.parition"),
             (

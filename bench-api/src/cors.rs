@@ -1,6 +1,8 @@
 //! CORS for the configured origins only. An allowed origin is echoed in
-//! `Access-Control-Allow-Origin` (with `Vary: Origin`); any other origin gets no
-//! CORS headers at all, so the browser blocks the call. Preflight `OPTIONS`
+//! `Access-Control-Allow-Origin`; any other origin gets no CORS headers at all,
+//! so the browser blocks the call. When origins are configured every answer
+//! (allowed origin, other origin, or none) carries `Vary: Origin`, since its
+//! headers depend on it: a cache must not hand one origin's answer to another. Preflight `OPTIONS`
 //! answers the path's methods and the `Content-Type` and `Authorization` headers.
 //! The preferred way is still same-origin through Grafana's data-source proxy.
 
@@ -32,24 +34,28 @@ impl Cors {
             .then_some(origin)
     }
 
-    /// Headers for an ordinary response to a request from `origin`.
+    /// Headers for any response to a request from `origin` (preflights too).
     pub fn response_headers(&self, origin: Option<&str>) -> Vec<(&'static str, String)> {
         let mut h = Vec::new();
+        if self.origins.is_empty() {
+            return h;
+        }
+        h.push(("Vary", "Origin".to_string()));
         if let Some(o) = self.allowed(origin) {
             h.push(("Access-Control-Allow-Origin", o.to_string()));
-            h.push(("Vary", "Origin".to_string()));
         }
         h
     }
 
-    /// Headers for a preflight of a path that allows `methods`.
+    /// The headers a preflight of a path that allows `methods` adds to
+    /// [`Cors::response_headers`].
     pub fn preflight_headers(
         &self,
         origin: Option<&str>,
         methods: &str,
     ) -> Vec<(&'static str, String)> {
-        let mut h = self.response_headers(origin);
-        if !h.is_empty() {
+        let mut h = Vec::new();
+        if self.allowed(origin).is_some() {
             h.push(("Access-Control-Allow-Methods", methods.to_string()));
             h.push(("Access-Control-Allow-Headers", ALLOW_HEADERS.to_string()));
             h.push(("Access-Control-Max-Age", MAX_AGE_SECONDS.to_string()));
@@ -71,7 +77,25 @@ mod tests {
         );
         assert_eq!(c.allowed(Some("http://evil:3000")), None);
         assert_eq!(c.allowed(None), None);
-        assert!(c.response_headers(Some("http://evil")).is_empty());
+        let vary_only = vec![("Vary", "Origin".to_string())];
+        assert_eq!(c.response_headers(Some("http://evil")), vary_only);
+        assert_eq!(c.response_headers(None), vary_only);
+        assert!(c.preflight_headers(Some("http://evil"), "GET").is_empty());
+        assert_eq!(
+            c.response_headers(Some("http://grafana:3000")),
+            vec![
+                ("Vary", "Origin".to_string()),
+                (
+                    "Access-Control-Allow-Origin",
+                    "http://grafana:3000".to_string()
+                )
+            ]
+        );
+        assert!(
+            Cors::new(Vec::new())
+                .response_headers(Some("http://grafana:3000"))
+                .is_empty()
+        );
         let pre = c.preflight_headers(Some("http://grafana:3000"), "GET, POST");
         assert!(
             pre.iter()

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use gpu_metrics::exposition::{escape_label_value, write_value};
 
-use crate::model::{Run, Service, Status};
+use crate::model::{Run, Status};
+use crate::state::MetricsView;
 
 #[derive(Debug, Default)]
 struct RouteStats {
@@ -23,6 +24,8 @@ pub struct ApiMetrics {
     panics: AtomicU64,
     disconnects: AtomicU64,
     launch_failures: AtomicU64,
+    ticks: AtomicU64,
+    http: OnceLock<Weak<tiny_http::Server>>,
 }
 
 /// Escapes a label value for the text format (the library's
@@ -35,12 +38,13 @@ pub fn escape_label(v: &str) -> String {
 
 /// Writes the gauge `name` (one series per item and status: 1 for the status
 /// the item is in, 0 for the others, after the item's two labels) and the
-/// gauge `total` (items by status); each `(name, help)`.
+/// gauge `total` (`counts`: all items by status, shown or not); each `(name, help)`.
 fn write_statuses(
     out: &mut String,
     (name, help): (&str, &str),
     (total, total_help): (&str, &str),
     items: &[([(&str, &str); 2], Status)],
+    counts: &std::collections::HashMap<Status, u64>,
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
     for (labels, status) in items {
@@ -63,7 +67,7 @@ fn write_statuses(
     }
     let _ = writeln!(out, "# HELP {total} {total_help}\n# TYPE {total} gauge");
     for st in Status::ALL {
-        let n = items.iter().filter(|(_, s)| *s == st).count();
+        let n = counts.get(&st).copied().unwrap_or(0);
         let _ = writeln!(out, "{total}{{status=\"{}\"}} {n}", st.as_str());
     }
 }
@@ -87,14 +91,57 @@ impl ApiMetrics {
         self.disconnects.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Makes `/metrics` show `server`'s connection counters.
+    pub fn attach_http(&self, server: &Arc<tiny_http::Server>) {
+        let _ = self.http.set(Arc::downgrade(server));
+    }
+
+    fn write_connections(&self, out: &mut String) {
+        let Some(server) = self.http.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let c = server.connection_stats();
+        let _ = writeln!(
+            out,
+            "# HELP aif_api_http_connections_open HTTP connections open now (waiting or being answered).\n\
+             # TYPE aif_api_http_connections_open gauge\naif_api_http_connections_open {}\n\
+             # HELP aif_api_http_connections_accepted_total HTTP connections accepted.\n\
+             # TYPE aif_api_http_connections_accepted_total counter\naif_api_http_connections_accepted_total {}\n\
+             # HELP aif_api_http_connections_closed_total HTTP connections the server closed, by reason.\n\
+             # TYPE aif_api_http_connections_closed_total counter",
+            c.open, c.accepted
+        );
+        for (reason, n) in [
+            ("idle_timeout", c.idle_closed),
+            ("header_timeout", c.header_timeouts),
+            ("header_too_large", c.header_too_large),
+            ("evicted", c.evicted),
+            ("refused", c.refused),
+            ("overloaded", c.overloaded),
+        ] {
+            let _ = writeln!(
+                out,
+                "aif_api_http_connections_closed_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+
+    /// Counts a finished monitor pass.
+    pub fn ticked(&self) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a service the backend could not launch.
     pub fn launch_failed(&self) {
         self.launch_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Renders everything.
-    pub fn render(&self, services: &[Service], runs: &[Run]) -> String {
+    /// Renders everything: the counters, and the services and runs of `view`
+    /// (open ones and those of the retention window; totals of all).
+    pub fn render(&self, view: &MetricsView) -> String {
+        let (services, runs) = (&view.services, &view.runs);
         let mut out = String::with_capacity(4096);
+        self.write_connections(&mut out);
         out.push_str("# HELP aif_api_requests_total HTTP requests answered, by route pattern, method and status.\n");
         out.push_str("# TYPE aif_api_requests_total counter\n");
         let snapshot: Vec<_> = {
@@ -141,6 +188,11 @@ impl ApiMetrics {
                 "Services the backend could not launch.",
                 &self.launch_failures,
             ),
+            (
+                "aif_api_monitor_ticks_total",
+                "Finished monitor passes over open services and runs.",
+                &self.ticks,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -165,6 +217,7 @@ impl ApiMetrics {
             ),
             ("aif_services", "Services by status."),
             &services,
+            &view.service_counts,
         );
         let run_statuses: Vec<_> = runs
             .iter()
@@ -183,6 +236,7 @@ impl ApiMetrics {
             ),
             ("aif_benchmark_runs", "Benchmark runs by status."),
             &run_statuses,
+            &view.run_counts,
         );
         out.push_str("# HELP aif_benchmark_run_duration_seconds Requested duration of each run.\n");
         out.push_str("# TYPE aif_benchmark_run_duration_seconds gauge\n");
@@ -355,6 +409,7 @@ mod tests {
             ("aif_x_status", "Help."),
             ("aif_xs", "By status."),
             &[([("id", "a\"b"), ("recipe", "r\\1")], Status::ALL[1])],
+            &std::collections::HashMap::from([(Status::ALL[1], 1)]),
         );
         let mut want = String::from("# HELP aif_x_status Help.\n# TYPE aif_x_status gauge\n");
         for (i, st) in Status::ALL.into_iter().enumerate() {

@@ -1,15 +1,260 @@
 //! `GET /openapi.json`: the OpenAPI 3.0 description, generated from the route
-//! table ([`crate::routes::ROUTES`]) and the schemas below.
+//! table ([`crate::routes::ROUTES`]), the recipes and the schemas below.
+//!
+//! It is meant to be exact (checked by schemathesis with `--checks all`):
+//! whatever it allows the API accepts, whatever it forbids the API refuses.
+//! So string rules are patterns (`path`, `reason`, recipe parameters), a body
+//! whose fields depend on a choice (`CreateRun`: `mode`, `workload`) is a
+//! `oneOf` with one object per combination ([`choice_variants`]),
+//! `CreateService` is one object per recipe with that recipe's parameters,
+//! security is declared only when a token is configured, and `Location`,
+//! `Allow` and `WWW-Authenticate` are declared where they are sent. Links
+//! from each create route to the routes of the created record (and from a
+//! service to runs against it) let a stateful test reach every route.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::routes::{Body, ROUTES, Route};
+use crate::model::Status;
+use crate::recipes::Catalogue;
+use crate::routes::{Body, Handler, ROUTES, Route};
+
+/// No control character (Unicode `Cc`), as `char::is_control` sees it.
+const PRINTABLE: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// A request path: `/`, then no control character and no space.
+const REQUEST_PATH: &str = "^/[^\\u0000-\\u0020\\u007f-\\u009f]*$";
 
 fn status_enum() -> Value {
-    json!({"type": "string", "enum": ["pending", "starting", "running", "completed", "failed", "cancelled", "unknown"]})
+    json!({"type": "string", "enum": Status::ALL.map(|s| s.as_str())})
 }
 
-fn schemas() -> Value {
+/// `a` or `a,b,…` of statuses, no spaces (what `?status=` accepts).
+fn status_list_pattern() -> String {
+    let one = format!("({})", Status::ALL.map(|s| s.as_str()).join("|"));
+    format!("^{one}(,{one})*$")
+}
+
+/// The schema of a query parameter, by name.
+fn query_schema(name: &str) -> Value {
+    match name {
+        "status" => json!({"type": "string", "pattern": status_list_pattern()}),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// One choice of a body: a field whose value decides which other fields the
+/// body may (or must) hold. The first value is the default (the field may
+/// be omitted for it).
+struct Choice {
+    field: &'static str,
+    /// `(value, fields only this value takes, which of those are required)`.
+    values: &'static [(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    )],
+}
+
+/// `CreateRun`'s choices. A field listed under a value is refused (400) with
+/// any other value; a field not listed anywhere is shared by all.
+const CREATE_RUN_CHOICES: &[Choice] = &[
+    Choice {
+        field: "mode",
+        values: &[
+            ("closed_loop", &["concurrency"], &[]),
+            (
+                "open_loop",
+                &["requests_per_second", "max_concurrency"],
+                &["requests_per_second"],
+            ),
+        ],
+    },
+    // Open loop only: `create_run` drops it from the closed-loop variants.
+    Choice {
+        field: "arrivals",
+        values: &[
+            ("poisson", &[], &[]),
+            ("constant", &[], &[]),
+            ("gamma", &["burstiness"], &["burstiness"]),
+        ],
+    },
+    Choice {
+        field: "workload",
+        values: &[
+            ("http", &[], &[]),
+            ("openai_completions", OPENAI_FIELDS, &[]),
+            ("openai_chat", OPENAI_FIELDS, &[]),
+        ],
+    },
+];
+
+/// The fields only the OpenAI workloads take.
+const OPENAI_FIELDS: &[&str] = &[
+    "model",
+    "max_tokens",
+    "temperature",
+    "prompts",
+    "synthetic_prompt_words",
+];
+
+/// `CreateRun`: [`choice_variants`] of [`CREATE_RUN_CHOICES`], then what the
+/// choices alone cannot say: closed-loop variants take no `arrivals` (only
+/// its default combination is kept), `http` variants take the goodput
+/// objective without token latencies, and OpenAI variants take `prompts` or
+/// `synthetic_prompt_words`, not both.
+fn create_run() -> Value {
+    let openai_goodput = json!({"$ref": "#/components/schemas/GoodputSlo"});
+    let mut v = choice_variants(
+        &json!({
+            "service_id": {"type": "string", "description": "A running service with an endpoint (404 when unknown, 409 when not running or without a port)"},
+            "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 86400, "description": "Measured time, after the warm-up. Required: there is no default"},
+            "warmup_seconds": {"type": "integer", "minimum": 0, "maximum": 3600, "default": 0, "description": "Load sent before duration_seconds and excluded from the results"},
+            "concurrency": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1, "description": "Clients, each sending its next request when the last ended"},
+            "mode": {"type": "string", "description": "closed_loop: `concurrency` clients back to back; open_loop: `requests_per_second`, latency from the scheduled send time"},
+            "requests_per_second": {"type": "integer", "minimum": 1, "maximum": 100000},
+            "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 10000, "description": "Most requests in flight; the wait for a free client is reported as queue_wait"},
+            "arrivals": {"type": "string", "description": "How open-loop requests arrive (as vllm bench serve draws them)"},
+            "burstiness": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1000, "description": "Gamma shape: < 1 burstier, > 1 steadier"},
+            "workload": {"type": "string"},
+            "path": {"type": "string", "maxLength": 2048, "pattern": REQUEST_PATH, "description": "Request path (default `/`, `/v1/completions` for openai_completions, `/v1/chat/completions` for openai_chat)"},
+            "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": PRINTABLE},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "prompts": {"type": "array", "minItems": 1, "maxItems": crate::benchmark::MAX_PROMPTS, "items": {"type": "string", "minLength": 1, "maxLength": crate::benchmark::MAX_PROMPT_CHARS, "pattern": "^[^\\u0000]*$"}},
+            "synthetic_prompt_words": {"type": "integer", "minimum": 1, "maximum": 4096, "description": "Synthetic prompts of this many words (default 128 when no prompts)"},
+            "goodput": openai_goodput
+        }),
+        &["service_id", "duration_seconds"],
+        CREATE_RUN_CHOICES,
+    );
+    if let Some(variants) = v["oneOf"].as_array_mut() {
+        variants.retain(|x| {
+            x["properties"]["mode"]["enum"][0] == "open_loop"
+                || x["properties"]["arrivals"]["enum"][0] == "poisson"
+        });
+        for x in variants.iter_mut() {
+            if x["properties"]["mode"]["enum"][0] == "closed_loop"
+                && let Some(p) = x["properties"].as_object_mut()
+            {
+                p.remove("arrivals");
+            }
+            if x["properties"]["workload"]["enum"][0] == "http" {
+                x["properties"]["goodput"] = json!({"$ref": "#/components/schemas/GoodputSloHttp"});
+            } else {
+                x["not"] = json!({"required": ["prompts", "synthetic_prompt_words"]});
+            }
+        }
+    }
+    v
+}
+
+/// One object schema per combination of the choices' values (OpenAPI 3.0 has
+/// no `if`/`then`): the shared properties, each choice field fixed to one
+/// value (required unless it is the default), and the fields that value
+/// takes. Exactly one variant matches a valid body.
+fn choice_variants(properties: &Value, required: &[&str], choices: &[Choice]) -> Value {
+    let props = properties.as_object().cloned().unwrap_or_default();
+    let owned: Vec<&str> = choices
+        .iter()
+        .flat_map(|c| c.values.iter().flat_map(|v| v.1.iter().copied()))
+        .collect();
+    let mut variants: Vec<(Map<String, Value>, Vec<String>)> = vec![(
+        props
+            .iter()
+            .filter(|(k, _)| !owned.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        required.iter().map(|r| r.to_string()).collect(),
+    )];
+    for choice in choices {
+        let mut next = Vec::new();
+        for (base_props, base_req) in &variants {
+            for (i, (value, fields, needed)) in choice.values.iter().enumerate() {
+                let mut p = base_props.clone();
+                let mut r = base_req.clone();
+                let mut field_schema = props.get(choice.field).cloned().unwrap_or(json!({}));
+                if let Some(o) = field_schema.as_object_mut() {
+                    o.insert("enum".into(), json!([value]));
+                    o.remove("default");
+                    if i == 0 {
+                        o.insert("default".into(), json!(value));
+                    }
+                }
+                p.insert(choice.field.to_string(), field_schema);
+                if i > 0 {
+                    r.push(choice.field.to_string());
+                }
+                for f in *fields {
+                    if let Some(v) = props.get(*f) {
+                        p.insert((*f).to_string(), v.clone());
+                    }
+                }
+                r.extend(needed.iter().map(|n| n.to_string()));
+                next.push((p, r));
+            }
+        }
+        variants = next;
+    }
+    let one_of: Vec<Value> = variants
+        .into_iter()
+        .map(|(p, r)| {
+            json!({
+                "type": "object",
+                "required": r,
+                "additionalProperties": false,
+                "properties": p,
+            })
+        })
+        .collect();
+    json!({"oneOf": one_of})
+}
+
+/// `CreateService`: one object per recipe, `params` holding exactly that
+/// recipe's parameters (required when they have no default).
+fn create_service(recipes: &Catalogue) -> Value {
+    let variants: Vec<Value> = recipes
+        .all()
+        .map(|r| {
+            let props: Map<String, Value> = r
+                .parameters
+                .iter()
+                .map(|(k, p)| (k.clone(), p.json_schema()))
+                .collect();
+            let needed: Vec<&String> = r
+                .parameters
+                .iter()
+                .filter(|(_, p)| p.is_required())
+                .map(|(k, _)| k)
+                .collect();
+            let mut params = json!({
+                "type": "object",
+                "description": format!("Parameters of recipe `{}`; omitted ones take their defaults", r.name),
+                "additionalProperties": false,
+                "properties": props,
+            });
+            if !needed.is_empty() {
+                params["required"] = json!(needed);
+            }
+            let mut required = vec!["recipe"];
+            if !needed.is_empty() {
+                required.push("params");
+            }
+            json!({
+                "type": "object",
+                "title": r.name,
+                "required": required,
+                "additionalProperties": false,
+                "properties": {
+                    "recipe": {"type": "string", "enum": [r.name], "description": r.description},
+                    "params": params,
+                }
+            })
+        })
+        .collect();
+    json!({"oneOf": variants, "description": "A recipe (see GET /api/v1/recipes) and its parameters"})
+}
+
+fn schemas(recipes: &Catalogue) -> Value {
     let nullable_string = json!({"type": "string", "nullable": true});
     let history = json!({
         "type": "array",
@@ -81,19 +326,12 @@ fn schemas() -> Value {
                         "time_limit": nullable_string
                     }
                 },
-                "parameters": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Parameter"}}
+                "parameters": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Parameter"}},
+                "source": {"type": "string", "description": "`builtin` (compiled into the binary) or the file it was loaded from"}
             }
         },
         "RecipeList": {"type": "array", "items": {"$ref": "#/components/schemas/Recipe"}},
-        "CreateService": {
-            "type": "object",
-            "required": ["recipe"],
-            "additionalProperties": false,
-            "properties": {
-                "recipe": {"type": "string", "description": "Recipe name (404 when unknown)"},
-                "params": {"type": "object", "description": "Recipe parameters; omitted ones take their defaults", "additionalProperties": true}
-            }
-        },
+        "CreateService": create_service(recipes),
         "SetServiceStatus": {
             "type": "object",
             "required": ["status"],
@@ -103,7 +341,7 @@ fn schemas() -> Value {
         "CancelRequest": {
             "type": "object",
             "additionalProperties": false,
-            "properties": {"reason": {"type": "string", "description": "Stored in the status history"}}
+            "properties": {"reason": {"type": "string", "maxLength": 1024, "pattern": PRINTABLE, "description": "Stored in the status history"}}
         },
         "Service": {
             "type": "object",
@@ -137,7 +375,7 @@ fn schemas() -> Value {
                 }
             }
         },
-        "CreateRun": create_run_schema(),
+        "CreateRun": create_run(),
         "GoodputSlo": {
             "type": "object",
             "additionalProperties": false,
@@ -192,7 +430,7 @@ fn schemas() -> Value {
                 "arrivals": {"type": "string", "enum": ["constant", "poisson", "gamma"], "nullable": true},
                 "burstiness": {"type": "number", "nullable": true},
                 "max_concurrency": {"type": "integer", "nullable": true},
-                "warmup_seconds": {"type": "integer"},
+                "warmup_seconds": {"type": "integer", "description": "Warm-up before duration_seconds"},
                 "prompts": {"type": "array", "items": {"type": "string"}, "nullable": true},
                 "synthetic_prompt_words": {"type": "integer", "nullable": true},
                 "temperature": {"type": "number", "nullable": true},
@@ -211,133 +449,6 @@ fn schemas() -> Value {
     })
 }
 
-/// `POST /api/v1/benchmarks`: one variant per load mode (closed, open,
-/// open with gamma arrivals) and workload kind (`http`, `openai_*`), so the
-/// schema says exactly which fields go together. Not expressible here and
-/// checked by the API: `warmup_seconds < duration_seconds`, prompts at most
-/// 32 KiB in all.
-fn create_run_schema() -> Value {
-    let mut variants = Vec::new();
-    for (mode, gamma) in [
-        ("closed_loop", false),
-        ("open_loop", false),
-        ("open_loop", true),
-    ] {
-        for openai in [false, true] {
-            let mut props = serde_json::Map::new();
-            let mut required = vec!["service_id", "duration_seconds"];
-            let mut add = |k: &str, v: Value| {
-                props.insert(k.to_string(), v);
-            };
-            add(
-                "service_id",
-                json!({"type": "string", "description": "A running service with an endpoint (404 when unknown, 409 when not running or without a port)"}),
-            );
-            add(
-                "duration_seconds",
-                json!({"type": "integer", "minimum": 1, "maximum": 86400, "description": "Required: there is no default"}),
-            );
-            add(
-                "warmup_seconds",
-                json!({"type": "integer", "minimum": 0, "maximum": 86399, "default": 0, "description": "Leading seconds excluded from the results; less than duration_seconds"}),
-            );
-            add(
-                "path",
-                json!({"type": "string", "pattern": "^/[^\\s]*$", "maxLength": 2048, "description": "Request path (default `/`, `/v1/completions` for openai_completions, `/v1/chat/completions` for openai_chat)"}),
-            );
-            if mode == "closed_loop" {
-                add(
-                    "mode",
-                    json!({"type": "string", "enum": ["closed_loop"], "default": "closed_loop"}),
-                );
-                add(
-                    "concurrency",
-                    json!({"type": "integer", "minimum": 1, "maximum": 1024, "default": 1, "description": "Clients, each sending its next request when the last ended"}),
-                );
-            } else {
-                required.extend(["mode", "requests_per_second"]);
-                add("mode", json!({"type": "string", "enum": ["open_loop"]}));
-                add(
-                    "requests_per_second",
-                    json!({"type": "integer", "minimum": 1, "maximum": 100000, "description": "Latency measured from the scheduled send time"}),
-                );
-                add(
-                    "max_concurrency",
-                    json!({"type": "integer", "minimum": 1, "maximum": 10000, "description": "Most requests in flight; the wait for a free client is reported as queue_wait"}),
-                );
-                if gamma {
-                    required.extend(["arrivals", "burstiness"]);
-                    add("arrivals", json!({"type": "string", "enum": ["gamma"]}));
-                    add(
-                        "burstiness",
-                        json!({"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1000, "description": "Gamma shape: < 1 burstier, > 1 steadier"}),
-                    );
-                } else {
-                    add(
-                        "arrivals",
-                        json!({"type": "string", "enum": ["constant", "poisson"], "default": "poisson"}),
-                    );
-                }
-            }
-            if openai {
-                required.push("workload");
-                add(
-                    "workload",
-                    json!({"type": "string", "enum": ["openai_completions", "openai_chat"]}),
-                );
-                add(
-                    "model",
-                    json!({"type": "string", "minLength": 1, "maxLength": 256}),
-                );
-                add(
-                    "max_tokens",
-                    json!({"type": "integer", "minimum": 1, "maximum": 32768}),
-                );
-                add(
-                    "temperature",
-                    json!({"type": "number", "minimum": 0, "maximum": 2}),
-                );
-                add(
-                    "prompts",
-                    json!({"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "string", "minLength": 1}, "description": "The prompts (32 KiB in all); exclusive with synthetic_prompt_words"}),
-                );
-                add(
-                    "synthetic_prompt_words",
-                    json!({"type": "integer", "minimum": 1, "maximum": 4096, "description": "Synthetic prompts of this many words (default 128 when no prompts)"}),
-                );
-                add(
-                    "goodput",
-                    json!({"$ref": "#/components/schemas/GoodputSlo"}),
-                );
-            } else {
-                add(
-                    "workload",
-                    json!({"type": "string", "enum": ["http"], "default": "http"}),
-                );
-                add(
-                    "goodput",
-                    json!({"$ref": "#/components/schemas/GoodputSloHttp"}),
-                );
-            }
-            let mut v = json!({
-                "title": format!("{}{}, {}", mode, if gamma { " (gamma arrivals)" } else { "" }, if openai { "openai" } else { "http" }),
-                "type": "object",
-                "additionalProperties": false,
-                "required": required,
-                "properties": props,
-            });
-            if openai {
-                v["not"] = json!({"required": ["prompts", "synthetic_prompt_words"]});
-            }
-            variants.push(v);
-        }
-    }
-    json!({
-        "description": "A benchmark run: closed_loop (concurrency) or open_loop (requests_per_second, arrivals, burstiness for gamma, max_concurrency); http or openai_* workloads (model, max_tokens, temperature, prompts or synthetic_prompt_words, goodput ttft/tpot). Fields of another mode or workload are refused (400 naming the field).",
-        "oneOf": variants
-    })
-}
-
 fn error_response(description: &str) -> Value {
     json!({
         "description": description,
@@ -345,31 +456,81 @@ fn error_response(description: &str) -> Value {
     })
 }
 
-fn operation(r: &Route) -> Value {
-    let mut op = serde_json::Map::new();
-    op.insert("summary".into(), json!(r.summary));
-    op.insert(
-        "operationId".into(),
-        json!(
-            format!("{:?}", r.handler)
-                .chars()
-                .fold(String::new(), |mut s, c| {
-                    if c.is_uppercase() && !s.is_empty() {
-                        s.push('_');
-                    }
-                    s.push(c.to_ascii_lowercase());
-                    s
-                })
-        ),
-    );
-    let mut params = Vec::new();
-    if r.pattern.contains("{id}") {
-        params.push(
-            json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
+fn with_header(mut response: Value, name: &str, description: &str) -> Value {
+    response["headers"][name] =
+        json!({"description": description, "required": true, "schema": {"type": "string"}});
+    response
+}
+
+/// `get_service` for `Handler::GetService`.
+fn operation_id(r: &Route) -> String {
+    format!("{:?}", r.handler)
+        .chars()
+        .fold(String::new(), |mut s, c| {
+            if c.is_uppercase() && !s.is_empty() {
+                s.push('_');
+            }
+            s.push(c.to_ascii_lowercase());
+            s
+        })
+}
+
+/// Links from a create route's answer: to every route of the created record
+/// (`PATTERN/{id}…`, `id` from the answer), and to every create route whose
+/// body requires the record's id (`service_id` for a created `Service`; its
+/// other required integers set to their minimum).
+fn links(r: &Route, schemas: &Value) -> Value {
+    let mut out = Map::new();
+    let prefix = format!("{}/{{id}}", r.pattern);
+    for other in ROUTES {
+        if other.pattern == prefix || other.pattern.starts_with(&format!("{prefix}/")) {
+            out.insert(
+                operation_id(other),
+                json!({"operationId": operation_id(other), "parameters": {"id": "$response.body#/id"}}),
+            );
+        }
+    }
+    let key = format!("{}_id", r.response.to_ascii_lowercase());
+    for other in ROUTES {
+        let Body::Json(name) = other.body else {
+            continue;
+        };
+        // The body's default variant (the first of a `oneOf`), or the body.
+        let body = &schemas[name];
+        let variant = body["oneOf"].get(0).unwrap_or(body);
+        let required: Vec<&str> = variant["required"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if other.ok != 201 || other.pattern == r.pattern || !required.contains(&key.as_str()) {
+            continue;
+        }
+        let mut request = Map::new();
+        for field in required {
+            if field == key {
+                request.insert(field.into(), json!("$response.body#/id"));
+            } else if let Some(min) = variant["properties"][field]["minimum"].as_i64() {
+                request.insert(field.into(), json!(min));
+            }
+        }
+        out.insert(
+            operation_id(other),
+            json!({"operationId": operation_id(other), "requestBody": request}),
         );
     }
+    Value::Object(out)
+}
+
+fn operation(r: &Route, auth: bool, schemas: &Value) -> Value {
+    let mut op = Map::new();
+    op.insert("summary".into(), json!(r.summary));
+    op.insert("operationId".into(), json!(operation_id(r)));
+    let mut params = Vec::new();
+    if r.pattern.contains("{id}") {
+        params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}}));
+    }
     for (name, description) in r.query {
-        params.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}}));
+        params.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": query_schema(name)}));
     }
     if !params.is_empty() {
         op.insert("parameters".into(), Value::Array(params));
@@ -388,11 +549,12 @@ fn operation(r: &Route) -> Value {
             }),
         );
     }
-    if r.mutating {
+    let secured = r.mutating && auth;
+    if secured {
         op.insert("security".into(), json!([{"bearer": []}]));
     }
-    let mut responses = serde_json::Map::new();
-    let ok = match r.response {
+    let mut responses = Map::new();
+    let mut ok = match r.response {
         "text" => {
             json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
         }
@@ -403,6 +565,13 @@ fn operation(r: &Route) -> Value {
             json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}})
         }
     };
+    if r.ok == 201 {
+        ok = with_header(ok, "Location", "The created record's URL path");
+        let l = links(r, schemas);
+        if l.as_object().is_some_and(|m| !m.is_empty()) {
+            ok["links"] = l;
+        }
+    }
     responses.insert(r.ok.to_string(), ok);
     if schema.is_some() || !r.query.is_empty() {
         responses.insert(
@@ -412,10 +581,14 @@ fn operation(r: &Route) -> Value {
             ),
         );
     }
-    if r.mutating {
+    if secured {
         responses.insert(
             "401".into(),
-            error_response("Missing or wrong bearer token (when one is configured)"),
+            with_header(
+                error_response("Missing or wrong bearer token"),
+                "WWW-Authenticate",
+                "`Bearer`",
+            ),
         );
     }
     if r.pattern.contains("{id}") || matches!(r.body, Body::Json("CreateService" | "CreateRun")) {
@@ -426,7 +599,11 @@ fn operation(r: &Route) -> Value {
     }
     responses.insert(
         "405".into(),
-        error_response("Method not allowed (see the Allow header)"),
+        with_header(
+            error_response("Method not allowed"),
+            "Allow",
+            "The methods the path answers",
+        ),
     );
     if r.mutating {
         responses.insert(
@@ -444,10 +621,10 @@ fn operation(r: &Route) -> Value {
     responses.insert("500".into(), error_response("The handler failed (logged)"));
     if matches!(
         r.handler,
-        crate::routes::Handler::CreateService
-            | crate::routes::Handler::CreateRun
-            | crate::routes::Handler::SetServiceStatus
-            | crate::routes::Handler::DeleteService
+        Handler::CreateService
+            | Handler::CreateRun
+            | Handler::SetServiceStatus
+            | Handler::DeleteService
     ) {
         responses.insert(
             "502".into(),
@@ -458,29 +635,36 @@ fn operation(r: &Route) -> Value {
     Value::Object(op)
 }
 
-/// The whole document.
-pub fn document() -> Value {
-    let mut paths = serde_json::Map::new();
+/// The whole document. `auth`: whether a bearer token is configured (then,
+/// and only then, mutating routes declare `security` and `401`); the
+/// `CreateService` body is derived from `recipes`.
+pub fn document(auth: bool, recipes: &Catalogue) -> Value {
+    let schemas = schemas(recipes);
+    let mut paths = Map::new();
     for r in ROUTES {
         let entry = paths
             .entry(r.pattern.to_string())
             .or_insert_with(|| json!({}));
         if let Value::Object(ops) = entry {
-            ops.insert(r.method.as_str().to_ascii_lowercase(), operation(r));
+            ops.insert(
+                r.method.as_str().to_ascii_lowercase(),
+                operation(r, auth, &schemas),
+            );
         }
+    }
+    let mut components = json!({"schemas": schemas});
+    if auth {
+        components["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer"}});
     }
     json!({
         "openapi": "3.0.3",
         "info": {
             "title": "aif-bench-api",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Services and benchmark runs behind the Grafana buttons. Unknown fields, missing required fields, wrong types and out-of-range values are rejected with 400 and the field named; nothing is silently defaulted. Every error is {\"error\", \"field\"?}. Mutating routes need `Authorization: Bearer <token>` when the API has a token file. CORS is answered for the configured origins only; the preferred way is same-origin through Grafana's data-source proxy."
+            "description": "Services and benchmark runs behind the Grafana buttons. Unknown fields, missing required fields, wrong types and out-of-range values are rejected with 400 and the field named; nothing is silently defaulted. Every error is {\"error\", \"field\"?}. Mutating routes need `Authorization: Bearer <token>` when the API has a token file (then this document declares it). CORS is answered for the configured origins only; the preferred way is same-origin through Grafana's data-source proxy."
         },
         "paths": paths,
-        "components": {
-            "schemas": schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
-        }
+        "components": components
     })
 }
 
@@ -490,7 +674,18 @@ mod tests {
 
     #[test]
     fn every_route_and_every_ref_is_described() {
-        let doc = document();
+        let recipes = Catalogue::load(None).unwrap();
+        assert!(
+            !document(false, &recipes)
+                .to_string()
+                .contains("\"security\""),
+            "no security without a token"
+        );
+        let doc = document(true, &recipes);
+        let create = &doc["paths"]["/api/v1/services"]["post"];
+        assert_eq!(create["security"], json!([{"bearer": []}]));
+        assert!(create["responses"]["401"]["headers"]["WWW-Authenticate"].is_object());
+        assert!(doc["paths"]["/api/v1/services"]["get"]["security"].is_null());
         for r in ROUTES {
             let op = &doc["paths"][r.pattern][r.method.as_str().to_ascii_lowercase()];
             assert!(op.is_object(), "{} {}", r.method.as_str(), r.pattern);
@@ -501,5 +696,42 @@ mod tests {
             let name: String = piece.chars().take_while(|c| c.is_alphanumeric()).collect();
             assert!(schemas.contains_key(&name), "dangling $ref {name}");
         }
+        // Every route but the list/health ones is reachable by a link.
+        let text = doc.to_string();
+        for op in [
+            "get_service",
+            "delete_service",
+            "set_service_status",
+            "create_run",
+            "get_run",
+            "cancel_run",
+        ] {
+            assert!(
+                text.contains(&format!("\"operationId\":\"{op}\",\"parameters\""))
+                    || text.contains(&format!("\"operationId\":\"{op}\",\"requestBody\"")),
+                "no link to {op}"
+            );
+        }
+    }
+
+    #[test]
+    fn choice_variants_are_exclusive() {
+        let v = choice_variants(
+            &json!({"a": {"type": "integer"}, "mode": {"type": "string"}, "rate": {"type": "integer"}}),
+            &["a"],
+            &[Choice {
+                field: "mode",
+                values: &[("closed", &[], &[]), ("open", &["rate"], &["rate"])],
+            }],
+        );
+        assert_eq!(
+            v,
+            json!({"oneOf": [
+                {"type": "object", "required": ["a"], "additionalProperties": false,
+                 "properties": {"a": {"type": "integer"}, "mode": {"type": "string", "enum": ["closed"], "default": "closed"}}},
+                {"type": "object", "required": ["a", "mode", "rate"], "additionalProperties": false,
+                 "properties": {"a": {"type": "integer"}, "mode": {"type": "string", "enum": ["open"]}, "rate": {"type": "integer"}}}
+            ]})
+        );
     }
 }

@@ -1,5 +1,9 @@
 //! Service recipes: TOML files describing what can be started.
 //!
+//! The recipes of `bench-api/recipes/` are compiled into the binary
+//! ([`BUILTIN`]); a directory (`--recipes DIR`) adds to them and overrides
+//! them by name. Each recipe says where it came from ([`Recipe::source`]).
+//!
 //! A recipe's command is an **argv template** (a list). A parameter is
 //! substituted as a whole argument (`"{port}"`), never inside a string and never
 //! through a shell; every parameter has a type and bounds. Unknown keys in a
@@ -203,7 +207,16 @@ pub struct Recipe {
     /// Typed parameters, by name.
     #[serde(default)]
     pub parameters: BTreeMap<String, Parameter>,
+    /// Where it came from: `builtin`, or the file's path (set by the
+    /// [`Catalogue`]; not a key of the file).
+    #[serde(skip_deserializing)]
+    pub source: String,
 }
+
+include!(concat!(env!("OUT_DIR"), "/builtin_recipes.rs"));
+
+/// [`Recipe::source`] of a recipe compiled into the binary.
+pub const BUILTIN_SOURCE: &str = "builtin";
 
 fn default_startup_timeout() -> u64 {
     600
@@ -510,6 +523,74 @@ fn required(field: &str, name: &str) -> ApiError {
     )
 }
 
+/// JSON Schema `pattern` of what [`check_string`] accepts (with `maxLength`):
+/// no control character (Unicode `Cc`), no leading `-`.
+pub const STRING_PARAM_PATTERN: &str =
+    "^([^\\-\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*)?$";
+
+impl Parameter {
+    /// The JSON Schema of the values this parameter accepts (for OpenAPI).
+    pub fn json_schema(&self) -> serde_json::Value {
+        use serde_json::json;
+        let (mut schema, description) = match self {
+            Parameter::Integer {
+                description,
+                default,
+                min,
+                max,
+            } => (
+                json!({"type": "integer", "minimum": min, "maximum": max, "default": default}),
+                description,
+            ),
+            Parameter::String {
+                description,
+                default,
+                max_length,
+            } => (
+                json!({
+                    "type": "string",
+                    "maxLength": max_length.unwrap_or(DEFAULT_MAX_STRING),
+                    "pattern": STRING_PARAM_PATTERN,
+                    "default": default,
+                }),
+                description,
+            ),
+            Parameter::Enum {
+                description,
+                values,
+                default,
+            } => (
+                json!({"type": "string", "enum": values, "default": default}),
+                description,
+            ),
+            Parameter::Bool {
+                description,
+                default,
+            } => (json!({"type": "boolean", "default": default}), description),
+        };
+        if let Some(obj) = schema.as_object_mut() {
+            if obj.get("default").is_some_and(serde_json::Value::is_null) {
+                obj.remove("default");
+            }
+            if let Some(d) = description {
+                obj.insert("description".into(), json!(d));
+            }
+        }
+        schema
+    }
+
+    /// Whether a client must give it (it has no default).
+    pub fn is_required(&self) -> bool {
+        match self {
+            Parameter::Integer { default, .. } => default.is_none(),
+            Parameter::String { default, .. } | Parameter::Enum { default, .. } => {
+                default.is_none()
+            }
+            Parameter::Bool { default, .. } => default.is_none(),
+        }
+    }
+}
+
 fn check_string(s: &str, max_len: usize) -> Result<(), String> {
     if s.chars().count() > max_len {
         return Err(format!("longer than {max_len} characters"));
@@ -540,18 +621,29 @@ fn unknown_key(path: &str, message: &str) -> String {
     }
 }
 
-/// All recipes of a directory (`*.toml`), by name.
+/// The recipes: the built-in ones, then a directory's (`*.toml`), by name.
 #[derive(Debug, Clone, Default)]
 pub struct Catalogue {
     recipes: BTreeMap<String, Recipe>,
 }
 
 impl Catalogue {
-    /// Loads every `*.toml` file of `dir`.
+    /// The built-in recipes, then every `*.toml` file of `dir` (if any): a
+    /// file's recipe replaces a built-in one of the same name.
     ///
     /// # Errors
-    /// The first file that cannot be read or is invalid, or a duplicate name.
-    pub fn load(dir: &Path) -> Result<Catalogue, RecipeError> {
+    /// The first file that cannot be read or is invalid, or a name defined by
+    /// two files of `dir`.
+    pub fn load(dir: Option<&Path>) -> Result<Catalogue, RecipeError> {
+        let mut recipes: BTreeMap<String, Recipe> = BTreeMap::new();
+        for (file, text) in BUILTIN {
+            let mut recipe = Recipe::parse(Path::new(file), text)?;
+            recipe.source = BUILTIN_SOURCE.to_string();
+            recipes.insert(recipe.name.clone(), recipe);
+        }
+        let Some(dir) = dir else {
+            return Ok(Catalogue { recipes });
+        };
         let io = |source| RecipeError::Io {
             path: dir.to_path_buf(),
             source,
@@ -562,14 +654,13 @@ impl Catalogue {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         files.sort();
-        let mut recipes: BTreeMap<String, Recipe> = BTreeMap::new();
         let mut origin: BTreeMap<String, PathBuf> = BTreeMap::new();
         for path in files {
             let text = std::fs::read_to_string(&path).map_err(|source| RecipeError::Io {
                 path: path.clone(),
                 source,
             })?;
-            let recipe = Recipe::parse(&path, &text)?;
+            let mut recipe = Recipe::parse(&path, &text)?;
             if let Some(first) = origin.get(&recipe.name) {
                 return Err(RecipeError::Duplicate {
                     name: recipe.name,
@@ -577,6 +668,14 @@ impl Catalogue {
                     second: path,
                 });
             }
+            if recipes.contains_key(&recipe.name) {
+                log::info!(
+                    "recipe `{}` from {} overrides the built-in one",
+                    recipe.name,
+                    path.display()
+                );
+            }
+            recipe.source = path.display().to_string();
             origin.insert(recipe.name.clone(), path);
             recipes.insert(recipe.name.clone(), recipe);
         }
@@ -694,12 +793,49 @@ default = "/tmp"
     }
 
     #[test]
-    fn shipped_recipes_load() {
+    fn shipped_recipes_are_built_in() {
+        let cat = Catalogue::load(None).unwrap();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
-        let cat = Catalogue::load(&dir).unwrap();
-        for name in ["vllm", "ollama", "demo-http"] {
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(
+            cat.len(),
+            files,
+            "every file of {} is built in",
+            dir.display()
+        );
+        for name in ["vllm", "ollama", "demo-http", "sleep"] {
             let r = cat.get(name).unwrap_or_else(|| panic!("{name} shipped"));
+            assert_eq!(r.source, BUILTIN_SOURCE);
             r.resolve(&BTreeMap::new()).unwrap();
         }
+    }
+
+    #[test]
+    fn a_directory_adds_and_overrides_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = DEMO.replace("name = \"demo\"", "name = \"mine\"");
+        let over = "name = \"sleep\"\ndescription = \"overridden\"\ncategory = \"demo\"\nargv = [\"sleep\", \"1\"]\n";
+        std::fs::write(dir.path().join("mine.toml"), mine).unwrap();
+        std::fs::write(dir.path().join("sleep.toml"), over).unwrap();
+        let cat = Catalogue::load(Some(dir.path())).unwrap();
+        let s = cat.get("sleep").unwrap();
+        assert_eq!(s.description, "overridden");
+        assert_eq!(
+            s.source,
+            dir.path().join("sleep.toml").display().to_string()
+        );
+        assert_eq!(
+            cat.get("mine").unwrap().source,
+            dir.path().join("mine.toml").display().to_string()
+        );
+        assert_eq!(cat.get("vllm").unwrap().source, BUILTIN_SOURCE);
+        // `source` is not a key a file may set.
+        std::fs::write(
+            dir.path().join("mine.toml"),
+            format!("{DEMO}\nsource = \"builtin\"\n").replace("name = \"demo\"", "name = \"mine\""),
+        )
+        .unwrap();
+        let e = Catalogue::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(e.contains("source"), "{e}");
     }
 }

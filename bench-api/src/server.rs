@@ -139,15 +139,19 @@ impl Server {
         config: Config,
         backend: Box<dyn Backend>,
     ) -> Result<Server, StartError> {
-        let recipes = Catalogue::load(&config.recipes)?;
+        let recipes = Catalogue::load(config.recipes.as_deref())?;
         log::info!(
-            "loaded {} recipes from {}",
+            "loaded {} recipes (built-in{})",
             recipes.len(),
-            config.recipes.display()
+            config
+                .recipes
+                .as_ref()
+                .map_or(String::new(), |d| format!(" and {}", d.display()))
         );
         let store = Store::open(&config.db)?;
         let listen = config.listen;
         let workers_n = config.workers;
+        let limits = config.http_limits.clone();
         let poll = config.poll_interval;
         let app = Arc::new(App::new(config, store, recipes, backend));
         app.reconcile_on_start();
@@ -156,13 +160,14 @@ impl Server {
             message: e.to_string(),
         })?;
         set_nodelay(&listener);
-        let http =
-            tiny_http::Server::from_listener(listener, None).map_err(|e| StartError::Bind {
+        let http = tiny_http::Server::from_listener_with_limits(listener, None, limits.clone())
+            .map_err(|e| StartError::Bind {
                 addr: listen,
                 message: e.to_string(),
             })?;
         let addr = http.server_addr().to_ip().unwrap_or(listen);
         let http = Arc::new(http);
+        app.metrics.attach_http(&http);
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::with_capacity(workers_n);
         for i in 0..workers_n {
@@ -205,14 +210,18 @@ impl Server {
                         if std::panic::catch_unwind(AssertUnwindSafe(|| app.tick())).is_err() {
                             log::error!("monitor: a tick panicked; continuing");
                         }
+                        app.metrics.ticked();
                     }
                 })
                 .ok()
         };
         log::info!(
-            "aif-bench-api {} listening on http://{addr} ({} workers, backend {}, auth {}, CORS origins: {})",
+            "aif-bench-api {} listening on http://{addr} ({} workers, {} connections at most, idle/header timeout {:?}/{:?}, backend {}, auth {}, CORS origins: {})",
             env!("CARGO_PKG_VERSION"),
             workers_n,
+            limits.max_connections,
+            limits.idle_timeout,
+            limits.header_timeout,
             app.backend.kind(),
             if app.config.token.is_some() {
                 "bearer token"

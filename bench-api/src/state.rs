@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -83,6 +84,11 @@ CREATE TABLE IF NOT EXISTS run_history (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS run_history_id ON run_history(run_id);
+CREATE INDEX IF NOT EXISTS services_status ON services(status);
+CREATE INDEX IF NOT EXISTS services_updated ON services(updated_ms);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_service ON runs(service_id);
+CREATE INDEX IF NOT EXISTS runs_last ON runs(COALESCE(ended_ms, started_ms, created_ms));
 ";
 
 /// Load-generator jobs of runs (added with `aif-loadgen`; a table of its own,
@@ -100,6 +106,52 @@ CREATE TABLE IF NOT EXISTS run_jobs (
 );
 ";
 
+/// Statuses of services and runs that are not terminal.
+const OPEN: [Status; 4] = [
+    Status::Pending,
+    Status::Starting,
+    Status::Running,
+    Status::Unknown,
+];
+
+/// `?N,?N+1,…` for an `IN (…)` list of `n` values starting at parameter `first`.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs `sql` with `args` and maps every row.
+fn select<T, P: rusqlite::ToSql>(
+    conn: &Connection,
+    sql: &str,
+    args: &[P],
+    from_row: fn(&rusqlite::Row<'_>) -> Result<T, StateError>,
+) -> Result<Vec<T>, StateError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// What `GET /metrics` shows: open records, those that changed within the
+/// retention window, and counts of all by status.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsView {
+    /// Services open or updated since the window's start.
+    pub services: Vec<Service>,
+    /// Runs open or ended since the window's start.
+    pub runs: Vec<Run>,
+    /// All services by status.
+    pub service_counts: HashMap<Status, u64>,
+    /// All runs by status.
+    pub run_counts: HashMap<Status, u64>,
+}
+
 const SERVICE_COLS: &str = "id, recipe, params, status, backend, backend_ref, host, port, exit_code, detail, created_ms, updated_ms";
 const RUN_COLS: &str =
     "id, service_id, status, spec, created_ms, started_ms, ended_ms, detail, result";
@@ -110,6 +162,9 @@ const RUN_COLS: &str =
 pub struct Store {
     conn: Mutex<Connection>,
     list_cache: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// Bumped by every write (under the cache lock): a list computed before a
+    /// write is not cached after it.
+    generation: AtomicU64,
 }
 
 fn parse_status(s: String) -> Result<Status, StateError> {
@@ -138,6 +193,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             list_cache: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -146,10 +202,23 @@ impl Store {
     }
 
     fn invalidate(&self) {
-        self.list_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        let mut cache = self.list_cache.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        cache.clear();
+    }
+
+    /// The write generation (see [`Store::cache_list`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Caches `body` as the list for `key` unless a write happened since
+    /// `generation` was read (the list may be stale then).
+    pub fn cache_list(&self, key: String, generation: u64, body: &Arc<Vec<u8>>) {
+        let mut cache = self.list_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::SeqCst) == generation {
+            cache.insert(key, Arc::clone(body));
+        }
     }
 
     /// Inserts a new service (its first history entry is its status).
@@ -267,18 +336,70 @@ impl Store {
     /// SQLite or JSON errors.
     pub fn list_services(&self, filter: Option<&[Status]>) -> Result<Vec<Service>, StateError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SERVICE_COLS} FROM services ORDER BY created_ms, id"
-        ))?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let svc = Self::service_from_row(row)?;
-            if filter.is_none_or(|f| f.contains(&svc.status)) {
-                out.push(svc);
+        let (sql, args) = match filter {
+            None => (
+                format!("SELECT {SERVICE_COLS} FROM services ORDER BY created_ms, id"),
+                Vec::new(),
+            ),
+            Some(f) => (
+                format!(
+                    "SELECT {SERVICE_COLS} FROM services WHERE status IN ({}) ORDER BY created_ms, id",
+                    placeholders(1, f.len())
+                ),
+                f.iter().map(|s| s.as_str().to_string()).collect(),
+            ),
+        };
+        select(&conn, &sql, &args, Self::service_from_row)
+    }
+
+    /// What `GET /metrics` shows: open services and runs, those that changed
+    /// at or after `since_ms`, and counts of all by status.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn metrics_view(&self, since_ms: i64) -> Result<MetricsView, StateError> {
+        let conn = self.conn();
+        let mut args: Vec<rusqlite::types::Value> = OPEN
+            .iter()
+            .map(|s| rusqlite::types::Value::Text(s.as_str().to_string()))
+            .collect();
+        args.push(rusqlite::types::Value::Integer(since_ms));
+        let since = OPEN.len() + 1;
+        let mut view = MetricsView {
+            services: select(
+                &conn,
+                &format!(
+                    "SELECT {SERVICE_COLS} FROM services WHERE status IN ({}) OR updated_ms >= ?{since} ORDER BY created_ms, id",
+                    placeholders(1, OPEN.len())
+                ),
+                &args,
+                Self::service_from_row,
+            )?,
+            runs: select(
+                &conn,
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE status IN ({}) OR COALESCE(ended_ms, started_ms, created_ms) >= ?{since} ORDER BY created_ms, id",
+                    placeholders(1, OPEN.len())
+                ),
+                &args,
+                Self::run_from_row,
+            )?,
+            ..MetricsView::default()
+        };
+        for (table, counts) in [
+            ("services", &mut view.service_counts),
+            ("runs", &mut view.run_counts),
+        ] {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT status, COUNT(*) FROM {table} GROUP BY status"
+            ))?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let n: i64 = row.get(1)?;
+                counts.insert(parse_status(row.get(0)?)?, n.max(0) as u64);
             }
         }
-        Ok(out)
+        Ok(view)
     }
 
     /// The JSON array of [`Store::list_services`], cached until the next write.
@@ -293,19 +414,15 @@ impl Store {
             None => String::new(),
             Some(f) => f.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
         };
-        if let Some(hit) = self
-            .list_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(Arc::clone(hit));
-        }
+        let generation = {
+            let cache = self.list_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = cache.get(&key) {
+                return Ok(Arc::clone(hit));
+            }
+            self.generation()
+        };
         let body = Arc::new(serde_json::to_vec(&self.list_services(filter)?)?);
-        self.list_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, Arc::clone(&body));
+        self.cache_list(key, generation, &body);
         Ok(body)
     }
 
@@ -444,20 +561,28 @@ impl Store {
         filter: Option<&[Status]>,
     ) -> Result<Vec<Run>, StateError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RUN_COLS} FROM runs ORDER BY created_ms, id"
-        ))?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let run = Self::run_from_row(row)?;
-            if service_id.is_none_or(|s| s == run.service_id)
-                && filter.is_none_or(|f| f.contains(&run.status))
-            {
-                out.push(run);
-            }
+        let mut conds = Vec::new();
+        let mut args: Vec<String> = Vec::new();
+        if let Some(s) = service_id {
+            args.push(s.to_string());
+            conds.push("service_id = ?1".to_string());
         }
-        Ok(out)
+        if let Some(f) = filter {
+            conds.push(format!(
+                "status IN ({})",
+                placeholders(args.len() + 1, f.len())
+            ));
+            args.extend(f.iter().map(|s| s.as_str().to_string()));
+        }
+        let sql = if conds.is_empty() {
+            format!("SELECT {RUN_COLS} FROM runs ORDER BY created_ms, id")
+        } else {
+            format!(
+                "SELECT {RUN_COLS} FROM runs WHERE {} ORDER BY created_ms, id",
+                conds.join(" AND ")
+            )
+        };
+        select(&conn, &sql, &args, Self::run_from_row)
     }
 
     /// Start time (Unix ms) of a run, once running.
@@ -755,5 +880,59 @@ mod tests {
         assert!(r.started_at.is_some() && r.ended_at.is_some());
         assert_eq!(r.history.unwrap().len(), 3);
         assert_eq!(store.list_runs(Some("svc-1"), None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_list_computed_before_a_write_is_not_cached_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        store.insert_service(&service("svc-1"), 1).unwrap();
+        // A reader computes the list, then a write lands (and invalidates)
+        // before the reader caches what it computed.
+        let generation = store.generation();
+        let stale = Arc::new(serde_json::to_vec(&store.list_services(None).unwrap()).unwrap());
+        store.insert_service(&service("svc-2"), 2).unwrap();
+        store.cache_list(String::new(), generation, &stale);
+        let list: serde_json::Value =
+            serde_json::from_slice(&store.list_services_json(None).unwrap()).unwrap();
+        assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+        // Without a write in between, the list is cached and served again.
+        let a = store.list_services_json(None).unwrap();
+        assert!(Arc::ptr_eq(&a, &store.list_services_json(None).unwrap()));
+    }
+
+    #[test]
+    fn metrics_view_holds_open_and_recent_records_and_counts_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        for id in ["old-done", "old-open", "new-done"] {
+            store.insert_service(&service(id), 1).unwrap();
+        }
+        for id in ["old-done", "new-done"] {
+            store
+                .transition_service(id, Status::Completed, None, None)
+                .unwrap();
+        }
+        // `old-done` ended long ago: move its last change before the window.
+        store
+            .conn()
+            .execute(
+                "UPDATE services SET updated_ms = 5 WHERE id = 'old-done'",
+                [],
+            )
+            .unwrap();
+        let view = store.metrics_view(now_ms() - 60_000).unwrap();
+        let mut shown: Vec<&str> = view.services.iter().map(|s| s.id.as_str()).collect();
+        shown.sort_unstable();
+        assert_eq!(shown, ["new-done", "old-open"]);
+        assert_eq!(view.service_counts.get(&Status::Completed), Some(&2));
+        assert_eq!(view.service_counts.get(&Status::Pending), Some(&1));
+        assert_eq!(
+            store
+                .list_services(Some(&[Status::Completed]))
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

@@ -103,6 +103,16 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             }
         });
     }
+    // An explicit `null` is not "omitted": no field takes null (the OpenAPI
+    // schemas are not nullable), so it is refused rather than defaulted.
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(path) = first_null(&v, "")
+    {
+        return Err(ApiError::bad_field(
+            &path,
+            format!("`{path}` is null; omit it to use its default"),
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => v,
@@ -116,6 +126,25 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::new(400, format!("malformed JSON: {e}")));
     }
     Ok(value)
+}
+
+/// The path (`params.port`, `items[2]`) of the first `null` inside `v`.
+fn first_null(v: &serde_json::Value, path: &str) -> Option<String> {
+    match v {
+        serde_json::Value::Null => Some(if path.is_empty() {
+            ".".into()
+        } else {
+            path.into()
+        }),
+        serde_json::Value::Object(m) => m
+            .iter()
+            .find_map(|(k, v)| first_null(v, &join_path(path, k))),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_null(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
 }
 
 fn json_error(path: &str, e: &serde_json::Error) -> ApiError {
@@ -288,6 +317,15 @@ mod tests {
         let e = parse_json::<Body>(br#"{"service_id":"a","duration_seconds":5,"inner":{"x":1}}"#)
             .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("inner.x"));
+    }
+
+    #[test]
+    fn explicit_null_is_refused_naming_the_field() {
+        let e = parse_json::<Body>(br#"{"service_id":"a","duration_seconds":5,"inner":null}"#)
+            .unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (400, Some("inner")));
+        let e = parse_json::<serde_json::Value>(br#"{"params":{"port":null}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("params.port"));
     }
 
     #[test]

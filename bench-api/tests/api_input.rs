@@ -514,7 +514,22 @@ fn cors_answers_configured_origins_only() {
             "{origin}: {:?}",
             a.headers
         );
+        // The answer depends on the origin: caches must key on it.
+        assert_eq!(a.header("Vary"), Some("Origin"), "{origin}");
     }
+    let a = request(&url, "GET", &[], None);
+    assert_eq!(
+        a.header("Vary"),
+        Some("Origin"),
+        "no Origin: {:?}",
+        a.headers
+    );
+    let vary = |a: &common::Answer, name: &str| {
+        a.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .count()
+    };
     // Errors carry CORS headers too, so the browser can show them.
     let a = request(
         &api.url("/nope"),
@@ -551,6 +566,12 @@ fn cors_answers_configured_origins_only() {
         .to_ascii_lowercase();
     assert!(allowed_headers.contains("content-type") && allowed_headers.contains("authorization"));
     assert_eq!(a.header("Vary"), Some("Origin"));
+    assert_eq!(
+        (vary(&a, "Vary"), vary(&a, "Access-Control-Allow-Origin")),
+        (1, 1),
+        "each once: {:?}",
+        a.headers
+    );
     let a = request(&api.url("/api/v1/services/svc-1"), "OPTIONS", &pre, None);
     assert_eq!(
         a.header("Access-Control-Allow-Methods"),
@@ -572,6 +593,7 @@ fn cors_answers_configured_origins_only() {
         "{:?}",
         a.headers
     );
+    assert_eq!(a.header("Vary"), Some("Origin"));
     let a = request(&api.url("/nope"), "OPTIONS", &pre, None);
     assert_eq!(a.status, 404);
 }

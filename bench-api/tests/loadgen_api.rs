@@ -186,7 +186,7 @@ fn a_run_completes_with_vllm_figures_in_sqlite_and_on_metrics() {
             "goodput.ttft_ms",
         ),
         (
-            json!({"service_id": sid, "duration_seconds": 5, "warmup_seconds": 5}),
+            json!({"service_id": sid, "duration_seconds": 5, "warmup_seconds": 3601}),
             "warmup_seconds",
         ),
         (

@@ -89,19 +89,38 @@ fn demo_service_runs_is_reachable_and_cancels_cleanly() {
     let svc = api.service(&id);
     assert_eq!(svc["status"], "cancelled", "{svc:#}");
     assert_eq!(api.get("/api/v1/services/targets").json(), json!([]));
-    // Cancelling again is fine; the monitor does not turn it into `failed`.
+    // Cancelling again is fine; the monitor does not turn it into `failed`:
+    // after two full monitor passes since the DELETE nothing was added.
     assert_eq!(
         api.send("DELETE", &format!("/api/v1/services/{id}"), None)
             .status,
         200
     );
-    std::thread::sleep(Duration::from_millis(0));
-    assert!(wait_until(Duration::from_secs(2), || {
-        api.service(&id)["history"]
-            .as_array()
-            .is_some_and(|h| h.len() == 4)
-    }));
-    assert_eq!(api.service(&id)["status"], "cancelled");
+    let ticks = || {
+        let text = api.get("/metrics").body;
+        text.lines()
+            .find_map(|l| l.strip_prefix("aif_api_monitor_ticks_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("aif_api_monitor_ticks_total")
+    };
+    let after_delete = ticks();
+    assert!(
+        wait_until(Duration::from_secs(20), || ticks() >= after_delete + 2),
+        "the monitor did not run"
+    );
+    let svc = api.service(&id);
+    let history: Vec<&str> = svc["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["status"].as_str())
+        .collect();
+    assert_eq!(
+        history,
+        ["pending", "starting", "running", "cancelled"],
+        "{svc:#}"
+    );
+    assert_eq!(svc["status"], "cancelled");
     let log = std::fs::read_dir(api.log_dir().join(&id)).expect("service log dir");
     let names: Vec<String> = log
         .filter_map(|e| e.ok())

@@ -1,5 +1,5 @@
 //! The write-ahead buffer (DESIGN.md §5) with realistic 8-GPU batches
-//! (136 samples each):
+//! (232 samples each: 27 fields and 2 throttle reasons per GPU):
 //!
 //! - `buffer_append_8gpu/{normal,full}`: one append (one transaction) per
 //!   iteration, per durability (target ≥ 5 000/s with `normal`);

@@ -43,7 +43,7 @@ use crate::sink::{Delivered, Order, PushClass, Sink, SinkFailure};
 pub const ACK_EVERY: Duration = Duration::from_secs(5);
 
 /// The most batches delivered between two acks (during a catch-up).
-pub const ACK_BATCHES: i64 = 512;
+pub const ACK_BATCHES: i64 = 128;
 
 /// One tick handed from the sampler to the sinks.
 #[derive(Debug, Clone)]

@@ -45,7 +45,7 @@ pub mod tunnel;
 pub mod units;
 
 pub use exposition::Exposition;
-pub use naming::{NameScheme, Namer};
+pub use naming::{HostLabel, NameScheme, Namer};
 pub use sample::{Batch, Labels, MetricKind, Sample, Series, now_ms};
 
 /// The README's Rust examples, compiled and run as doc tests so the README

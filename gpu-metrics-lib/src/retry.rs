@@ -16,6 +16,11 @@
 
 use std::time::Duration;
 
+/// The largest `max` a [`BackoffPolicy`] accepts: one day. A longer wait
+/// between retries is a misconfiguration, and far larger values overflow
+/// [`Duration`] arithmetic.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
+
 /// Backoff settings. Defaults: 500 ms initial, ×2, 30 s cap (DESIGN.md §6).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BackoffPolicy {
@@ -23,7 +28,7 @@ pub struct BackoffPolicy {
     pub initial: Duration,
     /// Growth factor of the ceiling per failure (finite, ≥ 1).
     pub factor: f64,
-    /// The largest ceiling (≥ `initial`); also the delay after a
+    /// The largest ceiling (≥ `initial`, ≤ [`MAX_BACKOFF`]); also the delay after a
     /// configuration error ([`Backoff::max_delay`]).
     pub max: Duration,
 }
@@ -55,11 +60,19 @@ pub enum BackoffPolicyError {
         /// The cap.
         max: Duration,
     },
+    /// `max` is above [`MAX_BACKOFF`].
+    #[error("backoff max {max:?} is above the limit of {limit:?}")]
+    MaxTooLarge {
+        /// The cap as given.
+        max: Duration,
+        /// The largest cap accepted ([`MAX_BACKOFF`]).
+        limit: Duration,
+    },
 }
 
 impl BackoffPolicy {
     /// Checks that `initial > 0`, `factor` is finite and ≥ 1, and
-    /// `max ≥ initial`.
+    /// `initial ≤ max ≤ MAX_BACKOFF`.
     ///
     /// # Errors
     /// The first [`BackoffPolicyError`] found, in that order.
@@ -76,15 +89,23 @@ impl BackoffPolicy {
                 max: self.max,
             });
         }
+        if self.max > MAX_BACKOFF {
+            return Err(BackoffPolicyError::MaxTooLarge {
+                max: self.max,
+                limit: MAX_BACKOFF,
+            });
+        }
         Ok(())
     }
 
     /// The ceiling before retry `attempt` (0-based): `min(max, initial ×
-    /// factor^attempt)` (a factor below 1 counts as 1).
+    /// factor^attempt)` (a factor below 1 counts as 1). Never panics, even for
+    /// a policy [`BackoffPolicy::validate`] refuses: a ceiling that does not
+    /// fit a [`Duration`] is `max`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let exp = self.factor.max(1.0).powi(attempt.min(64) as i32);
         let secs = (self.initial.as_secs_f64() * exp).min(self.max.as_secs_f64());
-        Duration::from_secs_f64(secs.max(0.0))
+        Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(self.max)
     }
 
     /// A random delay in `[0, ceiling(attempt)]` (full jitter), drawn from
@@ -300,6 +321,44 @@ mod tests {
                 max: Duration::from_secs(1),
             })
         );
+    }
+
+    #[test]
+    fn a_huge_max_is_refused_and_never_panics() {
+        let huge = BackoffPolicy {
+            initial: Duration::from_secs(1),
+            factor: 2.0,
+            max: Duration::MAX,
+        };
+        assert_eq!(
+            huge.validate(),
+            Err(BackoffPolicyError::MaxTooLarge {
+                max: Duration::MAX,
+                limit: MAX_BACKOFF,
+            })
+        );
+        assert!(
+            huge.validate()
+                .expect_err("refused")
+                .to_string()
+                .contains("above the limit")
+        );
+        // Even unvalidated, the arithmetic saturates instead of panicking
+        // (Duration::from_secs_f64 panicked on 2^64 s).
+        for attempt in [0, 63, 64, 65, u32::MAX] {
+            assert!(huge.ceiling(attempt) <= Duration::MAX);
+        }
+        let mut b = Backoff::new(huge, 1);
+        for _ in 0..70 {
+            b.next_delay();
+        }
+        b.max_delay();
+        let at_limit = BackoffPolicy {
+            max: MAX_BACKOFF,
+            ..huge
+        };
+        assert_eq!(at_limit.validate(), Ok(()));
+        assert_eq!(at_limit.ceiling(64), MAX_BACKOFF);
     }
 
     #[test]

@@ -17,6 +17,12 @@ pub enum DurationError {
         /// The text as given.
         input: String,
     },
+    /// Positive as written but below the 1 ns resolution, so it would be zero.
+    #[error("duration {input:?} is below 1ns and would round to zero")]
+    RoundsToZero {
+        /// The text as given.
+        input: String,
+    },
 }
 
 /// Parses `100ms`, `1s`, `1.5s`, `5m`, `1h`. A unit is required: a bare number
@@ -50,7 +56,14 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             input: input.to_string(),
         });
     }
-    Ok(Duration::from_secs_f64(secs))
+    let d = Duration::from_secs_f64(secs);
+    if d.is_zero() {
+        // Below a nanosecond: positive as written, zero as a Duration.
+        return Err(DurationError::RoundsToZero {
+            input: input.to_string(),
+        });
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -75,5 +88,21 @@ mod tests {
             parse_duration("0s"),
             Err(DurationError::Zero { .. })
         ));
+    }
+
+    #[test]
+    fn refuses_a_duration_that_rounds_to_zero() {
+        for tiny in ["0.0000001ms", "0.0000000001s", "0.000000000001m"] {
+            let err = parse_duration(tiny).expect_err(tiny);
+            assert_eq!(
+                err,
+                DurationError::RoundsToZero {
+                    input: tiny.to_string()
+                }
+            );
+            assert!(err.to_string().contains(tiny), "{err}");
+        }
+        // The smallest that survives: one nanosecond.
+        assert_eq!(parse_duration("0.000001ms"), Ok(Duration::from_nanos(1)));
     }
 }

@@ -41,6 +41,11 @@ pub struct Cli {
     #[arg(long, value_name = "native|dcgm")]
     pub metric_names: Option<String>,
 
+    /// dcgm mode's host label: `hostname` (current dcgm-exporter) or
+    /// `Hostname` (dashboards written before its May 2026 rename). [default: hostname]
+    #[arg(long, value_name = "hostname|Hostname")]
+    pub dcgm_host_label: Option<String>,
+
     /// Attribution label added to every series (repeatable), e.g. `run_id=r42`.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,

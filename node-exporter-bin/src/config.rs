@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gpu_metrics::buffer::{Durability, MIN_MAX_BYTES, parse_size};
-use gpu_metrics::naming::{LabelError, NameScheme, parse_label};
+use gpu_metrics::naming::{HostLabel, LabelError, NameScheme, parse_label};
 use gpu_metrics::retry::{BackoffPolicy, BackoffPolicyError};
 use gpu_metrics::sink::Secret;
 use gpu_metrics::ssh::SshConfig;
@@ -29,6 +29,7 @@ pub struct FileConfig {
     processes: Option<bool>,
     once: Option<bool>,
     metric_names: Option<String>,
+    dcgm_host_label: Option<String>,
     /// `[labels]` table: `run_id = "r42"`.
     labels: Option<BTreeMap<String, String>>,
     interval: Option<String>,
@@ -186,6 +187,8 @@ pub struct Config {
     pub processes: bool,
     /// Metric naming scheme.
     pub scheme: NameScheme,
+    /// dcgm mode's host label name.
+    pub dcgm_host_label: HostLabel,
     /// Attribution labels from `--label` / `[labels]`.
     pub labels: Vec<(String, String)>,
     /// Sample once and print.
@@ -256,7 +259,7 @@ pub fn split_http_url(url: &str) -> Option<(String, u16, String)> {
     Some((host, port, path.to_string()))
 }
 
-/// The host name of this machine (`instance` default, DCGM `Hostname`).
+/// The host name of this machine (`instance` default, dcgm mode's host label).
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -320,6 +323,12 @@ impl Config {
             .unwrap_or("native")
             .parse::<NameScheme>()
             .map_err(|e| invalid("metric_names", e))?;
+        let dcgm_host_label = match cli.dcgm_host_label.or(file.dcgm_host_label) {
+            Some(text) => text
+                .parse::<HostLabel>()
+                .map_err(|e| invalid("dcgm_host_label", e))?,
+            None => HostLabel::default(),
+        };
         let mut labels = Vec::new();
         for (k, v) in file.labels.unwrap_or_default() {
             labels.push(parse_label(&format!("{k}={v}")).map_err(label_error)?);
@@ -595,6 +604,7 @@ impl Config {
             nvml_lib: cli.nvml_lib.or(file.nvml_lib),
             processes: cli.processes.or(file.processes).unwrap_or(false),
             scheme,
+            dcgm_host_label,
             labels,
             once: cli.once.or(file.once).unwrap_or(false),
             interval,
@@ -756,5 +766,114 @@ mod tests {
         std::fs::write(&p, "intervall = \"1s\"\n").expect("write");
         let e = resolve(&["--config", p.to_str().expect("utf8")]).unwrap_err();
         assert!(e.to_string().contains("intervall"), "{e}");
+    }
+
+    #[test]
+    fn boolean_flags_win_over_the_file_both_ways() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let on = dir.path().join("on.toml");
+        std::fs::write(
+            &on,
+            "processes = true\nonce = true\npushgateway = \"http://127.0.0.1:9091\"\ndelete_on_exit = true\n",
+        )
+        .expect("write");
+        let file = |extra: &[&str]| {
+            let mut args = vec!["--config", on.to_str().expect("utf8")];
+            args.extend_from_slice(extra);
+            resolve(&args).expect("ok")
+        };
+        let c = file(&[]);
+        assert!(c.processes && c.once, "the file's true holds");
+        assert!(c.pushgateway.as_ref().expect("pgw").delete_on_exit);
+        let c = file(&[
+            "--processes=false",
+            "--once=false",
+            "--delete-on-exit=false",
+        ]);
+        assert!(!c.processes && !c.once, "flags turn the file's true off");
+        assert!(!c.pushgateway.as_ref().expect("pgw").delete_on_exit);
+        let off = dir.path().join("off.toml");
+        std::fs::write(&off, "processes = false\nonce = false\n").expect("write");
+        let c = resolve(&[
+            "--config",
+            off.to_str().expect("utf8"),
+            "--processes",
+            "--once",
+        ])
+        .expect("ok");
+        assert!(c.processes && c.once, "flags turn the file's false on");
+        assert!(Cli::try_parse_from(["x", "--processes=maybe"]).is_err());
+    }
+
+    #[test]
+    fn remote_write_is_validated_and_named() {
+        let c = resolve(&["--remote-write", "http://127.0.0.1:9090/api/v1/write/"]).expect("ok");
+        let rw = c.remote_write.expect("rw");
+        assert_eq!(rw.url, "http://127.0.0.1:9090/api/v1/write");
+        assert_eq!(rw.max_samples, 2000);
+        assert!(c.pushgateway.is_none(), "remote-write alone is fine");
+        for (args, key) in [
+            (
+                &["--remote-write", "127.0.0.1:9090/api/v1/write"][..],
+                "remote_write",
+            ),
+            (
+                &["--remote-write", "http://127.0.0.1:9090"][..],
+                "remote_write",
+            ),
+            (
+                &[
+                    "--remote-write",
+                    "http://h:1/w",
+                    "--remote-write-max-samples",
+                    "0",
+                ][..],
+                "remote_write_max_samples",
+            ),
+            (
+                &["--remote-write-max-samples", "10"][..],
+                "remote_write_max_samples",
+            ),
+            (&["--remote-write-user", "u"][..], "remote_write_user"),
+        ] {
+            assert_eq!(key_of(resolve(args).unwrap_err()), key, "{args:?}");
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").expect("write");
+        let both = resolve(&[
+            "--remote-write",
+            "http://h:1/w",
+            "--remote-write-user",
+            "u",
+            "--remote-write-bearer-token-file",
+            token.to_str().expect("utf8"),
+        ])
+        .unwrap_err();
+        assert_eq!(key_of(both), "remote_write_bearer_token_file");
+        let c = resolve(&[
+            "--remote-write",
+            "http://h:1/w",
+            "--remote-write-bearer-token-file",
+            token.to_str().expect("utf8"),
+        ])
+        .expect("ok");
+        let rw = c.remote_write.expect("rw");
+        assert_eq!(rw.bearer_token.expect("token").expose(), "s3cret");
+        assert!(!format!("{:?}", c.ssh).contains("s3cret"));
+    }
+
+    #[test]
+    fn dcgm_host_label_is_parsed_and_named() {
+        assert_eq!(
+            resolve(&[]).expect("ok").dcgm_host_label,
+            HostLabel::Hostname
+        );
+        let c = resolve(&["--dcgm-host-label", "Hostname"]).expect("ok");
+        assert_eq!(c.dcgm_host_label, HostLabel::LegacyHostname);
+        assert_eq!(
+            key_of(resolve(&["--dcgm-host-label", "host"]).unwrap_err()),
+            "dcgm_host_label"
+        );
     }
 }

@@ -63,7 +63,8 @@ fn main() -> ExitCode {
         config.scheme,
         attribution_labels(&config.labels),
         hostname(),
-    );
+    )
+    .with_host_label(config.dcgm_host_label);
     if config.once {
         let now = gpu_metrics::now_ms();
         let readings = match source.sample(now) {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use gpu_metrics::Namer;
 use gpu_metrics::agent::{self, AgentError, AgentOptions, PUSHGATEWAY_SINK, REMOTE_WRITE_SINK};
@@ -63,6 +64,22 @@ impl RunError {
 }
 
 /// Serves `GET /metrics` until the server is unblocked.
+/// What one client of `--listen` may hold: a scraper needs one connection;
+/// waiting connections cost a file descriptor each, never a thread (one
+/// reactor thread waits on them all, one thread answers), and at the bound the
+/// one waiting longest is closed to admit a new one.
+fn listen_limits() -> tiny_http::Limits {
+    tiny_http::Limits {
+        max_connections: 64,
+        max_pending_requests: 16,
+        idle_timeout: Duration::from_secs(10),
+        header_timeout: Duration::from_secs(10),
+        max_header_bytes: 8 * 1024,
+        max_buffered_body: 1024,
+        io_timeout: Duration::from_secs(10),
+    }
+}
+
 fn serve_metrics(server: Arc<tiny_http::Server>, agent: Arc<agent::AgentHandle>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for request in server.incoming_requests() {
@@ -192,12 +209,14 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
         );
     }
     let server = match config.listen {
-        Some(addr) => Some(Arc::new(tiny_http::Server::http(addr).map_err(|e| {
-            RunError::Listen {
-                addr,
-                reason: e.to_string(),
-            }
-        })?)),
+        Some(addr) => Some(Arc::new(
+            tiny_http::Server::http_with_limits(addr, listen_limits()).map_err(|e| {
+                RunError::Listen {
+                    addr,
+                    reason: e.to_string(),
+                }
+            })?,
+        )),
         None => None,
     };
     log::info!(

@@ -40,6 +40,7 @@ fn sample_config_parses_with_every_key() {
     std::fs::write(&pw, "x").expect("pw");
     let all_keys = all_keys
         .replace("/etc/aif/pushgateway.password", pw.to_str().expect("utf8"))
+        .replace("/etc/aif/remote-write.password", pw.to_str().expect("utf8"))
         .replace("source = \"auto\"", "source = \"simulated\"");
     std::fs::write(&cfg, &all_keys).expect("write");
     let o = Command::new(EXE)
@@ -78,6 +79,12 @@ fn sample_config_parses_with_every_key() {
         "ssh_identity",
         "ssh_known_hosts",
         "ssh_accept_new",
+        "once",
+        "dcgm_host_label",
+        "remote_write",
+        "remote_write_user",
+        "remote_write_password_file",
+        "remote_write_max_samples",
     ] {
         assert!(
             all_keys
@@ -160,6 +167,88 @@ fn slurm_prolog_starts_a_labelled_exporter_and_epilog_deletes_its_group() {
     assert!(!dir.path().join("run/job-4242.pid").exists());
 }
 
+/// Runs `deploy/slurm/{script}` for job `job` with `cfg`; returns (success,
+/// stderr).
+fn slurm_script(
+    script: &str,
+    job: &str,
+    cfg: &std::path::Path,
+    dir: &std::path::Path,
+) -> (bool, String) {
+    let o = Command::new("bash")
+        .arg(deploy(&format!("slurm/{script}")))
+        .env("SLURM_JOB_ID", job)
+        .env("AIF_EXPORTER", EXE)
+        .env("AIF_EXPORTER_CONFIG", cfg)
+        .env("AIF_RUNDIR", dir.join("run"))
+        .env("AIF_STATEDIR", dir.join("state"))
+        .output()
+        .expect(script);
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn slurm_prolog_without_a_pushgateway_starts_an_exporter_that_keeps_running() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("exporter.toml");
+    let listen = format!("127.0.0.1:{}", aif_testbed::free_port());
+    // No pushgateway: the exporter only buffers and serves /metrics. The
+    // prolog used to pass --delete-on-exit anyway, and the exporter exited 2.
+    std::fs::write(
+        &cfg,
+        format!("source = \"simulated\"\ngpus = 1\ninterval = \"100ms\"\nlisten = \"{listen}\"\n"),
+    )
+    .expect("config");
+    let (ok, err) = slurm_script("prolog.sh", "5151", &cfg, dir.path());
+    assert!(ok, "{err}");
+    assert!(err.contains("started aif-node-exporter pid="), "{err}");
+    let pid: i32 = std::fs::read_to_string(dir.path().join("run/job-5151.pid"))
+        .expect("pidfile")
+        .trim()
+        .parse()
+        .expect("pid");
+    // It serves: the exporter really runs, not just "started" in a log.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            aif_testbed::http_get(&format!("http://{listen}/metrics")).is_ok_and(|(s, body)| {
+                s == 200
+                    && metric_value(&body, "aif_gpu_up", &[("slurm_job_id", "5151")]) == Some(1.0)
+            })
+        }),
+        "exporter not serving; log:\n{}",
+        std::fs::read_to_string(dir.path().join("state/job-5151.log")).unwrap_or_default()
+    );
+    let log = std::fs::read_to_string(dir.path().join("state/job-5151.log")).expect("log");
+    assert!(!log.contains("delete_on_exit"), "{log}");
+    let (ok, err) = slurm_script("epilog.sh", "5151", &cfg, dir.path());
+    assert!(ok, "{err}");
+    // SAFETY: kill(pid, 0) only probes for existence.
+    assert!(
+        unsafe { libc::kill(pid, 0) } != 0,
+        "exporter {pid} still running"
+    );
+}
+
+#[test]
+fn slurm_prolog_reports_an_exporter_that_fails_to_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("exporter.toml");
+    std::fs::write(&cfg, "source = \"simulated\"\ninterval = \"0s\"\n").expect("config");
+    let (ok, err) = slurm_script("prolog.sh", "5252", &cfg, dir.path());
+    // A failing prolog would drain the node: it still exits 0, but says why.
+    assert!(ok, "{err}");
+    assert!(err.contains("failed to start (exit 2)"), "{err}");
+    assert!(
+        err.contains("interval"),
+        "the exporter's reason is relayed: {err}"
+    );
+    assert!(!err.contains("started aif-node-exporter"), "{err}");
+    assert!(!dir.path().join("run/job-5252.pid").exists());
+}
+
 #[test]
 fn systemd_unit_runs_the_exporter_with_its_state_directory() {
     let unit = std::fs::read_to_string(deploy("systemd/aif-node-exporter.service")).expect("unit");
@@ -174,4 +263,22 @@ fn systemd_unit_runs_the_exporter_with_its_state_directory() {
     ] {
         assert!(unit.contains(needle), "unit lacks {needle}");
     }
+}
+
+#[test]
+fn the_repository_root_holds_no_file_named_like_a_mistyped_redirect() {
+    // A file `0` (the output of a shell loop, `cmd >0` for `cmd >&0` or
+    // `2>0` for `2>/dev/null`) was once committed at the root. Scripts run
+    // from the root (scripts/, benches/); a stray redirect target lands here.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let stray: Vec<String> = std::fs::read_dir(&root)
+        .expect("repository root")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "stray files at the repository root: {stray:?}"
+    );
 }

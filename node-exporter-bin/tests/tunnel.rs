@@ -6,8 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aif_testbed::sshd::{KeyFormat, KeyKind, KeyPair, Sshd, fingerprint, generate_key};
-use aif_testbed::{Pushgateway, free_port, metric_value, wait_until};
+use aif_testbed::{
+    FAKE_HOSTS_ENV, Pushgateway, SshdOptions, fake_hosts_lib, free_port, metric_value, wait_until,
+};
 use support::Exporter;
+
+/// The Pushgateway's name as the gateway knows it. Only the sshd resolves it
+/// (to 127.0.0.1, through the fake-hosts shim); for the exporter the name does
+/// not exist, so a push that did not go through the tunnel cannot land.
+const GATEWAY_ONLY_HOST: &str = "pushgateway.behind-the-gateway.invalid";
 
 struct Bed {
     sshd: Sshd,
@@ -16,11 +23,27 @@ struct Bed {
     user: String,
     key: KeyPair,
     known_hosts: PathBuf,
+    shim: String,
     tmp: tempfile::TempDir,
 }
 
 fn bed() -> Bed {
-    let sshd = Sshd::start().unwrap_or_else(|e| panic!("{e}"));
+    let shim = fake_hosts_lib()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_str()
+        .expect("utf8")
+        .to_string();
+    let sshd = Sshd::start_with(SshdOptions {
+        env: vec![
+            ("LD_PRELOAD".into(), shim.clone()),
+            (
+                FAKE_HOSTS_ENV.into(),
+                format!("{GATEWAY_ONLY_HOST}=127.0.0.1"),
+            ),
+        ],
+        ..SshdOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let pgw = Pushgateway::start().unwrap_or_else(|e| panic!("{e}"));
     let tmp = tempfile::Builder::new()
         .prefix("aif-exp-ssh-")
@@ -33,12 +56,13 @@ fn bed() -> Bed {
     sshd.write_known_hosts(&known_hosts)
         .unwrap_or_else(|e| panic!("{e}"));
     Bed {
-        pgw_url: pgw.url(),
+        pgw_url: format!("http://{GATEWAY_ONLY_HOST}:{}", pgw.addr().port()),
         user: sshd.user(),
         sshd,
         pgw,
         key,
         known_hosts,
+        shim,
         tmp,
     }
 }
@@ -54,8 +78,27 @@ impl Bed {
         known_hosts: &Path,
         extra: &[&str],
     ) -> Exporter {
-        let listen = format!("127.0.0.1:{}", free_port());
         let port = self.sshd.port().to_string();
+        let mut args = vec![
+            "--ssh-host",
+            "127.0.0.1",
+            "--ssh-port",
+            &port,
+            "--ssh-user",
+            user,
+            "--ssh-identity",
+            identity.to_str().expect("utf8"),
+            "--ssh-known-hosts",
+            known_hosts.to_str().expect("utf8"),
+        ];
+        args.extend(extra.iter());
+        self.start_exporter(instance, &args)
+    }
+
+    /// The exporter pushing to [`GATEWAY_ONLY_HOST`] (a name unknown to it),
+    /// with `extra` arguments (the tunnel's, or none for a direct push).
+    fn start_exporter(&self, instance: &str, extra: &[&str]) -> Exporter {
+        let listen = format!("127.0.0.1:{}", free_port());
         let buffer = self.tmp.path().join(format!("{instance}.db"));
         let mut args = vec![
             "--source",
@@ -74,23 +117,18 @@ impl Bed {
             "1s",
             "--push-timeout",
             "2s",
-            "--ssh-host",
-            "127.0.0.1",
-            "--ssh-port",
-            &port,
-            "--ssh-user",
-            user,
-            "--ssh-identity",
-            identity.to_str().expect("utf8"),
-            "--ssh-known-hosts",
-            known_hosts.to_str().expect("utf8"),
             "--listen",
             &listen,
             "--buffer",
             buffer.to_str().expect("utf8"),
         ];
         args.extend(extra.iter());
-        Exporter::start(self.tmp.path(), &args)
+        let unknown = format!("{GATEWAY_ONLY_HOST}=");
+        Exporter::start_with_env(
+            self.tmp.path(),
+            &args,
+            &[("LD_PRELOAD", &self.shim), (FAKE_HOSTS_ENV, &unknown)],
+        )
     }
 
     fn landed(&self, instance: &str) -> bool {
@@ -102,6 +140,35 @@ impl Bed {
 
 fn scraped(exp: &Exporter, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     metric_value(&exp.scrape(), name, labels)
+}
+
+#[test]
+fn without_the_tunnel_the_exporter_cannot_reach_the_pushgateway() {
+    // The premise of the tunnel tests: the address the exporter is given
+    // resolves only on the gateway, so whatever lands went through the tunnel.
+    let bed = bed();
+    let exp = bed.start_exporter("node-direct", &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || exp.log_text().contains(
+            &format!("pushgateway unreachable at http://{GATEWAY_ONLY_HOST}")
+        )),
+        "{}",
+        exp.log_text()
+    );
+    assert!(!bed.landed("node-direct"));
+    // And the gateway does resolve it (the exporter below pushes through it).
+    let through = bed.exporter(
+        "node-via",
+        &bed.user,
+        &bed.key.private,
+        &bed.known_hosts,
+        &[],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || bed.landed("node-via")),
+        "{}",
+        through.log_text()
+    );
 }
 
 #[test]
@@ -294,17 +361,50 @@ fn wrong_user_is_an_authentication_error_retried_with_backoff() {
             "{instance}: no authentication error:\n{}",
             exp.log_text()
         );
-        // Watch ten seconds of retries: a backoff starting at 500 ms and
-        // doubling allows a handful of attempts, a hot loop would make hundreds.
-        let before = exp.log_text().matches("tunnel login failed").count();
-        let start = std::time::Instant::now();
-        wait_until(Duration::from_secs(10), || false);
-        let attempts = exp.log_text().matches("tunnel login failed").count() - before;
-        assert!(start.elapsed() >= Duration::from_secs(10));
+        // Five failed logins: each logs the delay it drew, which must stay
+        // under the policy's ceiling (500 ms doubling, 30 s cap), and the
+        // attempts must really be that far apart (a hot loop is not).
+        let failures = |text: &str| -> Vec<u128> {
+            text.lines()
+                .filter(|l| l.contains("tunnel login failed"))
+                .map(|l| {
+                    l.split(" delay=")
+                        .nth(1)
+                        .and_then(|d| d.split("ms").next())
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or_else(|| panic!("no delay in {l}"))
+                })
+                .collect()
+        };
+        let mut first_seen = None;
         assert!(
-            attempts <= 10,
-            "{instance}: {attempts} login attempts in 10 s:\n{}",
+            wait_until(Duration::from_secs(60), || {
+                let n = failures(&exp.log_text()).len();
+                if n >= 1 && first_seen.is_none() {
+                    first_seen = Some(std::time::Instant::now());
+                }
+                n >= 5
+            }),
+            "{instance}: fewer than 5 login attempts in 60 s:\n{}",
             exp.log_text()
+        );
+        let between = first_seen.expect("first failure seen").elapsed();
+        let delays = failures(&exp.log_text());
+        for (k, d) in delays.iter().enumerate() {
+            let ceiling = (500u128 << k.min(16)).min(30_000);
+            assert!(
+                *d <= ceiling,
+                "{instance}: attempt {k} waited {d} ms, above the ceiling {ceiling} ms"
+            );
+        }
+        // Between the first and the fifth failure lie the first four delays
+        // (on average 3.75 s). The first sighting may lag its line by a poll
+        // and by scheduling on a busy machine: 500 ms of slack, still far
+        // below what a loop that logs delays without waiting them would need.
+        let waited: u128 = delays[..4].iter().sum();
+        assert!(
+            between.as_millis() + 500 >= waited,
+            "{instance}: 5 attempts in {between:?}, but the delays drawn sum to {waited} ms"
         );
         assert!(!bed.landed(instance));
     }

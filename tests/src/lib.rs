@@ -11,6 +11,9 @@
 //! let text = pgw.metrics_text().expect("GET /metrics");
 //! ```
 
+mod cc;
+pub mod conn_probe;
+pub mod fake_hosts;
 pub mod fake_nvml;
 pub mod process;
 pub mod prometheus;
@@ -20,7 +23,8 @@ pub mod sshd;
 pub mod text;
 pub mod victoria;
 
-pub use fake_nvml::fake_nvml_in;
+pub use fake_hosts::{FAKE_HOSTS_ENV, fake_hosts_lib};
+pub use fake_nvml::{fake_nvml_in, fake_nvml_mig_in};
 pub use process::{
     ServerProcess, TestbedError, free_port, http_get, port_open, require_binary, wait_until,
 };

@@ -149,17 +149,17 @@ pub fn query_api(base: &str, promql: &str) -> Result<String, TestbedError> {
     }
 }
 
+/// One series of a range query: its labels as JSON text and its samples as
+/// `(timestamp ms, value)` in time order.
+pub type RawSeries = (String, Vec<(i64, f64)>);
+
 /// Every raw sample of `selector` over the last `range` (e.g. `1h`), per
 /// series: `(labels as JSON text, [(timestamp ms, value)])`, samples in time
 /// order (a range query of `selector[range]`).
 ///
 /// # Errors
 /// Transport errors, a non-200 status, or a body that is not a matrix.
-pub fn raw_series(
-    base: &str,
-    selector: &str,
-    range: &str,
-) -> Result<Vec<(String, Vec<(i64, f64)>)>, TestbedError> {
+pub fn raw_series(base: &str, selector: &str, range: &str) -> Result<Vec<RawSeries>, TestbedError> {
     let body = query_api(base, &format!("{selector}[{range}]"))?;
     let bad = |what: &str| TestbedError::Io(std::io::Error::other(format!("{what}: {body}")));
     let json: serde_json::Value = serde_json::from_str(&body).map_err(|_| bad("not JSON"))?;

@@ -174,6 +174,10 @@ pub struct SshdOptions {
     pub host_keys: Vec<KeyKind>,
     /// Extra `sshd_config` lines.
     pub extra_config: Vec<String>,
+    /// Extra environment of the sshd process (kept across restarts), e.g.
+    /// `LD_PRELOAD` of [`crate::fake_hosts_lib`] so the gateway resolves a
+    /// name nobody else can.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for SshdOptions {
@@ -181,6 +185,7 @@ impl Default for SshdOptions {
         SshdOptions {
             host_keys: vec![KeyKind::Ed25519],
             extra_config: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -193,6 +198,7 @@ pub struct Sshd {
     addr: SocketAddr,
     config: PathBuf,
     host_keys: Vec<KeyPair>,
+    env: Vec<(String, String)>,
 }
 
 impl Sshd {
@@ -260,7 +266,7 @@ impl Sshd {
         }
         let config_path = dir.path().join("sshd_config");
         std::fs::write(&config_path, config)?;
-        let cmd = Self::command(&binary, &config_path);
+        let cmd = Self::command(&binary, &config_path, &options.env);
         let server = ServerProcess::spawn("sshd", cmd, dir)?;
         let mut sshd = Sshd {
             server,
@@ -268,14 +274,16 @@ impl Sshd {
             addr,
             config: config_path,
             host_keys,
+            env: options.env,
         };
         sshd.wait_ready()?;
         Ok(sshd)
     }
 
-    fn command(binary: &Path, config: &Path) -> Command {
+    fn command(binary: &Path, config: &Path, env: &[(String, String)]) -> Command {
         let mut cmd = Command::new(binary);
         cmd.arg("-D").arg("-e").arg("-f").arg(config);
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd
     }
 
@@ -419,7 +427,7 @@ impl Sshd {
     /// Spawning fails, or not ready within 15 s.
     pub fn restart(&mut self) -> Result<(), TestbedError> {
         self.stop();
-        let cmd = Self::command(&self.binary, &self.config);
+        let cmd = Self::command(&self.binary, &self.config, &self.env);
         self.server.respawn(cmd)?;
         self.wait_ready()
     }

@@ -7,6 +7,13 @@
 //! how it ended to `LOG_DIR/<id>/exit`. The exit file is what lets an API that
 //! was down while a service ended show it ended, with its exit code. Cancel
 //! sends SIGTERM to the process group, then SIGKILL after the grace period.
+//!
+//! A process id is only trusted while it is still the supervisor we started:
+//! at spawn the backend records the supervisor's start time (field 22 of
+//! `/proc/PID/stat`) in `LOG_DIR/<id>/identity`; before it reports a group
+//! as this service's or signals it, the group leader must have that start
+//! time and lead that group. After a restart an unrelated process that reused
+//! the id is neither reported as the service nor signalled.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -48,6 +55,20 @@ pub fn parse_exit_file(text: &str) -> Option<Ending> {
     }
     text.strip_prefix("error ")
         .map(|m| Ending::SchedulerFailure(m.to_string()))
+}
+
+/// `(process group, start time in clock ticks since boot)` of a live process.
+fn proc_identity(pid: i32) -> Option<(i32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp …`: comm may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: state is field 3, pgrp field 5, starttime field 22.
+    let state = *fields.first()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    Some((fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 
 fn group_alive(pgid: i32) -> bool {
@@ -193,6 +214,27 @@ impl LocalBackend {
         self.dir(service_id).join("exit")
     }
 
+    fn identity_file(&self, service_id: &str) -> PathBuf {
+        self.dir(service_id).join("identity")
+    }
+
+    /// Whether process group `pgid` is still the one launched for
+    /// `service_id`: its leader lives, leads it, and started when recorded.
+    fn is_ours(&self, service_id: &str, pgid: i32) -> bool {
+        let Ok(text) = std::fs::read_to_string(self.identity_file(service_id)) else {
+            return false;
+        };
+        let mut parts = text.split_whitespace();
+        let recorded = (
+            parts.next().and_then(|p| p.parse::<i32>().ok()),
+            parts.next().and_then(|p| p.parse::<u64>().ok()),
+        );
+        let (Some(pid), Some(start)) = recorded else {
+            return false;
+        };
+        pid == pgid && proc_identity(pgid) == Some((pgid, start))
+    }
+
     fn read_exit(&self, service_id: &str) -> Option<Ending> {
         std::fs::read_to_string(self.exit_file(service_id))
             .ok()
@@ -244,8 +286,9 @@ impl LocalBackend {
                 _ => Ending::SchedulerFailure("supervisor vanished".into()),
             }));
         }
-        // Not a child of this process (the API restarted): look for the group.
-        if group_alive(pgid) {
+        // Not a child of this process (the API restarted): the group counts
+        // only if its leader is still the supervisor we started.
+        if self.is_ours(service_id, pgid) {
             return Ok(JobState::Active {
                 host: Some("127.0.0.1".into()),
             });
@@ -299,6 +342,24 @@ impl Backend for LocalBackend {
             self.supervisor.display()
         )))?;
         let pid = child.id() as i32;
+        // The child is not reaped while we hold it: its /proc entry is there.
+        match proc_identity(pid) {
+            Some((_, start)) => {
+                if let Err(e) = std::fs::write(
+                    self.identity_file(spec.service_id),
+                    format!("{pid} {start}\n"),
+                ) {
+                    log::error!(
+                        "local: cannot record identity of service {} (it will not be signalled after a restart): {e}",
+                        spec.service_id
+                    );
+                }
+            }
+            None => log::error!(
+                "local: cannot read /proc/{pid}/stat of service {}",
+                spec.service_id
+            ),
+        }
         self.children
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -329,12 +390,20 @@ impl Backend for LocalBackend {
             .ok()
             .filter(|p| *p > 1)
             .ok_or_else(|| BackendError::BadRef(backend_ref.to_string()))?;
+        if !self.is_ours(service_id, pgid) {
+            // Ended, or the id now belongs to another process: nothing to stop.
+            log::info!(
+                "local: service {service_id}: process group {pgid} is gone or not ours; not signalling it"
+            );
+            return Ok(());
+        }
         signal_group(pgid, libc::SIGTERM).map_err(|source| BackendError::Io {
             what: format!("SIGTERM process group {pgid}"),
             source,
         })?;
         log::info!("local: sent SIGTERM to service {service_id} (process group {pgid})");
         let children = Arc::clone(&self.children);
+        let backend = self.clone();
         let grace = self.kill_grace;
         let service_id = service_id.to_string();
         std::thread::spawn(move || {
@@ -348,6 +417,11 @@ impl Backend for LocalBackend {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
+            }
+            if !backend.is_ours(&service_id, pgid) {
+                // The supervisor ended (its service may linger in the group,
+                // but the id is no longer proof of who that is).
+                return;
             }
             log::warn!(
                 "local: service {service_id} outlived SIGTERM by {grace:?}; sending SIGKILL to process group {pgid}"
@@ -456,5 +530,48 @@ mod tests {
             Some(Ending::SchedulerFailure(_))
         ));
         assert_eq!(parse_exit_file("garbage"), None);
+    }
+
+    #[test]
+    fn a_reused_process_id_is_not_taken_for_the_service() {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            LocalBackend::new(dir.path(), PathBuf::from("/nonexistent"), Duration::ZERO).unwrap();
+        // An unrelated process leading its own group, as after a restart
+        // when the recorded id was reused.
+        let mut stranger = Command::new("sleep")
+            .arg("600")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = stranger.id() as i32;
+        let (_, start) = proc_identity(pgid).expect("stat of a live child");
+        std::fs::create_dir_all(dir.path().join("svc-1")).unwrap();
+        for recorded in [None, Some(format!("{pgid} {}\n", start + 1))] {
+            if let Some(r) = &recorded {
+                std::fs::write(dir.path().join("svc-1/identity"), r).unwrap();
+            }
+            let r = pgid.to_string();
+            assert_eq!(
+                backend.state("svc-1", &r).unwrap(),
+                JobState::Missing,
+                "{recorded:?}"
+            );
+            backend.cancel("svc-1", &r).unwrap();
+        }
+        // The recorded identity matches: it is the service.
+        std::fs::write(
+            dir.path().join("svc-1/identity"),
+            format!("{pgid} {start}\n"),
+        )
+        .unwrap();
+        assert!(matches!(
+            backend.state("svc-1", &pgid.to_string()).unwrap(),
+            JobState::Active { .. }
+        ));
+        // Nothing signalled it before: it dies of our SIGKILL, not a SIGTERM.
+        stranger.kill().unwrap();
+        assert_eq!(stranger.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 }

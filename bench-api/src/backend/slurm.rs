@@ -523,4 +523,84 @@ type = "string"
         assert!(args.contains(&"--gres=gpu:1".to_string()));
         assert!(args.last().unwrap().starts_with("--wrap="));
     }
+
+    /// Hostile parameter values (whatever validation lets through: no control
+    /// characters, no leading `-`) reach the service as verbatim arguments
+    /// through both shells they cross: the login shell over SSH (the whole
+    /// `sbatch` command line) and the job's `sh` (the `--wrap` script).
+    #[test]
+    fn hostile_values_arrive_verbatim_and_nothing_is_executed() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        let m = marker.display().to_string();
+        let hostile = [
+            format!("$(touch {m})"),
+            format!("`touch {m}`"),
+            format!("x; touch {m}"),
+            format!("x' ; touch {m}; echo '"),
+            format!("x\" ; touch {m}; echo \""),
+            format!("a|touch {m}&&touch {m}||touch {m}"),
+            format!("> {m}"),
+            "$HOME ${PATH} $((1+1)) * ? [a] ~ ! \\ \\' #".to_string(),
+            "ünïcödé   spaces".to_string(),
+        ];
+        let mut text = String::from(
+            "name = \"h\"\ndescription = \"d\"\ncategory = \"c\"\nargv = [\"printf\", \"%s\\\\n\"",
+        );
+        for i in 0..hostile.len() {
+            text.push_str(&format!(", \"{{p{i}}}\""));
+        }
+        text.push_str("]\n");
+        for i in 0..hostile.len() {
+            text.push_str(&format!("[parameters.p{i}]\ntype = \"string\"\n"));
+        }
+        let recipe = Recipe::parse(Path::new("h.toml"), &text).unwrap();
+        let given: std::collections::BTreeMap<String, serde_json::Value> = hostile
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("p{i}"), serde_json::json!(v)))
+            .collect();
+        // The API's own validation accepts them all.
+        let resolved = recipe.resolve(&given).unwrap();
+        let backend = SlurmBackend::new(
+            Box::new(NoRunner),
+            SlurmSettings::default(),
+            PathBuf::from("/logs"),
+            None,
+        );
+        let spec = LaunchSpec {
+            service_id: "svc-1",
+            recipe: &recipe,
+            argv: &resolved.argv,
+            port: None,
+        };
+        let script = backend.script(&spec);
+        let want: String = hostile.iter().map(|v| format!("{v}\n")).collect();
+        // As sbatch runs `--wrap` (`sh` reads the script), and as the login
+        // shell runs the quoted command line over SSH before that.
+        let direct = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let over_ssh = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(gpu_metrics::ssh::shell_join(&[
+                "sh".to_string(),
+                "-c".to_string(),
+                script.clone(),
+            ]))
+            .output()
+            .unwrap();
+        for out in [direct, over_ssh] {
+            assert!(out.status.success(), "{out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{script}");
+        }
+        assert!(!marker.exists(), "a hostile value was executed: {script}");
+        // A newline (which would end a quoted word's line) never gets here.
+        let mut nl: std::collections::BTreeMap<String, serde_json::Value> = given.clone();
+        nl.insert("p0".into(), serde_json::json!("a\ntouch x"));
+        let e = recipe.resolve(&nl).unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (400, Some("params.p0")));
+    }
 }

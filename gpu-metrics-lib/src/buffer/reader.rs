@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::BatchId;
 use super::config::{BufferConfig, CapPlan};
 use super::encoding::{DecodeError, decode_labels, decode_payload};
 use super::error::BufferError;
 use super::schema;
 use super::stats::{self, PendingStats};
+use super::{BatchId, WriteGate};
 use crate::sample::{Batch, MetricKind, Sample, Series};
 
 /// The series cache is cleared when it grows beyond this many entries (series
@@ -32,6 +32,7 @@ const SERIES_CACHE_LIMIT: usize = 65_536;
 pub struct SinkReader {
     conn: Connection,
     dec: Decoder,
+    gate: WriteGate,
 }
 
 /// Decoding state, apart from the connection so both can be borrowed at once.
@@ -64,6 +65,7 @@ impl SinkReader {
         config: &BufferConfig,
         plan: &CapPlan,
         sink: &str,
+        gate: WriteGate,
     ) -> Result<Self, BufferError> {
         let path = config.path.clone();
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -72,6 +74,7 @@ impl SinkReader {
         schema::configure(&conn, &path, config.durability, plan)?;
         Ok(SinkReader {
             conn,
+            gate,
             dec: Decoder {
                 path,
                 sink: sink.to_string(),
@@ -216,6 +219,7 @@ impl SinkReader {
     /// [`BufferError::UnknownSink`]; [`BufferError::Busy`] when the writer held
     /// the lock past the busy timeout; other SQLite errors.
     pub fn ack_through(&mut self, id: BatchId) -> Result<u64, BufferError> {
+        let _turn = self.gate.enter();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::BatchId;
 use super::config::{BufferConfig, CapPlan, PAGE_SIZE};
 use super::encoding::{decode_labels, encode_labels, encode_payload};
 use super::error::BufferError;
 use super::reader::SinkReader;
 use super::schema::{self, OpenFailure};
 use super::stats::{self, BufferStats, EvictReason, PendingStats, SinkStats};
+use super::{BatchId, WriteGate};
 use crate::sample::{Batch, MetricKind, Series};
 
 /// A series' stored `last_batch` is refreshed once it lags the batch that uses
@@ -94,6 +94,9 @@ pub struct Buffer {
     pairs: Vec<(i64, f64)>,
     scratch: Vec<u8>,
     appends_since_gc: u32,
+    /// Shared with every reader: one write transaction at a time in this
+    /// process (see [`WriteGate`]).
+    gate: WriteGate,
 }
 
 /// How long [`Buffer::open`] waits for another writer's lock to go away.
@@ -222,6 +225,7 @@ impl Buffer {
             pairs: Vec::new(),
             scratch: Vec::new(),
             appends_since_gc: 0,
+            gate: WriteGate::default(),
         };
         buffer.load()?;
         buffer.sync_cursors()?;
@@ -289,6 +293,7 @@ impl Buffer {
     fn sync_cursors(&mut self) -> Result<(), BufferError> {
         let path = self.config.path.clone();
         let err = |op| super::error::on(&path, op);
+        let _turn = self.gate.enter();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -340,6 +345,7 @@ impl Buffer {
         let oldest = stats::id_range(&self.conn)
             .map_err(err("read batch range"))?
             .map_or(self.head + 1, |(min, _)| min);
+        let _turn = self.gate.enter();
         let deleted = self
             .conn
             .prepare_cached("DELETE FROM series WHERE last_batch <= ?1")
@@ -453,6 +459,7 @@ impl Buffer {
     ) -> Result<(), BufferError> {
         let path = &self.config.path;
         let err = |op| super::error::on(path, op);
+        let _turn = self.gate.enter();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -496,6 +503,7 @@ impl Buffer {
     /// their pages can be reused. Best effort; failures are logged.
     fn evict_for_disk_full(&mut self) {
         let path = self.config.path.clone();
+        let _turn = self.gate.enter();
         let result = (|| -> rusqlite::Result<u64> {
             let tx = self
                 .conn
@@ -536,7 +544,7 @@ impl Buffer {
                 sink: sink.to_string(),
             });
         }
-        SinkReader::open(&self.config, &self.plan, sink)
+        SinkReader::open(&self.config, &self.plan, sink, self.gate.clone())
     }
 
     /// The backlog after `after`: what a sink whose delivery reached `after`

@@ -11,6 +11,7 @@
 //! - [`RemoteWriteSink`]: history, every batch oldest first with its original
 //!   timestamp ([`Order::Oldest`]).
 
+mod http;
 pub mod prompb;
 pub mod pushgateway;
 pub mod remote_write;

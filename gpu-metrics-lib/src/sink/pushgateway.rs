@@ -6,8 +6,9 @@
 //! - Body: text exposition ending in `\n`,
 //!   `Content-Type: text/plain; version=0.0.4`.
 //! - Status classes: 2xx ok; 400 (and other 4xx not below) permanent for that
-//!   payload; 401/403/404/405 configuration errors; 429, 5xx, connect/read
-//!   errors and timeouts retryable. See [`PushError::class`].
+//!   payload; 401/403/404/405 configuration errors; 408 (request timeout),
+//!   429, 5xx, connect/read errors and timeouts retryable. See
+//!   [`PushError::class`] and [`status_class`].
 //! - Explicit connect and overall timeouts; optional basic auth whose password
 //!   never reaches a log or a `Debug` output.
 
@@ -15,7 +16,7 @@ use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::engine::general_purpose::URL_SAFE;
 
 use crate::retry::{BackoffPolicy, BackoffPolicyError};
 use crate::sample::Labels;
@@ -54,7 +55,7 @@ pub enum PushError {
         /// Response body.
         body: String,
     },
-    /// Overload or server error (429, 5xx).
+    /// Timeout, overload or server error (408, 429, 5xx).
     #[error("pushgateway unavailable: HTTP {status}")]
     Unavailable {
         /// HTTP status.
@@ -264,10 +265,7 @@ impl PushgatewayBuilder {
         }
         self.backoff.validate()?;
         let auth_header = match (&self.user, &self.password) {
-            (Some(u), p) => Some(Secret::new(format!(
-                "Basic {}",
-                STANDARD.encode(format!("{u}:{}", p.as_ref().map_or("", |p| p.expose())))
-            ))),
+            (Some(u), p) => Some(super::http::basic_auth(u, p.as_ref())),
             (None, Some(_)) => return Err(PushgatewayConfigError::PasswordWithoutUser),
             (None, None) => None,
         };
@@ -282,17 +280,7 @@ impl PushgatewayBuilder {
             url.push('/');
             url.push_str(&group_segment(k, v));
         }
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(self.connect_timeout))
-            .timeout_global(Some(self.timeout))
-            .http_status_as_error(false)
-            .user_agent(concat!("aif-node-exporter/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let agent = ureq::Agent::with_parts(
-            config,
-            ureq::unversioned::transport::DefaultConnector::default(),
-            CachingResolver::default(),
-        );
+        let agent = super::http::agent(self.connect_timeout, self.timeout);
         Ok(PushgatewayClient {
             agent,
             group_url: url,
@@ -436,6 +424,20 @@ pub struct PushgatewayClient {
     builder: PushgatewayBuilderNoSecret,
 }
 
+/// How a Pushgateway answer with HTTP `status` is handled (DESIGN.md §6):
+/// `None` for 2xx (delivered); 401/403/404/405 are configuration errors;
+/// 408 (the server timed the request out), 429 and 5xx are retryable; any
+/// other status (400 and the remaining 1xx/3xx/4xx) is permanent for that
+/// payload.
+pub fn status_class(status: u16) -> Option<PushClass> {
+    match status {
+        200..=299 => None,
+        401 | 403 | 404 | 405 => Some(PushClass::Configuration),
+        408 | 429 | 500..=599 => Some(PushClass::Retryable),
+        _ => Some(PushClass::Permanent),
+    }
+}
+
 pub(crate) fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> String {
     let mut body = resp
         .body_mut()
@@ -482,15 +484,15 @@ impl PushgatewayClient {
             }
         };
         let status = resp.status().as_u16();
-        match status {
-            200..=299 => Ok(()),
-            401 | 403 | 404 | 405 => Err(PushError::Configuration {
+        match status_class(status) {
+            None => Ok(()),
+            Some(PushClass::Configuration) => Err(PushError::Configuration {
                 status,
                 url: self.group_url.clone(),
                 body: read_body(&mut resp),
             }),
-            429 | 500..=599 => Err(PushError::Unavailable { status }),
-            _ => Err(PushError::Rejected {
+            Some(PushClass::Retryable) => Err(PushError::Unavailable { status }),
+            Some(PushClass::Permanent) => Err(PushError::Rejected {
                 status,
                 body: read_body(&mut resp),
             }),
@@ -606,7 +608,30 @@ mod tests {
             .expect("build");
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
-        assert!(!dbg.contains(&STANDARD.encode("u:hunter2")), "{dbg}");
+        assert!(
+            !dbg.contains(&base64::engine::general_purpose::STANDARD.encode("u:hunter2")),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn every_status_has_the_class_design_gives_it() {
+        assert_eq!(status_class(200), None);
+        assert_eq!(status_class(202), None);
+        assert_eq!(status_class(400), Some(PushClass::Permanent));
+        // 408 Request Timeout: the server gave up waiting for our request;
+        // sending it again is the remedy, not dropping the batch.
+        assert_eq!(status_class(408), Some(PushClass::Retryable));
+        assert_eq!(status_class(429), Some(PushClass::Retryable));
+        for s in [401, 403, 404, 405] {
+            assert_eq!(status_class(s), Some(PushClass::Configuration), "{s}");
+        }
+        for s in 500..=599 {
+            assert_eq!(status_class(s), Some(PushClass::Retryable), "{s}");
+        }
+        for s in [301, 409, 413, 415, 422] {
+            assert_eq!(status_class(s), Some(PushClass::Permanent), "{s}");
+        }
     }
 
     #[test]

@@ -26,12 +26,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use prost::Message as _;
 
 use super::prompb;
-use super::pushgateway::{CachingResolver, PushClass, Secret, normalize_base_url, read_body};
+use super::pushgateway::{PushClass, Secret, normalize_base_url, read_body};
 use crate::retry::{BackoffPolicy, BackoffPolicyError};
 use crate::sample::{Batch, Series};
 
@@ -356,24 +354,11 @@ impl RemoteWriteBuilder {
         self.backoff.validate()?;
         let auth_header = match (self.basic, self.bearer) {
             (Some(_), Some(_)) => return Err(RemoteWriteConfigError::TwoAuths),
-            (Some((u, p)), None) => Some(Secret::new(format!(
-                "Basic {}",
-                STANDARD.encode(format!("{u}:{}", p.expose()))
-            ))),
+            (Some((u, p)), None) => Some(super::http::basic_auth(&u, Some(&p))),
             (None, Some(t)) => Some(Secret::new(format!("Bearer {}", t.expose()))),
             (None, None) => None,
         };
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(self.connect_timeout))
-            .timeout_global(Some(self.timeout))
-            .http_status_as_error(false)
-            .user_agent(concat!("aif-node-exporter/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let agent = ureq::Agent::with_parts(
-            config,
-            ureq::unversioned::transport::DefaultConnector::default(),
-            CachingResolver::default(),
-        );
+        let agent = super::http::agent(self.connect_timeout, self.timeout);
         Ok(RemoteWriteClient {
             agent,
             url,

@@ -59,13 +59,32 @@ pub struct ProcessReading {
     pub used_memory_bytes: Option<u64>,
 }
 
+/// XID errors seen on a device since the source started watching it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XidReading {
+    /// The code of the last XID error (0: none seen yet).
+    pub last: u64,
+    /// How many XID error events were seen.
+    pub count: u64,
+}
+
 /// Everything one GPU (or MIG instance) read in one tick, in NVML units.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GpuReading {
     /// Device index as NVML counts it.
     pub index: u32,
-    /// MIG GPU instance id when this reading is a MIG device.
+    /// MIG GPU instance id (`nvmlDeviceGetGpuInstanceId`, not the MIG device
+    /// index) when this reading is a MIG device.
     pub gpu_instance: Option<u32>,
+    /// MIG profile name (e.g. `1g.10gb`) when this reading is a MIG device.
+    pub gpu_instance_profile: Option<String>,
+    /// For a MIG device: its parent GPU's UUID (dcgm-exporter's `UUID` label
+    /// of a MIG series).
+    pub parent_uuid: Option<String>,
+    /// For a MIG device: its parent GPU's product name (dcgm's `modelName`).
+    pub parent_model: Option<String>,
+    /// Device minor number (`/dev/nvidia<minor>`); a MIG device has its parent's.
+    pub minor_number: Option<u32>,
     /// Device UUID (`GPU-…`), empty if the device never answered.
     pub uuid: String,
     /// Product name, e.g. `NVIDIA H100 80GB HBM3`.
@@ -92,8 +111,16 @@ pub struct GpuReading {
     pub power_limit_mw: Option<u32>,
     /// Energy since driver load, millijoules (Volta and later).
     pub energy_mj: Option<u64>,
+    /// Reserved framebuffer memory (driver and firmware), bytes.
+    pub memory_reserved_bytes: Option<u64>,
     /// GPU core temperature, °C.
     pub temperature_c: Option<u32>,
+    /// Memory (HBM) temperature, °C.
+    pub memory_temperature_c: Option<u32>,
+    /// Video encoder utilisation, percent 0–100.
+    pub encoder_utilization_percent: Option<u32>,
+    /// Video decoder utilisation, percent 0–100.
+    pub decoder_utilization_percent: Option<u32>,
     /// SM clock, MHz.
     pub sm_clock_mhz: Option<u32>,
     /// Memory clock, MHz.
@@ -102,6 +129,20 @@ pub struct GpuReading {
     pub pcie_tx_kbps: Option<u32>,
     /// PCIe receive throughput, KB/s.
     pub pcie_rx_kbps: Option<u32>,
+    /// PCIe replays (retries) since the driver loaded.
+    pub pcie_replays: Option<u64>,
+    /// NVLink data transmitted over all links since the driver loaded, KiB.
+    pub nvlink_tx_kib: Option<u64>,
+    /// NVLink data received over all links since the driver loaded, KiB.
+    pub nvlink_rx_kib: Option<u64>,
+    /// Rows remapped for correctable memory errors.
+    pub remapped_rows_correctable: Option<u64>,
+    /// Rows remapped for uncorrectable memory errors.
+    pub remapped_rows_uncorrectable: Option<u64>,
+    /// A row remapping has failed (the GPU needs service).
+    pub row_remap_failure: Option<bool>,
+    /// XID errors, when the device can report them (event sets).
+    pub xid: Option<XidReading>,
     /// Throttle reasons, when the device reports them.
     pub throttle: Option<Vec<ThrottleReason>>,
     /// Compute processes, when process collection is enabled and supported.
@@ -110,6 +151,9 @@ pub struct GpuReading {
 
 impl GpuReading {
     /// A reading for a device that did not answer: only identity, `up == false`.
+    /// Set the other identity fields (`pci_bus_id`, `minor_number`, …) with
+    /// struct update syntax where they are known, so the device keeps its
+    /// series.
     pub fn down(index: u32, uuid: String, model: String) -> Self {
         GpuReading {
             index,

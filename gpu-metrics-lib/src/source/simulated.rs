@@ -7,9 +7,11 @@
 //! Utilisation follows a load curve (two sinusoids per GPU with seeded periods and
 //! phases, clamped to 0–100 %), power follows utilisation between an idle floor
 //! and the power limit, and the energy counter is the trapezoidal integral of
-//! power over time: it never decreases.
+//! power over time: it never decreases. NVLink traffic follows utilisation the
+//! same way (counters that never decrease); the error counters (PCIe replays,
+//! remapped rows, XID) stay at 0, as on a healthy GPU.
 
-use super::{GpuReading, GpuSource, SourceError, SourceKind, ThrottleReason};
+use super::{GpuReading, GpuSource, SourceError, SourceKind, ThrottleReason, XidReading};
 
 /// The model name every simulated GPU reports.
 pub const SIMULATED_MODEL: &str = "Simulated GPU";
@@ -20,6 +22,9 @@ pub const MAX_SIMULATED_GPUS: usize = 1024;
 const MEMORY_TOTAL: u64 = 80 * 1024 * 1024 * 1024;
 const POWER_LIMIT_MW: u32 = 700_000;
 const IDLE_POWER_MW: f64 = 70_000.0;
+const MEMORY_RESERVED: u64 = 512 * 1024 * 1024;
+/// NVLink transmit rate at 100 % utilisation, KiB/s (receive is 90 % of it).
+const NVLINK_FULL_KIBPS: f64 = 40_000_000.0;
 
 #[derive(Debug, Clone)]
 struct SimGpu {
@@ -29,6 +34,8 @@ struct SimGpu {
     fast_period_s: f64,
     fast_phase: f64,
     energy_mj: f64,
+    nvlink_tx_kib: f64,
+    nvlink_rx_kib: f64,
     last: Option<(i64, f64)>,
 }
 
@@ -83,6 +90,8 @@ impl SimulatedSource {
                     fast_period_s: 20.0 + 40.0 * unit(&mut st),
                     fast_phase: std::f64::consts::TAU * unit(&mut st),
                     energy_mj: (1.0e9 * unit(&mut st)).floor(),
+                    nvlink_tx_kib: 0.0,
+                    nvlink_rx_kib: 0.0,
                     last: None,
                 }
             })
@@ -122,6 +131,8 @@ impl GpuSource for SimulatedSource {
                 let dt_s = (now_ms - last_ms) as f64 / 1000.0;
                 if dt_s > 0.0 {
                     gpu.energy_mj += (last_power + power_mw) / 2.0 * dt_s;
+                    gpu.nvlink_tx_kib += u * NVLINK_FULL_KIBPS * dt_s;
+                    gpu.nvlink_rx_kib += 0.9 * u * NVLINK_FULL_KIBPS * dt_s;
                 }
             }
             if gpu.last.is_none_or(|(last_ms, _)| now_ms >= last_ms) {
@@ -132,6 +143,10 @@ impl GpuSource for SimulatedSource {
             out.push(GpuReading {
                 index: index as u32,
                 gpu_instance: None,
+                gpu_instance_profile: None,
+                parent_uuid: None,
+                parent_model: None,
+                minor_number: Some(index as u32),
                 uuid: gpu.uuid.clone(),
                 model: SIMULATED_MODEL.to_string(),
                 pci_bus_id: Some(format!("simulated:{index:02x}")),
@@ -140,16 +155,27 @@ impl GpuSource for SimulatedSource {
                 utilization_gpu_percent: Some((u * 100.0).round() as u32),
                 utilization_memory_percent: Some((u * 60.0).round() as u32),
                 memory_used_bytes: Some(used),
-                memory_free_bytes: Some(MEMORY_TOTAL - used),
+                memory_free_bytes: Some(MEMORY_TOTAL - MEMORY_RESERVED - used),
                 memory_total_bytes: Some(MEMORY_TOTAL),
+                memory_reserved_bytes: Some(MEMORY_RESERVED),
                 power_usage_mw: Some(power_mw.round() as u32),
                 power_limit_mw: Some(POWER_LIMIT_MW),
                 energy_mj: Some(gpu.energy_mj.floor() as u64),
                 temperature_c: Some((32.0 + 45.0 * u).round() as u32),
+                memory_temperature_c: Some((38.0 + 40.0 * u).round() as u32),
+                encoder_utilization_percent: Some(0),
+                decoder_utilization_percent: Some(0),
                 sm_clock_mhz: Some(if busy { 1980 } else { 345 }),
                 memory_clock_mhz: Some(2619),
                 pcie_tx_kbps: Some((u * 2_000_000.0).round() as u32),
                 pcie_rx_kbps: Some((u * 6_000_000.0).round() as u32),
+                pcie_replays: Some(0),
+                nvlink_tx_kib: Some(gpu.nvlink_tx_kib.floor() as u64),
+                nvlink_rx_kib: Some(gpu.nvlink_rx_kib.floor() as u64),
+                remapped_rows_correctable: Some(0),
+                remapped_rows_uncorrectable: Some(0),
+                row_remap_failure: Some(false),
+                xid: Some(XidReading::default()),
                 throttle: Some(vec![
                     ThrottleReason {
                         reason: "gpu_idle",
@@ -235,6 +261,32 @@ mod tests {
             last_p = p;
             let got = g.energy_mj.expect("energy") as f64;
             assert!((got - expected).abs() < 600.0, "{got} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn simulates_every_field_the_nvml_source_can_read() {
+        let mut s = SimulatedSource::new(2, 11).expect("source");
+        let first = s.sample(1_000).expect("sample");
+        let later = s.sample(61_000).expect("sample");
+        for (a, b) in first.iter().zip(&later) {
+            assert_eq!(b.minor_number, Some(b.index));
+            assert!(b.memory_temperature_c.is_some());
+            assert_eq!(b.encoder_utilization_percent, Some(0));
+            assert_eq!(b.decoder_utilization_percent, Some(0));
+            assert_eq!(
+                b.memory_used_bytes.expect("used")
+                    + b.memory_free_bytes.expect("free")
+                    + b.memory_reserved_bytes.expect("reserved"),
+                b.memory_total_bytes.expect("total")
+            );
+            assert_eq!(b.pcie_replays, Some(0));
+            assert_eq!(b.remapped_rows_correctable, Some(0));
+            assert_eq!(b.remapped_rows_uncorrectable, Some(0));
+            assert_eq!(b.row_remap_failure, Some(false));
+            assert_eq!(b.xid, Some(XidReading::default()));
+            assert!(b.nvlink_tx_kib >= a.nvlink_tx_kib);
+            assert!(b.nvlink_rx_kib >= a.nvlink_rx_kib);
         }
     }
 

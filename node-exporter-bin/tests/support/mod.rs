@@ -19,6 +19,11 @@ pub struct Exporter {
 impl Exporter {
     /// Starts the exporter with `args`; stderr goes to `dir/exporter.log`.
     pub fn start(dir: &Path, args: &[&str]) -> Exporter {
+        Self::start_with_env(dir, args, &[])
+    }
+
+    /// [`Exporter::start`] with extra environment variables.
+    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let log = dir.join("exporter.log");
         let out = std::fs::File::create(&log).expect("log file");
         let listen = args
@@ -30,6 +35,7 @@ impl Exporter {
             .env("RUST_LOG", "info")
             .env_remove("SLURM_JOB_ID")
             .env_remove("AIF_PUSHGATEWAY_PASSWORD")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(out)
@@ -40,6 +46,11 @@ impl Exporter {
             log,
             listen,
         }
+    }
+
+    /// The exporter's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn log_text(&self) -> String {

@@ -5,7 +5,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use std::sync::mpsc::Sender;
+use std::io::Result as IoResult;
+use std::sync::mpsc::{Receiver, Sender};
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -74,6 +75,12 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // aif: hands the connection back to the reactor (or closes it) on drop
+    ticket: Option<crate::poller::Ticket>,
+
+    // aif: whether a Content-Length body was read or drained to its end
+    body_done: Option<Receiver<IoResult<()>>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -185,6 +192,7 @@ where
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
+    let mut body_done = None;
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
         Box::new(source_data) as Box<dyn Read + Send + 'static>
@@ -212,7 +220,8 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+            let (data_reader, done) = EqualReader::new(source_data, content_length);
+            body_done = Some(done);
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
@@ -238,6 +247,8 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        ticket: None,
+        body_done,
     })
 }
 
@@ -307,6 +318,7 @@ impl Request {
         protocol: &str,
         response: Response<R>,
     ) -> Box<dyn ReadWrite + Send> {
+        self.no_keep_alive();
         use crate::util::CustomStream;
 
         response
@@ -388,6 +400,7 @@ impl Request {
     /// Therefore you should always destroy the `Writer` as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
+        self.no_keep_alive();
         let writer = self.extract_writer_impl();
         if let Some(sender) = self.notify_when_responded.take() {
             let writer = NotifyOnDrop {
@@ -434,6 +447,9 @@ impl Request {
         R: Read,
     {
         let res = self.respond_impl(response);
+        if res.is_err() {
+            self.no_keep_alive();
+        }
         if let Some(sender) = self.notify_when_responded.take() {
             sender.send(()).unwrap();
         }
@@ -469,6 +485,17 @@ impl Request {
         })
     }
 
+    pub(crate) fn with_ticket(mut self, ticket: crate::poller::Ticket) -> Self {
+        self.ticket = Some(ticket);
+        self
+    }
+
+    fn no_keep_alive(&mut self) {
+        if let Some(t) = self.ticket.as_mut() {
+            t.keep_alive = false;
+        }
+    }
+
     pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
         self.notify_when_responded = Some(sender);
         self
@@ -489,10 +516,31 @@ impl Drop for Request {
     fn drop(&mut self) {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
-            let _ = self.respond_impl(response); // ignoring any potential error
+            if self.respond_impl(response).is_err() {
+                self.no_keep_alive();
+            }
             if let Some(sender) = self.notify_when_responded.take() {
                 sender.send(()).unwrap();
             }
+        }
+        // aif: drain (bounded in bytes and time; not at all when the client
+        // still waits for `100 Continue`) what is left of the body, then give
+        // the connection back unless its position in the stream is unknown.
+        if let Some(t) = self.ticket.as_ref() {
+            t.answered(self.must_send_continue);
+        }
+        if self.must_send_continue {
+            self.no_keep_alive();
+        }
+        drop(self.data_reader.take());
+        drop(self.response_writer.take());
+        if let Some(done) = self.body_done.take() {
+            if !matches!(done.try_recv(), Ok(Ok(()))) {
+                self.no_keep_alive();
+            }
+        }
+        if let Some(ticket) = self.ticket.take() {
+            ticket.finish();
         }
     }
 }

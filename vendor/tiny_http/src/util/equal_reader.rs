@@ -15,6 +15,7 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    failed: bool,
 }
 
 impl<R> EqualReader<R>
@@ -28,6 +29,7 @@ where
             reader,
             size,
             last_read_signal: tx,
+            failed: false,
         };
 
         (r, rx)
@@ -54,40 +56,56 @@ where
                 self.size -= len;
                 Ok(len)
             }
-            err @ Err(_) => err,
+            err @ Err(_) => {
+                self.failed = true;
+                err
+            }
         }
     }
 }
+
+/// aif: at most this much of an unread body is drained so the connection can
+/// serve the next request (and a client still sending a body refused with 413
+/// reads the answer instead of a reset); beyond, the connection is closed.
+const MAX_DRAIN: usize = 4 * 1024 * 1024;
 
 impl<R> Drop for EqualReader<R>
 where
     R: Read,
 {
+    // aif: upstream allocated a buffer of the whole declared remaining size
+    // (one `Content-Length: 100000000000` aborted the process) and read all
+    // of it. This drains through a 64 KiB buffer, at most `MAX_DRAIN` bytes,
+    // and reports `Ok` only when the body was consumed to its end.
     fn drop(&mut self) {
         let mut remaining_to_read = self.size;
-
-        // aif patch: drain through a bounded buffer. Upstream allocated the
-        // whole remaining size at once, so a request declaring a huge
-        // Content-Length aborted the process when it was dropped.
+        if remaining_to_read == 0 {
+            self.last_read_signal.send(Ok(())).ok();
+            return;
+        }
+        if self.failed || remaining_to_read > MAX_DRAIN {
+            let e = std::io::Error::new(std::io::ErrorKind::Other, "body not drained");
+            self.last_read_signal.send(Err(e)).ok();
+            return;
+        }
         let mut buf = vec![0; remaining_to_read.min(64 * 1024)];
         while remaining_to_read > 0 {
             let want = remaining_to_read.min(buf.len());
-            let buf = &mut buf[..want];
-
-            match self.reader.read(buf) {
+            match self.reader.read(&mut buf[..want]) {
                 Err(e) => {
                     self.last_read_signal.send(Err(e)).ok();
-                    break;
+                    return;
                 }
                 Ok(0) => {
-                    self.last_read_signal.send(Ok(())).ok();
-                    break;
+                    let e =
+                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "body cut short");
+                    self.last_read_signal.send(Err(e)).ok();
+                    return;
                 }
-                Ok(other) => {
-                    remaining_to_read -= other;
-                }
+                Ok(n) => remaining_to_read -= n,
             }
         }
+        self.last_read_signal.send(Ok(())).ok();
     }
 }
 

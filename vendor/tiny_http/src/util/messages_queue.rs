@@ -34,6 +34,11 @@ where
     }
 
     /// Unblock one thread stuck in pop loop.
+    /// aif: entries queued now.
+    pub fn len(&self) -> usize {
+        self.queue.lock().unwrap().len()
+    }
+
     pub fn unblock(&self) {
         let mut queue = self.queue.lock().unwrap();
         queue.push_back(Control::Unblock);
