@@ -126,9 +126,10 @@ pub fn complete_spec(req: &CreateRun, mut spec: RunSpec) -> Result<RunSpec, ApiE
                 format!("`prompts` must hold 1..={MAX_PROMPTS} prompts"),
             ));
         }
-        if let Some(i) = p.iter().position(|s| {
-            s.is_empty() || s.chars().count() > MAX_PROMPT_CHARS || s.contains('\0')
-        }) {
+        if let Some(i) = p
+            .iter()
+            .position(|s| s.is_empty() || s.chars().count() > MAX_PROMPT_CHARS || s.contains('\0'))
+        {
             return Err(ApiError::bad_field(
                 format!("prompts[{i}]"),
                 format!("a prompt must be 1..={MAX_PROMPT_CHARS} characters without NUL"),

@@ -182,13 +182,13 @@ impl ArrivalKind {
 #[serde(deny_unknown_fields)]
 pub struct GoodputSlo {
     /// Time to first token at most this (ms; OpenAI workloads).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_ms: Option<f64>,
     /// Time per output token at most this (ms; OpenAI workloads).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpot_ms: Option<f64>,
     /// End-to-end latency at most this (ms).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e2el_ms: Option<f64>,
 }
 
