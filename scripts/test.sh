@@ -17,6 +17,8 @@ PACKAGES=(
   python3                                # the demo service recipe, free ports in scripts
   python3-venv                           # schemathesis (PyPI) in target/schemathesis-venv
   curl ca-certificates wrk               # benches (wrk: the API bench)
+  nodejs                                 # dashboards: the forms' JavaScript under node --test
+  chromium chromium-driver               # dashboards: the browser test (headless, WebDriver)
 )
 
 missing=()

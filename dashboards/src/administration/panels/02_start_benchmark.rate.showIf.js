@@ -1,0 +1,1 @@
+return context.panel.elements.some((e) => e.id === 'mode' && e.value === 'open_loop');

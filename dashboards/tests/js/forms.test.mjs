@@ -1,0 +1,171 @@
+// The forms' JavaScript, run as Business Forms runs it (see plugin.mjs), on
+// the built dashboards in dashboards/dist.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import {
+  compile, optionsContext, panel, payloadContext, showIfContext, submit, updateContext, valueChangedContext,
+} from './plugin.mjs';
+
+const bench = panel('administration', 'Start benchmark');
+const service = panel('administration', 'Start a service');
+const getPayload = compile(bench.options.update.getPayload);
+
+// The fields POST /api/v1/benchmarks accepts (bench-api CreateRun; unknown fields are a 400).
+const API_FIELDS = new Set([
+  'service_id', 'duration_seconds', 'concurrency', 'mode', 'requests_per_second', 'workload',
+  'path', 'model', 'max_tokens', 'arrivals', 'burstiness', 'max_concurrency', 'warmup_seconds',
+  'prompts', 'synthetic_prompt_words', 'temperature', 'goodput',
+]);
+
+const base = { service_id: 'svc-1', duration_minutes: 5, mode: 'closed_loop', concurrency: 8, workload: 'http' };
+
+test('Duration 5 minutes is sent as duration_seconds 300, closed loop', () => {
+  const p = getPayload(payloadContext(bench, base));
+  assert.deepEqual(p, { service_id: 'svc-1', duration_seconds: 300, mode: 'closed_loop', workload: 'http', concurrency: 8 });
+  for (const k of Object.keys(p)) {
+    assert.ok(API_FIELDS.has(k), `${k} is not a field the API accepts`);
+  }
+});
+
+test('a duration typed as text "5" is still 300 seconds', () => {
+  assert.equal(getPayload(payloadContext(bench, { ...base, duration_minutes: '5' })).duration_seconds, 300);
+});
+
+test('open loop sends requests_per_second and no concurrency', () => {
+  const p = getPayload(payloadContext(bench, { ...base, mode: 'open_loop', requests_per_second: 20 }));
+  assert.equal(p.requests_per_second, 20);
+  assert.equal(p.mode, 'open_loop');
+  assert.ok(!('concurrency' in p));
+});
+
+const valueChanged = compile(bench.options.elementValueChanged);
+
+for (const bad of ['', null, undefined, 'abc', '5.5', '-1', '0', '5min', ' ']) {
+  test('duration ' + JSON.stringify(bad) + ': the panel shows an error, submit is disabled, no request', async () => {
+    const { context, calls } = valueChangedContext(bench, { ...base, duration_minutes: bad });
+    valueChanged(context);
+    assert.equal(calls.panelError.length, 1);
+    assert.match(calls.panelError[0], /Duration \(min\)/);
+    assert.deepEqual(calls.submit, [false]);
+    let requests = 0;
+    await assert.rejects(
+      submit(bench, { ...base, duration_minutes: bad }, () => {
+        requests += 1;
+        return Promise.reject(new Error('must not be called'));
+      }),
+      /Duration \(min\)/,
+    );
+    assert.equal(requests, 0);
+  });
+}
+
+test('a valid form clears the error and enables submit', () => {
+  const { context, calls } = valueChangedContext(bench, base);
+  valueChanged(context);
+  assert.deepEqual(calls.panelError, ['']);
+  assert.deepEqual(calls.submit, [true]);
+});
+
+test('the submit button waits for elementValueChanged (updateEnabled manual)', () => {
+  assert.equal(bench.options.updateEnabled, 'manual');
+});
+
+test('no service chosen: refused', () => {
+  assert.throws(() => getPayload(payloadContext(bench, { ...base, service_id: '' })), /Service is empty/);
+});
+
+test('getPayload reaches for nothing but what the plugin passes', () => {
+  // A snippet that looks at another key fails under the same harness (the check can fail).
+  assert.throws(() => compile('return context.grafana.notifyError;')(payloadContext(bench, base)), /does not pass/);
+  assert.throws(() => compile('return fetch("/x");')(payloadContext(bench, base)), /fetch is not defined/);
+});
+
+test('Service options list only running services', () => {
+  const getOptions = compile(bench.options.elements.find((e) => e.id === 'service_id').getOptions);
+  const series = [{
+    refId: 'services',
+    fields: [
+      { name: 'id', values: ['svc-a', 'svc-b', 'svc-c', 'svc-d'] },
+      { name: 'recipe', values: ['demo-http', 'vllm', 'demo-http', 'vllm'] },
+      { name: 'status', values: ['running', 'cancelled', 'pending', 'running'] },
+    ],
+  }];
+  const options = getOptions(optionsContext(bench, series));
+  assert.deepEqual(options.map((o) => o.value), ['svc-a', 'svc-d']);
+  assert.equal(options[0].label, 'svc-a (demo-http)');
+  assert.deepEqual(getOptions(optionsContext(bench, [])), []);
+});
+
+test('concurrency shows for closed loop, rate for open loop', () => {
+  const showIf = (id) => compile(bench.options.elements.find((e) => e.id === id).showIf);
+  const closed = showIfContext(bench, base);
+  const open = showIfContext(bench, { ...base, mode: 'open_loop' });
+  assert.equal(showIf('concurrency')(closed), true);
+  assert.equal(showIf('concurrency')(open), false);
+  assert.equal(showIf('requests_per_second')(open), true);
+  assert.equal(showIf('requests_per_second')(closed), false);
+});
+
+test("the API's error message reaches notifyError", async () => {
+  const body = { error: 'duration_seconds must be within 1..=86400', field: 'duration_seconds' };
+  const response = new Response(JSON.stringify(body), { status: 400, statusText: 'Bad Request' });
+  const { context, calls } = updateContext(bench, response);
+  await compile(bench.options.update.code)(context);
+  assert.equal(calls.success.length, 0);
+  assert.equal(calls.error.length, 1);
+  assert.match(calls.error[0][1], /duration_seconds must be within 1\.\.=86400 \(field duration_seconds\)/);
+});
+
+test("success shows the run's id and refreshes", async () => {
+  const response = new Response(JSON.stringify({ id: 'run-42', status: 'pending' }), { status: 201 });
+  const { context, calls } = updateContext(bench, response);
+  await compile(bench.options.update.code)(context);
+  assert.equal(calls.error.length, 0);
+  assert.match(calls.success[0][1], /run-42/);
+  assert.equal(calls.refresh, 1);
+});
+
+test('a blocked fetch: the panel shows the fetch error and update.code says so', async () => {
+  const shown = await submit(bench, base, () => Promise.reject(new TypeError('Failed to fetch')));
+  assert.equal(shown.panelError, 'TypeError: Failed to fetch');
+  assert.match(shown.error[0][1], /did not reach the API/);
+});
+
+test('a whole press: the request carries duration_seconds 300 to the configured URL', async () => {
+  const seen = [];
+  const shown = await submit(bench, base, async (url, init) => {
+    seen.push({ url, init });
+    return new Response(JSON.stringify({ id: 'run-7' }), { status: 201 });
+  });
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0].url, '/api/datasources/proxy/uid/aif-bench-api/api/v1/benchmarks');
+  assert.equal(seen[0].init.method, 'POST');
+  assert.equal(JSON.parse(seen[0].init.body).duration_seconds, 300);
+  assert.match(shown.success[0][1], /run-7/);
+});
+
+test('Start a service: recipe and JSON parameters, bad JSON refused', async () => {
+  const gp = compile(service.options.update.getPayload);
+  assert.deepEqual(gp(payloadContext(service, { recipe: 'demo-http', params: '{"port": 8000}' })), {
+    recipe: 'demo-http',
+    params: { port: 8000 },
+  });
+  assert.deepEqual(gp(payloadContext(service, { recipe: 'demo-http', params: '' })), { recipe: 'demo-http', params: {} });
+  assert.throws(() => gp(payloadContext(service, { recipe: 'demo-http', params: '{port' })), /Parameters must be a JSON object/);
+  assert.throws(() => gp(payloadContext(service, { recipe: 'demo-http', params: '[1]' })), /JSON object/);
+  assert.throws(() => gp(payloadContext(service, { recipe: '', params: '{}' })), /Recipe is empty/);
+});
+
+test('Start a service: recipe options from the recipes query, API error shown', async () => {
+  const getOptions = compile(service.options.elements.find((e) => e.id === 'recipe').getOptions);
+  const series = [{ refId: 'recipes', fields: [{ name: 'name', values: ['demo-http', 'vllm'] }, { name: 'description', values: ['Python http.server', ''] }] }];
+  assert.deepEqual(getOptions(optionsContext(service, series)), [
+    { value: 'demo-http', label: 'demo-http: Python http.server' },
+    { value: 'vllm', label: 'vllm' },
+  ]);
+  const response = new Response(JSON.stringify({ error: 'unknown recipe `x`', field: 'recipe' }), { status: 400 });
+  const { context, calls } = updateContext(service, response);
+  await compile(service.options.update.code)(context);
+  assert.match(calls.error[0][1], /unknown recipe `x` \(field recipe\)/);
+});
