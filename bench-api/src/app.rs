@@ -387,7 +387,7 @@ impl App {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
-        self.cancel_runs_of(id, "service cancelled");
+        self.cancel_runs_of(id, Status::Cancelled, "service cancelled");
         if let Some(r) = &svc.backend_ref
             && let Err(e) = self.backend.cancel(id, r)
         {
@@ -404,18 +404,20 @@ impl App {
         Reply::json(200, &svc)
     }
 
-    fn cancel_runs_of(&self, service_id: &str, why: &str) {
+    fn cancel_runs_of(&self, service_id: &str, to: Status, why: &str) {
         match self
             .store
             .list_runs(Some(service_id), Some(&[Status::Pending, Status::Running]))
         {
             Ok(runs) => {
                 for r in runs {
-                    if let Err(e) = self
-                        .store
-                        .transition_run(&r.id, Status::Cancelled, Some(why))
-                    {
-                        log::error!("run {}: cannot cancel: {e}", r.id);
+                    match self.store.transition_run(&r.id, to, Some(why)) {
+                        Ok(Transition::Changed(_)) => {
+                            log::info!("run {}: {} ({why})", r.id, to.as_str());
+                            self.stop_run_job(&r.id);
+                        }
+                        Ok(_) => {}
+                        Err(e) => log::error!("run {}: cannot end: {e}", r.id),
                     }
                 }
             }
@@ -434,7 +436,12 @@ impl App {
                 _ => filter = Some(status_filter(v, "status")?),
             }
         }
-        Reply::json(200, &self.store.list_runs(service_id, filter.as_deref())?)
+        let runs = self.store.list_runs(service_id, filter.as_deref())?;
+        let views = runs
+            .iter()
+            .map(|r| self.run_view(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Reply::json(200, &views)
     }
 
     /// `GET /api/v1/benchmarks/{id}`.
@@ -443,7 +450,7 @@ impl App {
             .store
             .get_run(id, true)?
             .ok_or_else(|| run_not_found(id))?;
-        Reply::json(200, &run)
+        Reply::json(200, &self.run_view(&run)?)
     }
 
     fn validate_run(req: &CreateRun) -> Result<RunSpec, ApiError> {
@@ -482,6 +489,7 @@ impl App {
                 p.clone()
             }
             None if workload == Workload::OpenaiCompletions => "/v1/completions".into(),
+            None if workload == Workload::OpenaiChat => "/v1/chat/completions".into(),
             None => "/".into(),
         };
         if workload == Workload::Http && (req.model.is_some() || req.max_tokens.is_some()) {
@@ -506,7 +514,7 @@ impl App {
         if let Some(t) = req.max_tokens {
             in_range("max_tokens", t, 1, 32_768)?;
         }
-        Ok(RunSpec {
+        let spec = RunSpec {
             duration_seconds: req.duration_seconds,
             concurrency,
             mode,
@@ -515,7 +523,9 @@ impl App {
             path,
             model: req.model.clone(),
             max_tokens: req.max_tokens,
-        })
+            ..RunSpec::default()
+        };
+        crate::benchmark::complete_spec(req, spec)
     }
 
     /// `POST /api/v1/benchmarks`.
@@ -554,16 +564,8 @@ impl App {
             history: None,
         };
         self.store.insert_run(&run, now)?;
-        let run = match self.store.transition_run(&id, Status::Running, None)? {
-            Transition::Changed(r) | Transition::Unchanged(r) => r,
-            Transition::NotFound => return Err(run_not_found(&id)),
-        };
-        log::info!(
-            "run {id} started against service {} for {} s",
-            run.service_id,
-            run.spec.duration_seconds
-        );
-        let mut reply = Reply::json(201, &run)?;
+        let run = self.launch_run(&run, &svc)?;
+        let mut reply = Reply::json(201, &self.run_view(&run)?)?;
         reply
             .headers
             .push(("Location", format!("/api/v1/benchmarks/{id}")));
@@ -593,7 +595,8 @@ impl App {
         {
             Transition::Changed(r) => {
                 log::info!("run {id}: {detail}");
-                Reply::json(200, &r)
+                self.stop_run_job(id);
+                Reply::json(200, &self.run_view(&r)?)
             }
             Transition::Unchanged(r) if r.status == Status::Cancelled => Reply::json(200, &r),
             Transition::Unchanged(r) => Err(ApiError::new(
@@ -643,6 +646,11 @@ impl App {
         {
             Ok(runs) => {
                 for r in runs {
+                    if self.store.run_job(&r.id).ok().flatten().is_some() {
+                        // Its generator may still run (or have written its
+                        // result): the monitor collects it.
+                        continue;
+                    }
                     log::warn!(
                         "reconcile: run {} was cut off by an API restart; marking it failed",
                         r.id
@@ -678,7 +686,17 @@ impl App {
                 .remove(id);
         }
         if to.is_terminal() || to == Status::Unknown {
-            self.cancel_runs_of(id, &format!("service {}", to.as_str()));
+            let status = if to == Status::Cancelled {
+                Status::Cancelled
+            } else {
+                Status::Failed
+            };
+            let why = format!(
+                "service {id} {}{}",
+                to.as_str(),
+                detail.map(|d| format!(": {d}")).unwrap_or_default()
+            );
+            self.cancel_runs_of(id, status, &why);
         }
     }
 
@@ -763,7 +781,7 @@ impl App {
                 }
             }
         }
-        self.finish_runs();
+        self.monitor_runs();
     }
 
     fn on_active(&self, svc: &Service, host: Option<&str>) {
@@ -842,34 +860,6 @@ impl App {
                 && let Err(e) = self.backend.cancel(&svc.id, r)
             {
                 log::error!("service {}: cannot stop after failed start: {e}", svc.id);
-            }
-        }
-    }
-
-    fn finish_runs(&self) {
-        let runs = match self.store.list_runs(None, Some(&[Status::Running])) {
-            Ok(r) => r,
-            Err(e) => {
-                log::error!("monitor: cannot list runs: {e}");
-                return;
-            }
-        };
-        let now = now_ms();
-        for run in runs {
-            let started = match self.store.run_started_ms(&run.id) {
-                Ok(Some(s)) => s,
-                _ => continue,
-            };
-            if now >= started + run.spec.duration_seconds * 1000 {
-                match self.store.transition_run(
-                    &run.id,
-                    Status::Completed,
-                    Some("ran its duration"),
-                ) {
-                    Ok(Transition::Changed(_)) => log::info!("run {}: completed", run.id),
-                    Ok(_) => {}
-                    Err(e) => log::error!("run {}: cannot complete: {e}", run.id),
-                }
             }
         }
     }

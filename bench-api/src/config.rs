@@ -18,6 +18,9 @@
 //! poll_interval_ms = 1000
 //! kill_grace_seconds = 10
 //! exporter_binary = "/opt/aif/bin/aif-node-exporter"
+//! exporter_source = "auto"             # or "nvml", "simulated"
+//! loadgen_binary = "/opt/aif/bin/aif-loadgen"
+//! prometheus = "http://monitor:9090"   # energy per benchmark run
 //!
 //! [slurm]
 //! partition = "gpu"
@@ -124,6 +127,9 @@ pub struct Cli {
     /// Directory for service logs of the local backend.
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+    /// Prometheus base URL asked for the energy of each benchmark run.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
     /// Open HTTP connections at once (default 1024); at the bound the one
     /// waiting longest is closed to admit a new one.
     #[arg(long, value_name = "N")]
@@ -204,7 +210,19 @@ struct FileConfig {
     health_timeout_ms: Option<u64>,
     exporter_binary: Option<PathBuf>,
     exporter_interval: Option<String>,
+    exporter_source: Option<String>,
+    loadgen_binary: Option<PathBuf>,
+    prometheus: Option<String>,
     slurm: Option<SlurmSettings>,
+}
+
+/// `aif-loadgen` beside this program's binary when it is there, else on `PATH`.
+fn default_loadgen() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("aif-loadgen")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("aif-loadgen"))
 }
 
 /// Which backend runs services.
@@ -223,6 +241,8 @@ pub struct ExporterSettings {
     pub binary: PathBuf,
     /// `--interval`.
     pub interval: String,
+    /// `--source` (`auto`, `nvml`, `simulated`; key `exporter_source`).
+    pub source: String,
 }
 
 /// The resolved configuration.
@@ -260,6 +280,11 @@ pub struct Config {
     pub health_timeout: Duration,
     /// Node exporter beside GPU services.
     pub exporter: ExporterSettings,
+    /// The load generator benchmark runs start (key `loadgen_binary`; on
+    /// Slurm, its path on the compute nodes).
+    pub loadgen_binary: PathBuf,
+    /// Prometheus base URL, for the energy of runs (`--prometheus`).
+    pub prometheus: Option<String>,
     /// Slurm settings.
     pub slurm: SlurmSettings,
 }
@@ -391,6 +416,21 @@ impl Config {
             ));
         }
         let interval = file.exporter_interval.unwrap_or_else(|| "1s".into());
+        let exporter_source = file.exporter_source.unwrap_or_else(|| "auto".into());
+        if !matches!(exporter_source.as_str(), "auto" | "nvml" | "simulated") {
+            return Err(ConfigError::invalid(
+                "exporter_source",
+                format!("`{exporter_source}` is not one of: auto, nvml, simulated"),
+            ));
+        }
+        let loadgen_binary = file.loadgen_binary.unwrap_or_else(default_loadgen);
+        let prometheus = match cli.prometheus.clone().or(file.prometheus) {
+            Some(url) => Some(
+                gpu_metrics::sink::normalize_base_url(&url)
+                    .map_err(|e| ConfigError::invalid("prometheus", e.to_string()))?,
+            ),
+            None => None,
+        };
         let slurm = file.slurm.unwrap_or_default();
         if let Some(t) = slurm.command_timeout_seconds
             && !(1..=600).contains(&t)
@@ -420,7 +460,10 @@ impl Config {
                     .exporter_binary
                     .unwrap_or_else(|| PathBuf::from("aif-node-exporter")),
                 interval,
+                source: exporter_source,
             },
+            loadgen_binary,
+            prometheus,
             slurm,
         })
     }

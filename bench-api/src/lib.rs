@@ -15,12 +15,18 @@
 //! - [`state`]: SQLite; [`recipes`]: TOML argv templates; [`backend`]: local
 //!   processes or Slurm (here or over SSH); [`app`]: handlers and the monitor.
 //! - [`metrics`]: `GET /metrics`.
+//! - [`loadgen`]: the load generator `aif-loadgen` runs (its own binary).
+
+#![recursion_limit = "256"]
 
 pub mod app;
 pub mod auth;
 pub mod backend;
+pub mod benchmark;
 pub mod config;
 pub mod cors;
+pub mod energy;
+pub mod loadgen;
 pub mod metrics;
 pub mod model;
 pub mod openapi;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use gpu_metrics::exposition::{escape_label_value, write_value};
 
-use crate::model::Status;
+use crate::model::{Run, Status};
 use crate::state::MetricsView;
 
 #[derive(Debug, Default)]
@@ -249,8 +249,152 @@ impl ApiMetrics {
                 r.spec.duration_seconds
             );
         }
+        write_results(&mut out, runs);
         out
     }
+}
+
+/// Result gauges of finished runs (`aif_benchmark_result_*{run_id, service_id}`):
+/// `(name, help, result key, scale)`; a key a result lacks (or holds null)
+/// gives no series, never a 0.
+const RESULT_GAUGES: &[(&str, &str, &str, f64)] = &[
+    (
+        "aif_benchmark_result_completed_requests",
+        "Requests that succeeded in the run's measurement window.",
+        "completed",
+        1.0,
+    ),
+    (
+        "aif_benchmark_result_failed_requests",
+        "Requests that failed in the run's measurement window.",
+        "failed",
+        1.0,
+    ),
+    (
+        "aif_benchmark_result_requests_per_second",
+        "Successful requests per second (vLLM request_throughput).",
+        "request_throughput",
+        1.0,
+    ),
+    (
+        "aif_benchmark_result_goodput_requests_per_second",
+        "Requests per second meeting every goodput SLO (vLLM request_goodput).",
+        "request_goodput",
+        1.0,
+    ),
+    (
+        "aif_benchmark_result_output_tokens_per_second",
+        "Output tokens per second (vLLM output_throughput).",
+        "output_throughput",
+        1.0,
+    ),
+    (
+        "aif_benchmark_result_input_tokens_per_second",
+        "Input tokens per second.",
+        "input_throughput",
+        1.0,
+    ),
+    (
+        "aif_benchmark_result_energy_joules",
+        "GPU energy over the run's window.",
+        "energy_joules",
+        1.0,
+    ),
+    (
+        "aif_benchmark_result_joules_per_request",
+        "GPU energy per successful request.",
+        "joules_per_request",
+        1.0,
+    ),
+    (
+        "aif_benchmark_result_joules_per_output_token",
+        "GPU energy per output token.",
+        "joules_per_output_token",
+        1.0,
+    ),
+    (
+        "aif_benchmark_result_output_tokens_per_joule",
+        "Output tokens per joule of GPU energy.",
+        "output_tokens_per_joule",
+        1.0,
+    ),
+    (
+        "aif_benchmark_result_mean_power_watts",
+        "Mean GPU power over the run's window.",
+        "mean_power_watts",
+        1.0,
+    ),
+];
+
+fn write_results(out: &mut String, runs: &[Run]) {
+    let with_result: Vec<(&Run, &serde_json::Map<String, serde_json::Value>)> = runs
+        .iter()
+        .filter_map(|r| {
+            r.result
+                .as_ref()
+                .and_then(|v| v.as_object())
+                .map(|m| (r, m))
+        })
+        .collect();
+    let labels = |r: &Run| {
+        format!(
+            "run_id=\"{}\",service_id=\"{}\"",
+            escape_label(&r.id),
+            escape_label(&r.service_id)
+        )
+    };
+    for (name, help, key, scale) in RESULT_GAUGES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (r, m) in &with_result {
+            if let Some(v) = m.get(*key).and_then(serde_json::Value::as_f64) {
+                let _ = write!(out, "{name}{{{}}} ", labels(r));
+                write_value(out, v * scale);
+                out.push('\n');
+            }
+        }
+    }
+    let name = "aif_benchmark_result_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Latency quantiles of a run (metric: ttft, tpot, itl, e2el, queue_wait; vLLM's definitions).\n# TYPE {name} gauge"
+    );
+    let mean = "aif_benchmark_result_latency_mean_seconds";
+    let mut means = String::new();
+    let _ = writeln!(
+        means,
+        "# HELP {mean} Mean latency of a run, by metric.\n# TYPE {mean} gauge"
+    );
+    for (r, m) in &with_result {
+        for metric in ["ttft", "tpot", "itl", "e2el", "queue_wait"] {
+            for (q, key) in [
+                ("0", format!("min_{metric}_ms")),
+                ("0.5", format!("median_{metric}_ms")),
+                ("0.9", format!("p90_{metric}_ms")),
+                ("0.95", format!("p95_{metric}_ms")),
+                ("0.99", format!("p99_{metric}_ms")),
+                ("1", format!("max_{metric}_ms")),
+            ] {
+                if let Some(v) = m.get(&key).and_then(serde_json::Value::as_f64) {
+                    let _ = write!(
+                        out,
+                        "{name}{{{},metric=\"{metric}\",quantile=\"{q}\"}} ",
+                        labels(r)
+                    );
+                    write_value(out, v / 1000.0);
+                    out.push('\n');
+                }
+            }
+            if let Some(v) = m
+                .get(&format!("mean_{metric}_ms"))
+                .and_then(serde_json::Value::as_f64)
+            {
+                let _ = write!(means, "{mean}{{{},metric=\"{metric}\"}} ", labels(r));
+                write_value(&mut means, v / 1000.0);
+                means.push('\n');
+            }
+        }
+    }
+    out.push_str(&means);
 }
 
 #[cfg(test)]

@@ -150,6 +150,46 @@ pub enum Workload {
     Http,
     /// OpenAI-compatible streaming completions (`path` defaults to `/v1/completions`).
     OpenaiCompletions,
+    /// OpenAI-compatible streaming chat completions (`path` defaults to `/v1/chat/completions`).
+    OpenaiChat,
+}
+
+/// How open-loop requests arrive (as `vllm bench serve` draws them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArrivalKind {
+    /// Evenly spaced.
+    Constant,
+    /// A Poisson process (exponential gaps).
+    Poisson,
+    /// Gamma gaps of shape `burstiness`.
+    Gamma,
+}
+
+impl ArrivalKind {
+    /// The name `aif-loadgen --arrivals` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArrivalKind::Constant => "constant",
+            ArrivalKind::Poisson => "poisson",
+            ArrivalKind::Gamma => "gamma",
+        }
+    }
+}
+
+/// Goodput objectives: a request counts when it meets every one given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoodputSlo {
+    /// Time to first token at most this (ms; OpenAI workloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// Time per output token at most this (ms; OpenAI workloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot_ms: Option<f64>,
+    /// End-to-end latency at most this (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2el_ms: Option<f64>,
 }
 
 /// `POST /api/v1/benchmarks`.
@@ -181,6 +221,30 @@ pub struct CreateRun {
     /// `max_tokens` for `openai_completions`, 1..=32768.
     #[serde(default)]
     pub max_tokens: Option<i64>,
+    /// Open loop: `constant`, `poisson` (default) or `gamma`.
+    #[serde(default)]
+    pub arrivals: Option<ArrivalKind>,
+    /// Gamma arrivals: the shape, (0, 1000]; required there, refused otherwise.
+    #[serde(default)]
+    pub burstiness: Option<f64>,
+    /// Open loop: most requests in flight, 1..=10000.
+    #[serde(default)]
+    pub max_concurrency: Option<i64>,
+    /// Leading seconds excluded from the results, 0..duration_seconds.
+    #[serde(default)]
+    pub warmup_seconds: Option<i64>,
+    /// OpenAI workloads: the prompts (1..=100, 32 KiB in all).
+    #[serde(default)]
+    pub prompts: Option<Vec<String>>,
+    /// OpenAI workloads: synthetic prompts of this many words, 1..=4096.
+    #[serde(default)]
+    pub synthetic_prompt_words: Option<i64>,
+    /// OpenAI workloads: `temperature`, 0..=2.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Goodput objectives.
+    #[serde(default)]
+    pub goodput: Option<GoodputSlo>,
 }
 
 /// What a run does: the validated, defaulted form of [`CreateRun`].
@@ -203,6 +267,54 @@ pub struct RunSpec {
     pub model: Option<String>,
     /// `max_tokens` (OpenAI workload).
     pub max_tokens: Option<i64>,
+    /// Arrivals (open loop).
+    #[serde(default)]
+    pub arrivals: Option<ArrivalKind>,
+    /// Gamma shape (gamma arrivals).
+    #[serde(default)]
+    pub burstiness: Option<f64>,
+    /// Most requests in flight (open loop).
+    #[serde(default)]
+    pub max_concurrency: Option<i64>,
+    /// Warm-up seconds, excluded from the results.
+    #[serde(default)]
+    pub warmup_seconds: i64,
+    /// Prompts (OpenAI workloads).
+    #[serde(default)]
+    pub prompts: Option<Vec<String>>,
+    /// Synthetic prompt length in words (OpenAI workloads without prompts).
+    #[serde(default)]
+    pub synthetic_prompt_words: Option<i64>,
+    /// `temperature` (OpenAI workloads).
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Goodput objectives.
+    #[serde(default)]
+    pub goodput: Option<GoodputSlo>,
+}
+
+impl Default for RunSpec {
+    /// One closed-loop client for 1 s against `/` (a base for struct literals).
+    fn default() -> Self {
+        RunSpec {
+            duration_seconds: 1,
+            concurrency: 1,
+            mode: LoadMode::ClosedLoop,
+            requests_per_second: None,
+            workload: Workload::Http,
+            path: "/".into(),
+            model: None,
+            max_tokens: None,
+            arrivals: None,
+            burstiness: None,
+            max_concurrency: None,
+            warmup_seconds: 0,
+            prompts: None,
+            synthetic_prompt_words: None,
+            temperature: None,
+            goodput: None,
+        }
+    }
 }
 
 /// A benchmark run.

@@ -61,22 +61,92 @@ const CREATE_RUN_CHOICES: &[Choice] = &[
     Choice {
         field: "mode",
         values: &[
-            ("closed_loop", &[], &[]),
+            ("closed_loop", &["concurrency"], &[]),
             (
                 "open_loop",
-                &["requests_per_second"],
+                &["requests_per_second", "max_concurrency"],
                 &["requests_per_second"],
             ),
+        ],
+    },
+    // Open loop only: `create_run` drops it from the closed-loop variants.
+    Choice {
+        field: "arrivals",
+        values: &[
+            ("poisson", &[], &[]),
+            ("constant", &[], &[]),
+            ("gamma", &["burstiness"], &["burstiness"]),
         ],
     },
     Choice {
         field: "workload",
         values: &[
             ("http", &[], &[]),
-            ("openai_completions", &["model", "max_tokens"], &[]),
+            ("openai_completions", OPENAI_FIELDS, &[]),
+            ("openai_chat", OPENAI_FIELDS, &[]),
         ],
     },
 ];
+
+/// The fields only the OpenAI workloads take.
+const OPENAI_FIELDS: &[&str] = &[
+    "model",
+    "max_tokens",
+    "temperature",
+    "prompts",
+    "synthetic_prompt_words",
+];
+
+/// `CreateRun`: [`choice_variants`] of [`CREATE_RUN_CHOICES`], then what the
+/// choices alone cannot say: closed-loop variants take no `arrivals` (only
+/// its default combination is kept), `http` variants take the goodput
+/// objective without token latencies, and OpenAI variants take `prompts` or
+/// `synthetic_prompt_words`, not both.
+fn create_run() -> Value {
+    let openai_goodput = json!({"$ref": "#/components/schemas/GoodputSlo"});
+    let mut v = choice_variants(
+        &json!({
+            "service_id": {"type": "string", "description": "A running service with an endpoint (404 when unknown, 409 when not running or without a port)"},
+            "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 86400, "description": "Measured time, after the warm-up. Required: there is no default"},
+            "warmup_seconds": {"type": "integer", "minimum": 0, "maximum": 3600, "default": 0, "description": "Load sent before duration_seconds and excluded from the results"},
+            "concurrency": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1, "description": "Clients, each sending its next request when the last ended"},
+            "mode": {"type": "string", "description": "closed_loop: `concurrency` clients back to back; open_loop: `requests_per_second`, latency from the scheduled send time"},
+            "requests_per_second": {"type": "integer", "minimum": 1, "maximum": 100000},
+            "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 10000, "description": "Most requests in flight; the wait for a free client is reported as queue_wait"},
+            "arrivals": {"type": "string", "description": "How open-loop requests arrive (as vllm bench serve draws them)"},
+            "burstiness": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1000, "description": "Gamma shape: < 1 burstier, > 1 steadier"},
+            "workload": {"type": "string"},
+            "path": {"type": "string", "maxLength": 2048, "pattern": REQUEST_PATH, "description": "Request path (default `/`, `/v1/completions` for openai_completions, `/v1/chat/completions` for openai_chat)"},
+            "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": PRINTABLE},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "prompts": {"type": "array", "minItems": 1, "maxItems": crate::benchmark::MAX_PROMPTS, "items": {"type": "string", "minLength": 1, "maxLength": crate::benchmark::MAX_PROMPT_CHARS, "pattern": "^[^\\u0000]*$"}},
+            "synthetic_prompt_words": {"type": "integer", "minimum": 1, "maximum": 4096, "description": "Synthetic prompts of this many words (default 128 when no prompts)"},
+            "goodput": openai_goodput
+        }),
+        &["service_id", "duration_seconds"],
+        CREATE_RUN_CHOICES,
+    );
+    if let Some(variants) = v["oneOf"].as_array_mut() {
+        variants.retain(|x| {
+            x["properties"]["mode"]["enum"][0] == "open_loop"
+                || x["properties"]["arrivals"]["enum"][0] == "poisson"
+        });
+        for x in variants.iter_mut() {
+            if x["properties"]["mode"]["enum"][0] == "closed_loop"
+                && let Some(p) = x["properties"].as_object_mut()
+            {
+                p.remove("arrivals");
+            }
+            if x["properties"]["workload"]["enum"][0] == "http" {
+                x["properties"]["goodput"] = json!({"$ref": "#/components/schemas/GoodputSloHttp"});
+            } else {
+                x["not"] = json!({"required": ["prompts", "synthetic_prompt_words"]});
+            }
+        }
+    }
+    v
+}
 
 /// One object schema per combination of the choices' values (OpenAPI 3.0 has
 /// no `if`/`then`): the shared properties, each choice field fixed to one
@@ -305,21 +375,43 @@ fn schemas(recipes: &Catalogue) -> Value {
                 }
             }
         },
-        "CreateRun": choice_variants(
-            &json!({
-                "service_id": {"type": "string", "description": "A running service (404 when unknown, 409 when not running)"},
-                "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 86400, "description": "Required: there is no default"},
-                "concurrency": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1},
-                "mode": {"type": "string", "description": "closed_loop: `concurrency` clients back to back; open_loop: `requests_per_second`"},
-                "requests_per_second": {"type": "integer", "minimum": 1, "maximum": 100000},
-                "workload": {"type": "string"},
-                "path": {"type": "string", "maxLength": 2048, "pattern": REQUEST_PATH, "description": "Request path (default `/`, or `/v1/completions` for openai_completions)"},
-                "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": PRINTABLE, "description": "Model for openai_completions"},
-                "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768}
-            }),
-            &["service_id", "duration_seconds"],
-            CREATE_RUN_CHOICES,
-        ),
+        "CreateRun": create_run(),
+        "GoodputSlo": {
+            "type": "object",
+            "additionalProperties": false,
+            "minProperties": 1,
+            "description": "Goodput objectives: request_goodput counts the requests meeting every one given",
+            "properties": {
+                "ttft_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000, "description": "openai_* workloads only"},
+                "tpot_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000, "description": "openai_* workloads only"},
+                "e2el_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000}
+            }
+        },
+        "GoodputSloHttp": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["e2el_ms"],
+            "description": "Goodput objective of the http workload (it has no tokens)",
+            "properties": {
+                "e2el_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000}
+            }
+        },
+        "RunProgress": {
+            "type": "object",
+            "description": "What the load generator reported last (every second), with elapsed and remaining time",
+            "properties": {
+                "run_id": {"type": "string"},
+                "phase": {"type": "string", "enum": ["warmup", "measuring", "draining"]},
+                "elapsed_seconds": {"type": "number"},
+                "planned_seconds": {"type": "number"},
+                "remaining_seconds": {"type": "number"},
+                "requests_completed": {"type": "integer"},
+                "requests_failed": {"type": "integer"},
+                "warmup_requests": {"type": "integer"},
+                "in_flight": {"type": "integer"},
+                "clients": {"type": "integer"}
+            }
+        },
         "Run": {
             "type": "object",
             "required": ["id", "service_id", "status", "duration_seconds", "concurrency", "mode", "workload", "path", "created_at"],
@@ -331,15 +423,25 @@ fn schemas(recipes: &Catalogue) -> Value {
                 "concurrency": {"type": "integer"},
                 "mode": {"type": "string", "enum": ["closed_loop", "open_loop"]},
                 "requests_per_second": {"type": "integer", "nullable": true},
-                "workload": {"type": "string", "enum": ["http", "openai_completions"]},
+                "workload": {"type": "string", "enum": ["http", "openai_completions", "openai_chat"]},
                 "path": {"type": "string"},
                 "model": nullable_string,
                 "max_tokens": {"type": "integer", "nullable": true},
+                "arrivals": {"type": "string", "enum": ["constant", "poisson", "gamma"], "nullable": true},
+                "burstiness": {"type": "number", "nullable": true},
+                "max_concurrency": {"type": "integer", "nullable": true},
+                "warmup_seconds": {"type": "integer", "description": "Warm-up before duration_seconds"},
+                "prompts": {"type": "array", "items": {"type": "string"}, "nullable": true},
+                "synthetic_prompt_words": {"type": "integer", "nullable": true},
+                "temperature": {"type": "number", "nullable": true},
+                "goodput": {"allOf": [{"$ref": "#/components/schemas/GoodputSlo"}], "nullable": true},
+                "planned_end_at": {"type": "string", "format": "date-time", "nullable": true, "description": "When the load generator stops sending (start + duration_seconds)"},
+                "progress": {"allOf": [{"$ref": "#/components/schemas/RunProgress"}], "nullable": true},
                 "created_at": {"type": "string", "format": "date-time"},
                 "started_at": {"type": "string", "format": "date-time", "nullable": true},
                 "ended_at": {"type": "string", "format": "date-time", "nullable": true},
                 "detail": nullable_string,
-                "result": {"type": "object", "nullable": true, "description": "Measurements (counts, errors, latency percentiles) once the load generator has filled them"},
+                "result": {"type": "object", "nullable": true, "description": "The load generator's result file once it ended (vllm bench serve's keys: completed, failed, request_throughput, output_throughput, mean/median/p99_{ttft,tpot,itl,e2el}_ms, …) plus energy_status, energy_joules, joules_per_request, joules_per_output_token, output_tokens_per_joule, mean_power_watts (null with energy_unavailable_reason when not measurable)"},
                 "history": history
             }
         },
@@ -519,7 +621,10 @@ fn operation(r: &Route, auth: bool, schemas: &Value) -> Value {
     responses.insert("500".into(), error_response("The handler failed (logged)"));
     if matches!(
         r.handler,
-        Handler::CreateService | Handler::SetServiceStatus | Handler::DeleteService
+        Handler::CreateService
+            | Handler::CreateRun
+            | Handler::SetServiceStatus
+            | Handler::DeleteService
     ) {
         responses.insert(
             "502".into(),

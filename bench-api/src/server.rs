@@ -68,11 +68,14 @@ fn build_backend(config: &Config) -> Result<Box<dyn Backend>, StartError> {
     match config.backend {
         BackendKind::Local => {
             let exe = std::env::current_exe().map_err(StartError::CurrentExe)?;
-            Ok(Box::new(LocalBackend::new(
-                &config.log_dir,
-                exe,
-                config.kill_grace,
-            )?))
+            let local = LocalBackend::new(&config.log_dir, exe, config.kill_grace)?;
+            Ok(Box::new(match &config.pushgateway {
+                Some(pgw) => local.with_exporter(ExporterPlan {
+                    settings: config.exporter.clone(),
+                    pushgateway: pgw.clone(),
+                }),
+                None => local,
+            }))
         }
         BackendKind::Slurm => {
             let timeout = Duration::from_secs(config.slurm.command_timeout_seconds.unwrap_or(30));

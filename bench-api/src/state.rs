@@ -91,6 +91,21 @@ CREATE INDEX IF NOT EXISTS runs_service ON runs(service_id);
 CREATE INDEX IF NOT EXISTS runs_last ON runs(COALESCE(ended_ms, started_ms, created_ms));
 ";
 
+/// Load-generator jobs of runs (added with `aif-loadgen`; a table of its own,
+/// so databases of earlier versions gain it without touching `runs`).
+const RUN_JOBS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS run_jobs (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    backend_ref TEXT NOT NULL,
+    result_path TEXT NOT NULL,
+    progress_path TEXT NOT NULL,
+    planned_end_ms INTEGER NOT NULL,
+    progress TEXT,
+    collected INTEGER NOT NULL DEFAULT 0,
+    energy_pending INTEGER NOT NULL DEFAULT 0
+);
+";
+
 /// Statuses of services and runs that are not terminal.
 const OPEN: [Status; 4] = [
     Status::Pending,
@@ -168,6 +183,7 @@ impl Store {
             conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
             conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
             conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(RUN_JOBS_SCHEMA)?;
             Ok(conn)
         };
         let conn = open().map_err(|source| StateError::Open {
@@ -632,6 +648,130 @@ impl Store {
     }
 }
 
+/// A run's load-generator job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunJob {
+    /// The run.
+    pub run_id: String,
+    /// Process-group id or Slurm job id of the generator.
+    pub backend_ref: String,
+    /// Where the generator writes its result (as the job sees it).
+    pub result_path: String,
+    /// Where it writes its progress.
+    pub progress_path: String,
+    /// When the generator stops sending (Unix ms).
+    pub planned_end_ms: i64,
+    /// The last progress read.
+    pub progress: Option<serde_json::Value>,
+    /// The job ended and its result was collected (or given up on).
+    pub collected: bool,
+    /// The energy of the run is still to be asked for.
+    pub energy_pending: bool,
+}
+
+const RUN_JOB_COLS: &str = "run_id, backend_ref, result_path, progress_path, planned_end_ms, progress, collected, energy_pending";
+
+impl Store {
+    fn run_job_from_row(row: &rusqlite::Row<'_>) -> Result<RunJob, StateError> {
+        let progress: Option<String> = row.get(5)?;
+        Ok(RunJob {
+            run_id: row.get(0)?,
+            backend_ref: row.get(1)?,
+            result_path: row.get(2)?,
+            progress_path: row.get(3)?,
+            planned_end_ms: row.get(4)?,
+            progress: progress.map(|p| serde_json::from_str(&p)).transpose()?,
+            collected: row.get::<_, i64>(6)? != 0,
+            energy_pending: row.get::<_, i64>(7)? != 0,
+        })
+    }
+
+    /// Records the generator job of a run.
+    ///
+    /// # Errors
+    /// SQLite errors (a second job for one run among them).
+    pub fn insert_run_job(&self, job: &RunJob) -> Result<(), StateError> {
+        self.conn().execute(
+            &format!("INSERT INTO run_jobs ({RUN_JOB_COLS}) VALUES (?1,?2,?3,?4,?5,NULL,0,0)"),
+            params![
+                job.run_id,
+                job.backend_ref,
+                job.result_path,
+                job.progress_path,
+                job.planned_end_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The generator job of a run, if it has one.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn run_job(&self, run_id: &str) -> Result<Option<RunJob>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_JOB_COLS} FROM run_jobs WHERE run_id = ?1"
+        ))?;
+        let mut rows = stmt.query([run_id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(Self::run_job_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Jobs not yet collected, or whose energy is still to be asked for.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn open_run_jobs(&self) -> Result<Vec<RunJob>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_JOB_COLS} FROM run_jobs WHERE collected = 0 OR energy_pending = 1 ORDER BY rowid"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Self::run_job_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    /// Stores the last progress of a run's generator.
+    ///
+    /// # Errors
+    /// SQLite or JSON errors.
+    pub fn set_run_progress(
+        &self,
+        run_id: &str,
+        progress: &serde_json::Value,
+    ) -> Result<(), StateError> {
+        let text = serde_json::to_string(progress)?;
+        self.conn().execute(
+            "UPDATE run_jobs SET progress = ?2 WHERE run_id = ?1",
+            params![run_id, text],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a job collected; `energy_pending` when its energy is yet to be asked for.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn set_run_job_done(
+        &self,
+        run_id: &str,
+        collected: bool,
+        energy_pending: bool,
+    ) -> Result<(), StateError> {
+        self.conn().execute(
+            "UPDATE run_jobs SET collected = ?2, energy_pending = ?3 WHERE run_id = ?1",
+            params![run_id, i64::from(collected), i64::from(energy_pending)],
+        )?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,6 +859,7 @@ mod tests {
                 path: "/".into(),
                 model: None,
                 max_tokens: None,
+                ..RunSpec::default()
             },
             created_at: String::new(),
             started_at: None,

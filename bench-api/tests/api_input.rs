@@ -37,7 +37,8 @@ fn assert_error_shape(what: &str, a: &common::Answer) {
 }
 
 fn running_sleep_service(api: &Api) -> String {
-    let svc = api.create_service("sleep", json!({"seconds": 3600}));
+    // A run needs an endpoint to load: the demo HTTP service (not `sleep`).
+    let svc = api.create_service("demo-http", json!({"port": aif_testbed::free_port()}));
     let id = svc["id"].as_str().expect("id").to_string();
     api.wait_service(&id, "running", Duration::from_secs(30));
     id
@@ -718,7 +719,7 @@ fn openapi_lists_every_served_route_and_metrics_lint() {
     let err = &doc["components"]["schemas"]["Error"];
     assert_eq!(err["required"], json!(["error"]));
 
-    let svc = api.create_service("sleep", json!({"seconds": 3600}));
+    let svc = api.create_service("demo-http", json!({"port": aif_testbed::free_port()}));
     let id = svc["id"].as_str().expect("id").to_string();
     api.wait_service(&id, "running", Duration::from_secs(30));
     let run = api.post(
@@ -734,7 +735,7 @@ fn openapi_lists_every_served_route_and_metrics_lint() {
     );
     assert!(
         m.body.contains(&format!(
-            "aif_service_status{{service_id=\"{id}\",recipe=\"sleep\",status=\"running\"}} 1"
+            "aif_service_status{{service_id=\"{id}\",recipe=\"demo-http\",status=\"running\"}} 1"
         )),
         "{}",
         m.body

@@ -257,7 +257,6 @@ max = 65535
 }
 
 #[test]
-#[ignore = "needs the load generator (aif-loadgen, issue 10): run with --include-ignored once it is on main"]
 fn every_benchmark_panel_shows_data() {
     let pushgateway = Pushgateway::start().expect("Pushgateway");
     let scratch = tempfile::tempdir().expect("tempdir");

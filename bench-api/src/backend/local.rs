@@ -41,6 +41,7 @@ pub struct LocalBackend {
     supervisor: PathBuf,
     kill_grace: Duration,
     children: Arc<Mutex<Children>>,
+    exporter: Option<super::slurm::ExporterPlan>,
 }
 
 /// `exit N`, `signal N` or `error MESSAGE`, as the supervisor writes it.
@@ -118,7 +119,91 @@ impl LocalBackend {
             supervisor,
             kill_grace,
             children: Arc::new(Mutex::new(Children::default())),
+            exporter: None,
         })
+    }
+
+    /// Starts `plan`'s node exporter beside every service whose recipe asks
+    /// for GPUs, in the service's process group (stopped with it), labelled
+    /// `service_id`, as the Slurm backend does.
+    pub fn with_exporter(mut self, plan: super::slurm::ExporterPlan) -> LocalBackend {
+        self.exporter = Some(plan);
+        self
+    }
+
+    fn start_exporter(&self, spec: &LaunchSpec<'_>, pgid: i32, dir: &Path) {
+        let Some(e) = self
+            .exporter
+            .as_ref()
+            .filter(|_| spec.recipe.resources.gpus > 0)
+        else {
+            return;
+        };
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let log = match File::create(dir.join("exporter.log")) {
+            Ok(f) => f,
+            Err(err) => {
+                log::error!(
+                    "local: service {}: cannot create exporter.log: {err}",
+                    spec.service_id
+                );
+                return;
+            }
+        };
+        let mut cmd = Command::new(&e.settings.binary);
+        cmd.args([
+            "--pushgateway",
+            &e.pushgateway,
+            "--job",
+            "aif-service",
+            "--instance",
+            &host,
+        ])
+        .arg("--label")
+        .arg(format!("service_id={}", spec.service_id))
+        .args(["--delete-on-exit", "--interval", &e.settings.interval])
+        .args(["--source", &e.settings.source])
+        .arg("--buffer")
+        .arg(dir.join("exporter.sqlite"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_or(Stdio::null(), Stdio::from))
+        .stderr(log);
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(pgid);
+        }
+        match cmd.spawn() {
+            Ok(child) => {
+                log::info!(
+                    "local: started {} beside service {} (pid {}, process group {pgid})",
+                    e.settings.binary.display(),
+                    spec.service_id,
+                    child.id()
+                );
+                self.children
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .running
+                    .insert(child.id() as i32, child);
+            }
+            Err(err) => log::error!(
+                "local: service {}: cannot start the exporter {}: {err}",
+                spec.service_id,
+                e.settings.binary.display()
+            ),
+        }
+    }
+
+    /// An ended service may leave processes in its group (the exporter
+    /// beside it): they go with it.
+    fn ended(&self, pgid: i32, ending: Ending) -> JobState {
+        if group_alive(pgid) {
+            let _ = signal_group(pgid, libc::SIGTERM);
+        }
+        JobState::Ended(ending)
     }
 
     fn dir(&self, service_id: &str) -> PathBuf {
@@ -177,7 +262,7 @@ impl LocalBackend {
             .filter(|p| *p > 1)
             .ok_or_else(|| BackendError::BadRef(backend_ref.to_string()))?;
         if let Some(ending) = self.read_exit(service_id) {
-            return Ok(JobState::Ended(ending));
+            return Ok(self.ended(pgid, ending));
         }
         Self::reap(&self.children);
         let (ours, reaped) = {
@@ -280,6 +365,7 @@ impl Backend for LocalBackend {
             .unwrap_or_else(|e| e.into_inner())
             .running
             .insert(pid, child);
+        self.start_exporter(spec, pid, &dir);
         log::info!(
             "local: started service {} ({}) as process group {pid}, logs in {}",
             spec.service_id,
@@ -354,6 +440,10 @@ impl Backend for LocalBackend {
 
     fn housekeeping(&self) {
         Self::reap(&self.children);
+    }
+
+    fn job_file(&self, key: &str, name: &str) -> PathBuf {
+        self.dir(key).join(name)
     }
 }
 

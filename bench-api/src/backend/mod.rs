@@ -15,6 +15,7 @@ pub mod runner;
 pub mod slurm;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use crate::recipes::Recipe;
 
@@ -127,4 +128,33 @@ pub trait Backend: Send + Sync {
 
     /// Periodic chores (reaping children); called by the monitor every tick.
     fn housekeeping(&self) {}
+
+    /// Where a job launched under `key` (a service or run id) writes its file
+    /// `name`, as the job sees the path; read back with [`Backend::read_job_file`].
+    fn job_file(&self, key: &str, name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("{key}.{name}"))
+    }
+
+    /// Reads a file a job wrote; `Ok(None)` while it does not exist.
+    ///
+    /// # Errors
+    /// When it exists but cannot be read (or the command reading it failed).
+    fn read_job_file(&self, path: &Path) -> Result<Option<String>, BackendError> {
+        read_local_file(path)
+    }
+}
+
+/// Reads `path` here; `Ok(None)` when it does not exist.
+///
+/// # Errors
+/// [`BackendError::Io`] for any other failure.
+pub fn read_local_file(path: &Path) -> Result<Option<String>, BackendError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(BackendError::Io {
+            what: format!("read {}", path.display()),
+            source,
+        }),
+    }
 }

@@ -171,9 +171,11 @@ impl SlurmBackend {
                 "--delete-on-exit".into(),
                 "--interval".into(),
                 e.settings.interval.clone(),
+                "--source".into(),
+                e.settings.source.clone(),
             ];
             s.push_str(&format!(
-                "{} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}.sqlite\" --source auto &\n",
+                "{} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}.sqlite\" &\n",
                 shell_join(&args),
                 shell_join(&rest)
             ));
@@ -402,6 +404,25 @@ impl Backend for SlurmBackend {
         log::info!("slurm: scancel job {backend_ref} (service {service_id})");
         Ok(())
     }
+
+    fn job_file(&self, key: &str, name: &str) -> PathBuf {
+        self.log_dir.join(format!("{key}.{name}"))
+    }
+
+    fn read_job_file(&self, path: &std::path::Path) -> Result<Option<String>, BackendError> {
+        let p = path.to_string_lossy().into_owned();
+        let out = self.run(self.command(&["cat", "--", &p]))?;
+        if out.success() {
+            Ok(Some(out.stdout))
+        } else if out.stderr.contains("No such file") {
+            Ok(None)
+        } else {
+            Err(BackendError::BadOutput {
+                command: format!("cat {p}"),
+                output: format!("exit {}: {}", out.status, out.stderr.trim()),
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -460,6 +481,7 @@ type = "string"
                 settings: ExporterSettings {
                     binary: PathBuf::from("/opt/aif-node-exporter"),
                     interval: "1s".into(),
+                    source: "auto".into(),
                 },
                 pushgateway: "http://pgw:9091".into(),
             }),

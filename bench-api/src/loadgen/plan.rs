@@ -1,0 +1,876 @@
+//! The command line of `aif-loadgen` and its validation into a [`Plan`].
+//! Every mistake is a [`PlanError`] naming the flag, found before any request
+//! is sent (the binary exits 2).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use gpu_metrics::ssh::SshConfig;
+
+use crate::loadgen::arrivals::Arrivals;
+use crate::loadgen::prompts::{self, PromptError};
+use crate::loadgen::stats::Slo;
+use crate::loadgen::workload::{Api, OpenAiParams, Workload, openai_body};
+
+/// Most clients (closed loop) or concurrent requests (open loop).
+pub const MAX_CLIENTS: usize = 10_000;
+
+/// `aif-loadgen` flags.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "aif-loadgen",
+    version,
+    about = "Load generator: closed loop (N clients) or open loop (a request rate), plain HTTP or OpenAI-compatible streaming; figures as `vllm bench serve` defines them"
+)]
+pub struct Args {
+    /// Base URL of the service, `http://HOST:PORT` (TLS is not built in).
+    #[arg(long, value_name = "BASE")]
+    pub url: Option<String>,
+    /// Closed loop: N clients, each sending its next request when the last ended.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Open loop: requests per second, latency measured from the scheduled send time.
+    #[arg(long, value_name = "R")]
+    pub request_rate: Option<f64>,
+    /// Open loop arrivals: constant, poisson or gamma (default poisson).
+    #[arg(long, value_name = "constant|poisson|gamma")]
+    pub arrivals: Option<String>,
+    /// Shape of gamma arrivals (< 1 burstier, > 1 steadier; 1 is Poisson).
+    #[arg(long, value_name = "F")]
+    pub burstiness: Option<f64>,
+    /// Open loop: at most N requests in flight; later ones wait for a free
+    /// client, the wait reported separately (default: up to 10000).
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
+    /// How long to send, with a unit (`30s`, `5m`); required.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Leading time excluded from the results (default 0s).
+    #[arg(long, value_name = "DURATION")]
+    pub warmup: Option<String>,
+    /// Limit for one request, connect to end of body (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// After the duration, how long requests in flight may still finish (default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// What to send: http, completions or chat (default http).
+    #[arg(long, value_name = "http|completions|chat")]
+    pub workload: Option<String>,
+    /// HTTP method (http workload; default GET).
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// Request path (default `/`, `/v1/completions`, `/v1/chat/completions`).
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Request body (http workload).
+    #[arg(long, value_name = "TEXT")]
+    pub body: Option<String>,
+    /// Request body from a file (http workload).
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// Extra request header `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// A prompt (repeatable; OpenAI workloads).
+    #[arg(long = "prompt", value_name = "TEXT")]
+    pub prompts: Vec<String>,
+    /// Prompts from a JSONL file, one `{"prompt": "..."}` a line.
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
+    /// Synthetic prompts of this many words.
+    #[arg(long, value_name = "N")]
+    pub synthetic_prompt_words: Option<usize>,
+    /// `model` of OpenAI requests.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// `max_tokens` of OpenAI requests.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// `temperature` of OpenAI requests.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+    /// Do not send `stream_options.include_usage` (servers that refuse it).
+    #[arg(long)]
+    pub no_usage: bool,
+    /// Goodput SLOs in ms: `ttft:MS`, `tpot:MS`, `e2el:MS` (any of them).
+    #[arg(long, value_name = "METRIC:MS", num_args = 1..)]
+    pub goodput: Vec<String>,
+    /// Write the result JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub result_file: Option<PathBuf>,
+    /// Rewrite a progress JSON here every second (for the API).
+    #[arg(long, value_name = "FILE")]
+    pub progress_file: Option<PathBuf>,
+    /// Progress line on stderr this often (default 5s; `0s` for none).
+    #[arg(long, value_name = "DURATION")]
+    pub progress_every: Option<String>,
+    /// Run id (label `run_id`, grouping key); default `run-` and 16 hex digits.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Service id (label `service_id`).
+    #[arg(long, value_name = "ID")]
+    pub service_id: Option<String>,
+    /// Seed for arrivals and synthetic prompts (default: random).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Push live metrics to this Pushgateway (job `aif_benchmark`).
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
+    /// Push interval (default 1s).
+    #[arg(long, value_name = "DURATION")]
+    pub push_interval: Option<String>,
+    /// Keep the Pushgateway group after the run (default: deleted at the end).
+    #[arg(long)]
+    pub keep_group: bool,
+    /// Buffer file of live metrics (default `$TMPDIR/aif-loadgen-<run_id>.sqlite`).
+    #[arg(long, value_name = "FILE")]
+    pub buffer: Option<PathBuf>,
+    /// Push through an SSH local forward via this gateway.
+    #[arg(long, value_name = "HOST")]
+    pub ssh_host: Option<String>,
+    /// SSH port (default 22).
+    #[arg(long, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
+    /// SSH user (default `$USER`).
+    #[arg(long, value_name = "USER")]
+    pub ssh_user: Option<String>,
+    /// SSH private key.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_identity: Option<PathBuf>,
+    /// known_hosts the gateway's key must match (default `~/.ssh/known_hosts`).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// Record an unknown gateway key on first contact (a changed key is refused).
+    #[arg(long)]
+    pub ssh_accept_new: bool,
+}
+
+/// Why the command line was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A flag's value is not acceptable.
+    #[error("--{flag}: {message}")]
+    Invalid {
+        /// The flag, without dashes.
+        flag: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A required flag is missing.
+    #[error("--{0} is required")]
+    Missing(&'static str),
+    /// A flag that only goes with another choice.
+    #[error("--{flag} {only}")]
+    Misplaced {
+        /// The flag given.
+        flag: &'static str,
+        /// Which choice it belongs to.
+        only: &'static str,
+    },
+    /// Prompts could not be loaded.
+    #[error(transparent)]
+    Prompts(#[from] PromptError),
+}
+
+fn invalid(flag: &'static str, message: impl Into<String>) -> PlanError {
+    PlanError::Invalid {
+        flag,
+        message: message.into(),
+    }
+}
+
+/// Closed or open loop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// N clients back to back.
+    Closed {
+        /// Clients.
+        concurrency: usize,
+    },
+    /// A request rate.
+    Open {
+        /// Requests per second.
+        rate: f64,
+        /// How gaps are drawn.
+        arrivals: Arrivals,
+        /// Most requests in flight (`None`: up to [`MAX_CLIENTS`]).
+        max_concurrency: Option<usize>,
+    },
+}
+
+/// An SSH gateway for the Pushgateway.
+#[derive(Debug, Clone)]
+pub struct SshPlan {
+    /// Login to the gateway.
+    pub ssh: SshConfig,
+    /// Pushgateway host as the gateway resolves it.
+    pub remote_host: String,
+    /// Its port.
+    pub remote_port: u16,
+    /// The URL's path prefix (may be empty).
+    pub path: String,
+}
+
+/// Live metrics.
+#[derive(Debug, Clone)]
+pub struct LivePlan {
+    /// Pushgateway base URL.
+    pub pushgateway: String,
+    /// Push interval.
+    pub interval: Duration,
+    /// Keep the group at the end.
+    pub keep_group: bool,
+    /// Buffer file.
+    pub buffer: PathBuf,
+    /// SSH gateway.
+    pub ssh: Option<SshPlan>,
+}
+
+/// A validated run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Base URL (no trailing `/`).
+    pub base_url: String,
+    /// Closed or open loop.
+    pub load: Load,
+    /// Sending time, warm-up included.
+    pub duration: Duration,
+    /// Warm-up (excluded from results).
+    pub warmup: Duration,
+    /// One request's limit.
+    pub timeout: Duration,
+    /// Grace for requests in flight after the duration.
+    pub drain: Duration,
+    /// What to send.
+    pub workload: Workload,
+    /// OpenAI parameters (for the result).
+    pub openai: OpenAiParams,
+    /// Number of distinct prompts.
+    pub prompt_count: usize,
+    /// Goodput objectives.
+    pub slo: Slo,
+    /// Result JSON.
+    pub result_file: Option<PathBuf>,
+    /// Progress JSON.
+    pub progress_file: Option<PathBuf>,
+    /// Progress line period (`None`: never).
+    pub progress_every: Option<Duration>,
+    /// Run id.
+    pub run_id: String,
+    /// Service id.
+    pub service_id: Option<String>,
+    /// Seed.
+    pub seed: u64,
+    /// Live metrics.
+    pub live: Option<LivePlan>,
+}
+
+fn duration(flag: &'static str, v: Option<&str>, default: Duration) -> Result<Duration, PlanError> {
+    match v {
+        None => Ok(default),
+        Some(s) => gpu_metrics::units::parse_duration(s).map_err(|e| invalid(flag, e.to_string())),
+    }
+}
+
+/// `http://host[:port]` with nothing after but a path: host, port, path.
+pub fn split_http_url(url: &str) -> Option<(String, u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) {
+        return None;
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
+        _ => (authority, 80),
+    };
+    if host.is_empty() || port == 0 {
+        return None;
+    }
+    Some((
+        host.to_string(),
+        port,
+        path.trim_end_matches('/').to_string(),
+    ))
+}
+
+fn check_id(flag: &'static str, id: &str) -> Result<(), PlanError> {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(invalid(
+            flag,
+            format!("`{id}` must be 1..=128 of [A-Za-z0-9._-]"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_goodput(items: &[String]) -> Result<Slo, PlanError> {
+    let mut slo = Slo::default();
+    for item in items {
+        let (metric, ms) = item
+            .split_once(':')
+            .ok_or_else(|| invalid("goodput", format!("`{item}` is not METRIC:MS (ttft:500)")))?;
+        let ms: f64 = ms
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| invalid("goodput", format!("`{item}`: MS must be a number > 0")))?;
+        let slot = match metric {
+            "ttft" => &mut slo.ttft_ms,
+            "tpot" => &mut slo.tpot_ms,
+            "e2el" => &mut slo.e2el_ms,
+            other => {
+                return Err(invalid(
+                    "goodput",
+                    format!("`{other}` is not one of: ttft, tpot, e2el"),
+                ));
+            }
+        };
+        *slot = Some(ms);
+    }
+    Ok(slo)
+}
+
+fn parse_header(h: &str) -> Result<(String, String), PlanError> {
+    let (name, value) = h
+        .split_once(':')
+        .ok_or_else(|| invalid("header", format!("`{h}` is not `Name: value`")))?;
+    let name = name.trim();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        || value.chars().any(|c| c.is_control() && c != '\t')
+    {
+        return Err(invalid("header", format!("`{h}` is not a valid header")));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+fn live_plan(a: &Args, run_id: &str) -> Result<Option<LivePlan>, PlanError> {
+    let Some(url) = &a.pushgateway else {
+        for (given, flag) in [
+            (a.ssh_host.is_some(), "ssh-host"),
+            (a.keep_group, "keep-group"),
+            (a.push_interval.is_some(), "push-interval"),
+            (a.buffer.is_some(), "buffer"),
+        ] {
+            if given {
+                return Err(PlanError::Misplaced {
+                    flag,
+                    only: "goes with --pushgateway",
+                });
+            }
+        }
+        return Ok(None);
+    };
+    let pushgateway = gpu_metrics::sink::normalize_base_url(url)
+        .map_err(|e| invalid("pushgateway", e.to_string()))?;
+    let interval = duration(
+        "push-interval",
+        a.push_interval.as_deref(),
+        Duration::from_secs(1),
+    )?;
+    if interval < Duration::from_millis(100) {
+        return Err(invalid("push-interval", "must be at least 100ms"));
+    }
+    let ssh = match &a.ssh_host {
+        None => {
+            if a.ssh_identity.is_some() || a.ssh_port.is_some() || a.ssh_user.is_some() {
+                return Err(PlanError::Misplaced {
+                    flag: "ssh-identity",
+                    only: "goes with --ssh-host",
+                });
+            }
+            None
+        }
+        Some(host) => {
+            let identity = a
+                .ssh_identity
+                .clone()
+                .ok_or(PlanError::Missing("ssh-identity"))?;
+            let (remote_host, remote_port, path) =
+                split_http_url(&pushgateway).ok_or_else(|| {
+                    invalid(
+                        "pushgateway",
+                        "through --ssh-host the URL must be http://HOST[:PORT][/PATH]",
+                    )
+                })?;
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            let user = a
+                .ssh_user
+                .clone()
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "root".into());
+            let ssh = SshConfig::builder(host.as_str(), user, identity)
+                .port(a.ssh_port.unwrap_or(22))
+                .known_hosts(
+                    a.ssh_known_hosts
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(home).join(".ssh/known_hosts")),
+                )
+                .accept_new(a.ssh_accept_new)
+                .build()
+                .map_err(|e| invalid("ssh-host", e.to_string()))?;
+            Some(SshPlan {
+                ssh,
+                remote_host,
+                remote_port,
+                path,
+            })
+        }
+    };
+    let buffer = a
+        .buffer
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("aif-loadgen-{run_id}.sqlite")));
+    Ok(Some(LivePlan {
+        pushgateway,
+        interval,
+        keep_group: a.keep_group,
+        buffer,
+        ssh,
+    }))
+}
+
+impl Args {
+    /// Checks every flag and builds the plan (reads the prompt and body files).
+    ///
+    /// # Errors
+    /// [`PlanError`] naming the flag.
+    pub fn build(&self) -> Result<Plan, PlanError> {
+        let url = self.url.as_deref().ok_or(PlanError::Missing("url"))?;
+        if url.starts_with("https://") {
+            return Err(invalid(
+                "url",
+                format!("`{url}`: https is not supported (no TLS built in); use http://"),
+            ));
+        }
+        let (host, port, base_path) = split_http_url(url).ok_or_else(|| {
+            invalid(
+                "url",
+                format!("`{url}` is not http://HOST[:PORT] (a scheme is required)"),
+            )
+        })?;
+        let addrs: Vec<std::net::SocketAddr> = {
+            use std::net::ToSocketAddrs;
+            (host.trim_start_matches('[').trim_end_matches(']'), port)
+                .to_socket_addrs()
+                .map_err(|e| invalid("url", format!("`{host}` does not resolve: {e}")))?
+                .collect()
+        };
+        let authority = if port == 80 {
+            host
+        } else {
+            format!("{host}:{port}")
+        };
+        let base_url = format!("http://{authority}{base_path}");
+
+        let max_clients = |flag: &'static str, n: usize| {
+            if (1..=MAX_CLIENTS).contains(&n) {
+                Ok(n)
+            } else {
+                Err(invalid(flag, format!("{n} is not in 1..={MAX_CLIENTS}")))
+            }
+        };
+        let load = match (self.concurrency, self.request_rate) {
+            (Some(_), Some(_)) => {
+                return Err(PlanError::Misplaced {
+                    flag: "concurrency",
+                    only: "is closed loop and --request-rate open loop: give one (--max-concurrency caps an open loop)",
+                });
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "concurrency",
+                    "give --concurrency N (closed loop) or --request-rate R (open loop)",
+                ));
+            }
+            (Some(n), None) => {
+                for (given, flag) in [
+                    (self.arrivals.is_some(), "arrivals"),
+                    (self.burstiness.is_some(), "burstiness"),
+                    (self.max_concurrency.is_some(), "max-concurrency"),
+                ] {
+                    if given {
+                        return Err(PlanError::Misplaced {
+                            flag,
+                            only: "goes with --request-rate (open loop)",
+                        });
+                    }
+                }
+                Load::Closed {
+                    concurrency: max_clients("concurrency", n)?,
+                }
+            }
+            (None, Some(rate)) => {
+                if !(rate.is_finite() && rate > 0.0 && rate <= 1e6) {
+                    return Err(invalid(
+                        "request-rate",
+                        format!("{rate} is not in (0, 1000000]"),
+                    ));
+                }
+                let arrivals = match (
+                    self.arrivals.as_deref().unwrap_or("poisson"),
+                    self.burstiness,
+                ) {
+                    ("constant", None) => Arrivals::Constant,
+                    ("poisson", None) => Arrivals::Poisson,
+                    ("gamma", Some(k)) if k.is_finite() && k > 0.0 && k <= 1000.0 => {
+                        Arrivals::Gamma(k)
+                    }
+                    ("gamma", Some(k)) => {
+                        return Err(invalid("burstiness", format!("{k} is not in (0, 1000]")));
+                    }
+                    ("gamma", None) => return Err(PlanError::Missing("burstiness")),
+                    ("constant" | "poisson", Some(_)) => {
+                        return Err(PlanError::Misplaced {
+                            flag: "burstiness",
+                            only: "goes with --arrivals gamma",
+                        });
+                    }
+                    (other, _) => {
+                        return Err(invalid(
+                            "arrivals",
+                            format!("`{other}` is not one of: constant, poisson, gamma"),
+                        ));
+                    }
+                };
+                let max_concurrency = self
+                    .max_concurrency
+                    .map(|n| max_clients("max-concurrency", n))
+                    .transpose()?;
+                Load::Open {
+                    rate,
+                    arrivals,
+                    max_concurrency,
+                }
+            }
+        };
+        let duration_v = duration("duration", self.duration.as_deref(), Duration::ZERO)?;
+        if self.duration.is_none() {
+            return Err(PlanError::Missing("duration"));
+        }
+        if duration_v.is_zero() || duration_v > Duration::from_secs(86_400 * 7) {
+            return Err(invalid("duration", "must be > 0 and at most 7 days"));
+        }
+        let warmup = match self.warmup.as_deref().map(str::trim) {
+            Some("0" | "0s") => Duration::ZERO,
+            other => duration("warmup", other, Duration::ZERO)?,
+        };
+        if warmup >= duration_v {
+            return Err(invalid("warmup", "must be shorter than --duration"));
+        }
+        let timeout = duration("timeout", self.timeout.as_deref(), Duration::from_secs(60))?;
+        if timeout < Duration::from_millis(1) {
+            return Err(invalid("timeout", "must be at least 1ms"));
+        }
+        let drain = duration(
+            "drain-timeout",
+            self.drain_timeout.as_deref(),
+            Duration::from_secs(30),
+        )?;
+        let progress_every = match self.progress_every.as_deref().map(str::trim) {
+            Some("0" | "0s") => Duration::ZERO,
+            other => duration("progress-every", other, Duration::from_secs(5))?,
+        };
+
+        let api = match self.workload.as_deref().unwrap_or("http") {
+            "http" => Api::Http,
+            "completions" => Api::Completions,
+            "chat" => Api::Chat,
+            other => {
+                return Err(invalid(
+                    "workload",
+                    format!("`{other}` is not one of: http, completions, chat"),
+                ));
+            }
+        };
+        let path = match &self.path {
+            Some(p) if !p.starts_with('/') || p.chars().any(|c| c.is_control() || c == ' ') => {
+                return Err(invalid(
+                    "path",
+                    format!("`{p}` must start with `/` and hold no spaces"),
+                ));
+            }
+            Some(p) => p.clone(),
+            None => match api {
+                Api::Http => "/".into(),
+                Api::Completions => "/v1/completions".into(),
+                Api::Chat => "/v1/chat/completions".into(),
+            },
+        };
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let seed = self.seed.unwrap_or_else(gpu_metrics::retry::random_seed);
+        let openai = OpenAiParams {
+            model: self.model.clone(),
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            include_usage: !self.no_usage,
+        };
+        let (method, bodies, prompt_count) = if api == Api::Http {
+            for (given, flag) in [
+                (!self.prompts.is_empty(), "prompt"),
+                (self.prompt_file.is_some(), "prompt-file"),
+                (
+                    self.synthetic_prompt_words.is_some(),
+                    "synthetic-prompt-words",
+                ),
+                (self.model.is_some(), "model"),
+                (self.max_tokens.is_some(), "max-tokens"),
+                (self.temperature.is_some(), "temperature"),
+                (self.no_usage, "no-usage"),
+            ] {
+                if given {
+                    return Err(PlanError::Misplaced {
+                        flag,
+                        only: "goes with --workload completions|chat",
+                    });
+                }
+            }
+            let method = self.method.clone().unwrap_or_else(|| "GET".into());
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(invalid(
+                    "method",
+                    format!("`{method}` is not an upper-case HTTP method"),
+                ));
+            }
+            let body = match (&self.body, &self.body_file) {
+                (Some(_), Some(_)) => {
+                    return Err(PlanError::Misplaced {
+                        flag: "body-file",
+                        only: "replaces --body: give one",
+                    });
+                }
+                (Some(b), None) => b.clone().into_bytes(),
+                (None, Some(f)) => std::fs::read(f)
+                    .map_err(|e| invalid("body-file", format!("{}: {e}", f.display())))?,
+                (None, None) => Vec::new(),
+            };
+            (method, vec![body], 0)
+        } else {
+            for (given, flag) in [
+                (self.method.is_some(), "method"),
+                (self.body.is_some(), "body"),
+                (self.body_file.is_some(), "body-file"),
+            ] {
+                if given {
+                    return Err(PlanError::Misplaced {
+                        flag,
+                        only: "goes with --workload http",
+                    });
+                }
+            }
+            if let Some(t) = self.temperature
+                && !(t.is_finite() && (0.0..=2.0).contains(&t))
+            {
+                return Err(invalid("temperature", format!("{t} is not in 0..=2")));
+            }
+            if self.max_tokens == Some(0) {
+                return Err(invalid("max-tokens", "must be at least 1"));
+            }
+            let given = usize::from(!self.prompts.is_empty())
+                + usize::from(self.prompt_file.is_some())
+                + usize::from(self.synthetic_prompt_words.is_some());
+            if given != 1 {
+                return Err(invalid(
+                    "prompt",
+                    "give exactly one of --prompt (repeatable), --prompt-file FILE.jsonl, --synthetic-prompt-words N",
+                ));
+            }
+            let prompts = if let Some(f) = &self.prompt_file {
+                prompts::read_jsonl(f)?
+            } else if let Some(n) = self.synthetic_prompt_words {
+                if !(1..=100_000).contains(&n) {
+                    return Err(invalid(
+                        "synthetic-prompt-words",
+                        format!("{n} is not in 1..=100000"),
+                    ));
+                }
+                prompts::synthetic(64, n, seed)
+            } else {
+                self.prompts.clone()
+            };
+            let bodies: Vec<Vec<u8>> = prompts
+                .iter()
+                .map(|p| openai_body(api, &openai, p))
+                .collect();
+            ("POST".to_string(), bodies, prompts.len())
+        };
+        let slo = parse_goodput(&self.goodput)?;
+        if api == Api::Http && (slo.ttft_ms.is_some() || slo.tpot_ms.is_some()) {
+            return Err(PlanError::Misplaced {
+                flag: "goodput",
+                only: "ttft and tpot go with --workload completions|chat (http has e2el only)",
+            });
+        }
+        let run_id = match &self.run_id {
+            Some(id) => {
+                check_id("run-id", id)?;
+                id.clone()
+            }
+            None => crate::model::new_id("run"),
+        };
+        if let Some(s) = &self.service_id {
+            check_id("service-id", s)?;
+        }
+        let live = live_plan(self, &run_id)?;
+        Ok(Plan {
+            workload: Workload {
+                api,
+                method,
+                url: format!("{base_url}{path}"),
+                headers,
+                bodies,
+                addrs,
+                timeout,
+            },
+            base_url,
+            load,
+            duration: duration_v,
+            warmup,
+            timeout,
+            drain,
+            openai,
+            prompt_count,
+            slo,
+            result_file: self.result_file.clone(),
+            progress_file: self.progress_file.clone(),
+            progress_every: (!progress_every.is_zero()).then_some(progress_every),
+            run_id,
+            service_id: self.service_id.clone(),
+            seed,
+            live,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(args: &[&str]) -> Result<Plan, String> {
+        let a = Args::try_parse_from(std::iter::once("aif-loadgen").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        a.build().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bad_input_names_the_flag() {
+        let base = ["--url", "http://127.0.0.1:1", "--duration", "1s"];
+        let with = |extra: &[&str]| {
+            let mut v: Vec<&str> = base.to_vec();
+            v.extend_from_slice(extra);
+            build(&v)
+        };
+        for (extra, needle) in [
+            (&["--request-rate", "0"][..], "--request-rate"),
+            (&["--concurrency", "0"], "--concurrency"),
+            (&[], "--concurrency"),
+            (
+                &["--concurrency", "1", "--request-rate", "5"],
+                "--concurrency",
+            ),
+            (
+                &["--request-rate", "5", "--arrivals", "gamma"],
+                "--burstiness",
+            ),
+            (&["--request-rate", "5", "--arrivals", "zipf"], "--arrivals"),
+            (
+                &["--concurrency", "1", "--max-concurrency", "3"],
+                "--max-concurrency",
+            ),
+            (&["--concurrency", "1", "--warmup", "2s"], "--warmup"),
+            (&["--concurrency", "1", "--model", "m"], "--model"),
+            (&["--concurrency", "1", "--workload", "chat"], "--prompt"),
+            (&["--concurrency", "1", "--goodput", "ttft:5"], "--goodput"),
+            (&["--concurrency", "1", "--goodput", "e2el:x"], "--goodput"),
+            (
+                &["--concurrency", "1", "--header", "bad header"],
+                "--header",
+            ),
+            (&["--concurrency", "1", "--ssh-host", "gw"], "--ssh-host"),
+            (&["--concurrency", "1", "--bogus"], "--bogus"),
+        ] {
+            let e = with(extra).unwrap_err();
+            assert!(e.contains(needle), "{extra:?}: {e}");
+        }
+        for url in ["127.0.0.1:8000", "https://x", "http://"] {
+            let e = build(&["--url", url, "--duration", "1s", "--concurrency", "1"]).unwrap_err();
+            assert!(e.contains("--url"), "{url}: {e}");
+        }
+        let e = build(&[
+            "--url",
+            "http://127.0.0.1:1",
+            "--duration",
+            "5",
+            "--concurrency",
+            "1",
+        ])
+        .unwrap_err();
+        assert!(e.contains("--duration"), "{e}");
+    }
+
+    #[test]
+    fn a_good_plan() {
+        let p = build(&[
+            "--url",
+            "http://127.0.0.1:8000/",
+            "--duration",
+            "10s",
+            "--warmup",
+            "1s",
+            "--request-rate",
+            "50",
+            "--arrivals",
+            "gamma",
+            "--burstiness",
+            "0.5",
+            "--max-concurrency",
+            "8",
+            "--workload",
+            "chat",
+            "--prompt",
+            "a",
+            "--prompt",
+            "b",
+            "--model",
+            "m",
+            "--max-tokens",
+            "16",
+            "--goodput",
+            "ttft:200",
+            "e2el:1000",
+        ])
+        .unwrap();
+        assert_eq!(p.workload.url, "http://127.0.0.1:8000/v1/chat/completions");
+        assert_eq!(p.workload.bodies.len(), 2);
+        assert_eq!(
+            p.load,
+            Load::Open {
+                rate: 50.0,
+                arrivals: Arrivals::Gamma(0.5),
+                max_concurrency: Some(8)
+            }
+        );
+        assert_eq!(
+            (p.slo.ttft_ms, p.slo.e2el_ms, p.slo.tpot_ms),
+            (Some(200.0), Some(1000.0), None)
+        );
+        assert!(p.run_id.starts_with("run-"));
+        assert_eq!(
+            split_http_url("http://h:9091/p/").unwrap(),
+            ("h".into(), 9091, "/p".into())
+        );
+    }
+}

@@ -1,0 +1,440 @@
+//! Figures: HDR histograms (µs, 1 µs to 1 h, 3 significant digits) of E2EL,
+//! TTFT, ITL, TPOT and the wait for a free client; counts by outcome; token
+//! sums; goodput. The result JSON uses the key names of `vllm bench serve`'s
+//! result file where one exists (`completed`, `request_throughput`,
+//! `mean_ttft_ms`, `p99_itl_ms`, …).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{Map, Value, json};
+
+use crate::loadgen::workload::{ErrorKind, Outcome};
+
+/// The percentiles reported for every latency (`p50_…`, `p90_…`, …).
+pub const PERCENTILES: [f64; 4] = [50.0, 90.0, 95.0, 99.0];
+
+/// Service-level objectives for goodput (`--goodput ttft:MS tpot:MS e2el:MS`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Slo {
+    /// TTFT at most this (ms).
+    pub ttft_ms: Option<f64>,
+    /// TPOT at most this (ms).
+    pub tpot_ms: Option<f64>,
+    /// E2EL at most this (ms).
+    pub e2el_ms: Option<f64>,
+}
+
+impl Slo {
+    /// True when at least one objective is set.
+    pub fn any(&self) -> bool {
+        self.ttft_ms.is_some() || self.tpot_ms.is_some() || self.e2el_ms.is_some()
+    }
+
+    /// A successful request meets every given objective (an absent TPOT, one
+    /// output token, meets it).
+    pub fn met(&self, o: &Outcome) -> bool {
+        let within = |limit: Option<f64>, d: Option<Duration>| match (limit, d) {
+            (Some(l), Some(d)) => d.as_secs_f64() * 1000.0 <= l,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        o.error.is_none()
+            && within(self.ttft_ms, o.ttft)
+            && within(self.e2el_ms, Some(o.e2el))
+            && (self.tpot_ms.is_none() || o.tpot().is_none() || within(self.tpot_ms, o.tpot()))
+    }
+}
+
+/// One latency: its histogram (µs) and the exact sum (s).
+#[derive(Debug, Clone)]
+pub struct Latency {
+    /// Values in microseconds.
+    pub hist: Histogram<u64>,
+    /// Exact sum of the values, seconds.
+    pub sum_s: f64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            // Bounds are constants: this cannot fail.
+            hist: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
+            sum_s: 0.0,
+        }
+    }
+}
+
+impl Latency {
+    /// Adds one value.
+    pub fn record(&mut self, d: Duration) {
+        self.hist.saturating_record((d.as_micros() as u64).max(1));
+        self.sum_s += d.as_secs_f64();
+    }
+
+    /// Number of values.
+    pub fn count(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// Values at most `le` seconds (for Prometheus buckets).
+    pub fn count_le(&self, le_s: f64) -> u64 {
+        self.hist.count_between(0, (le_s * 1e6) as u64)
+    }
+
+    /// `{mean,median,std,min,max,pNN}_{name}_ms` keys into `m` (nothing when empty).
+    fn write(&self, name: &str, m: &mut Map<String, Value>) {
+        if self.count() == 0 {
+            return;
+        }
+        let ms = |us: f64| round3(us / 1000.0);
+        let h = &self.hist;
+        m.insert(
+            format!("mean_{name}_ms"),
+            json!(round3(self.sum_s * 1000.0 / self.count() as f64)),
+        );
+        m.insert(
+            format!("median_{name}_ms"),
+            json!(ms(h.median_equivalent(h.value_at_quantile(0.5)) as f64)),
+        );
+        m.insert(format!("std_{name}_ms"), json!(ms(h.stdev())));
+        m.insert(format!("min_{name}_ms"), json!(ms(h.min() as f64)));
+        m.insert(format!("max_{name}_ms"), json!(ms(h.max() as f64)));
+        for p in PERCENTILES {
+            m.insert(
+                format!("p{p}_{name}_ms"),
+                json!(ms(
+                    h.median_equivalent(h.value_at_quantile(p / 100.0)) as f64
+                )),
+            );
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Everything measured so far (requests sent after the warm-up).
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    /// End-to-end latency of successful requests.
+    pub e2el: Latency,
+    /// Time to first token.
+    pub ttft: Latency,
+    /// Inter-token latency (every gap).
+    pub itl: Latency,
+    /// Time per output token (per request).
+    pub tpot: Latency,
+    /// Wait for a free client (open loop: actual − scheduled send time).
+    pub wait: Latency,
+    /// Successful requests.
+    pub completed: u64,
+    /// Failed requests, by kind.
+    pub errors: BTreeMap<ErrorKind, u64>,
+    /// Answers by HTTP status (successes and failures).
+    pub statuses: BTreeMap<u16, u64>,
+    /// Sum of reported input tokens.
+    pub input_tokens: u64,
+    /// Successful requests whose input tokens the server reported.
+    pub input_tokens_known: u64,
+    /// Sum of output tokens of successful requests.
+    pub output_tokens: u64,
+    /// Successful requests that met every SLO.
+    pub good: u64,
+    /// Requests sent during the warm-up (not measured).
+    pub warmup_requests: u64,
+}
+
+impl Recorder {
+    /// Adds one measured request; `wait` is its wait for a free client.
+    pub fn record(&mut self, o: &Outcome, wait: Option<Duration>, slo: &Slo) {
+        if let Some(s) = o.status {
+            *self.statuses.entry(s).or_default() += 1;
+        }
+        if let Some(w) = wait {
+            self.wait.record(w);
+        }
+        if let Some(kind) = o.error {
+            *self.errors.entry(kind).or_default() += 1;
+            return;
+        }
+        self.completed += 1;
+        self.e2el.record(o.e2el);
+        if let Some(t) = o.ttft {
+            self.ttft.record(t);
+        }
+        for g in &o.itl {
+            self.itl.record(*g);
+        }
+        if let Some(t) = o.tpot() {
+            self.tpot.record(t);
+        }
+        self.output_tokens += o.output_tokens;
+        if let Some(n) = o.input_tokens {
+            self.input_tokens += n;
+            self.input_tokens_known += 1;
+        }
+        if slo.any() && slo.met(o) {
+            self.good += 1;
+        }
+    }
+
+    /// Failed requests.
+    pub fn failed(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Merges another recorder into this one.
+    pub fn merge(&mut self, other: &Recorder) {
+        for (a, b) in [
+            (&mut self.e2el, &other.e2el),
+            (&mut self.ttft, &other.ttft),
+            (&mut self.itl, &other.itl),
+            (&mut self.tpot, &other.tpot),
+            (&mut self.wait, &other.wait),
+        ] {
+            // Same bounds on both sides: addition cannot fail.
+            let _ = a.hist.add(&b.hist);
+            a.sum_s += b.sum_s;
+        }
+        self.completed += other.completed;
+        for (k, v) in &other.errors {
+            *self.errors.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.statuses {
+            *self.statuses.entry(*k).or_default() += v;
+        }
+        self.input_tokens += other.input_tokens;
+        self.input_tokens_known += other.input_tokens_known;
+        self.output_tokens += other.output_tokens;
+        self.good += other.good;
+        self.warmup_requests += other.warmup_requests;
+    }
+
+    /// The figures as result-file keys (vLLM's names where one exists), for a
+    /// measurement window of `duration_s` seconds. `openai` adds the token
+    /// latencies; `slo` adds `request_goodput`.
+    pub fn figures(&self, duration_s: f64, openai: bool, slo: &Slo) -> Map<String, Value> {
+        let mut m = Map::new();
+        let per_s = |n: u64| {
+            if duration_s > 0.0 {
+                round3(n as f64 / duration_s)
+            } else {
+                0.0
+            }
+        };
+        m.insert("duration".into(), json!(round3(duration_s)));
+        m.insert("completed".into(), json!(self.completed));
+        m.insert("failed".into(), json!(self.failed()));
+        m.insert(
+            "errors_by_kind".into(),
+            Value::Object(
+                ErrorKind::ALL
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.name().to_string(),
+                            json!(self.errors.get(k).copied().unwrap_or(0)),
+                        )
+                    })
+                    .collect(),
+            ),
+        );
+        m.insert(
+            "http_status_counts".into(),
+            Value::Object(
+                self.statuses
+                    .iter()
+                    .map(|(s, n)| (s.to_string(), json!(n)))
+                    .collect(),
+            ),
+        );
+        m.insert("request_throughput".into(), json!(per_s(self.completed)));
+        if slo.any() {
+            m.insert("request_goodput".into(), json!(per_s(self.good)));
+        }
+        if openai {
+            m.insert("total_output_tokens".into(), json!(self.output_tokens));
+            m.insert("output_throughput".into(), json!(per_s(self.output_tokens)));
+            if self.input_tokens_known == self.completed && self.completed > 0 {
+                m.insert("total_input_tokens".into(), json!(self.input_tokens));
+                m.insert("input_throughput".into(), json!(per_s(self.input_tokens)));
+                m.insert(
+                    "total_token_throughput".into(),
+                    json!(per_s(self.input_tokens + self.output_tokens)),
+                );
+            } else {
+                m.insert("total_input_tokens".into(), Value::Null);
+                m.insert(
+                    "input_tokens_note".into(),
+                    json!(format!(
+                        "the server reported usage.prompt_tokens for {} of {} successful requests",
+                        self.input_tokens_known, self.completed
+                    )),
+                );
+            }
+            self.ttft.write("ttft", &mut m);
+            self.tpot.write("tpot", &mut m);
+            self.itl.write("itl", &mut m);
+        }
+        self.e2el.write("e2el", &mut m);
+        self.wait.write("queue_wait", &mut m);
+        m
+    }
+}
+
+fn num(m: &Map<String, Value>, k: &str) -> String {
+    match m.get(k) {
+        Some(Value::Number(n)) => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if n.is_u64() || n.is_i64() {
+                format!("{f:.0}")
+            } else {
+                format!("{f:.2}")
+            }
+        }
+        Some(Value::Null) | None => "-".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// The one-screen summary, in the layout of `vllm bench serve`.
+pub fn summary_table(result: &Map<String, Value>) -> String {
+    let mut s = String::new();
+    let mut row = |label: &str, key: &str| {
+        if result.contains_key(key) {
+            let _ = writeln!(s, "{label:<40} {}", num(result, key));
+        }
+    };
+    let title = |s: &str| format!("{s:-^50}");
+    let mut out = format!("{:=^50}\n", " Serving Benchmark Result ");
+    row("Successful requests:", "completed");
+    row("Failed requests:", "failed");
+    row("Request rate configured (RPS):", "request_rate");
+    row("Maximum request concurrency:", "max_concurrency");
+    row("Benchmark duration (s):", "duration");
+    row("Total input tokens:", "total_input_tokens");
+    row("Total generated tokens:", "total_output_tokens");
+    row("Request throughput (req/s):", "request_throughput");
+    row("Request goodput (req/s):", "request_goodput");
+    row("Output token throughput (tok/s):", "output_throughput");
+    row("Total token throughput (tok/s):", "total_token_throughput");
+    out.push_str(&s);
+    for (name, key) in [
+        ("Time to First Token", "ttft"),
+        ("Time per Output Token (excl. 1st token)", "tpot"),
+        ("Inter-token Latency", "itl"),
+        ("End-to-end Latency", "e2el"),
+        ("Wait for a free client", "queue_wait"),
+    ] {
+        if !result.contains_key(&format!("mean_{key}_ms")) {
+            continue;
+        }
+        let _ = writeln!(out, "{}", title(&format!(" {name} ")));
+        let upper = key.to_uppercase();
+        for (label, k) in [
+            ("Mean", format!("mean_{key}_ms")),
+            ("Median", format!("median_{key}_ms")),
+            ("P99", format!("p99_{key}_ms")),
+            ("Max", format!("max_{key}_ms")),
+        ] {
+            let _ = writeln!(
+                out,
+                "{:<40} {}",
+                format!("{label} {upper} (ms):"),
+                num(result, &k)
+            );
+        }
+    }
+    if let Some(Value::Object(errors)) = result.get("errors_by_kind") {
+        let nonzero: Vec<String> = errors
+            .iter()
+            .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !nonzero.is_empty() {
+            let _ = writeln!(out, "{:<40} {}", "Errors by kind:", nonzero.join(" "));
+        }
+    }
+    out.push_str(&"=".repeat(50));
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(e2el_ms: u64, ttft_ms: u64, tokens: u64) -> Outcome {
+        Outcome {
+            status: Some(200),
+            e2el: Duration::from_millis(e2el_ms),
+            ttft: Some(Duration::from_millis(ttft_ms)),
+            itl: vec![Duration::from_millis(10); tokens.saturating_sub(1) as usize],
+            output_tokens: tokens,
+            input_tokens: Some(5),
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn figures_use_vllm_keys_and_definitions() {
+        let slo = Slo {
+            ttft_ms: Some(150.0),
+            ..Slo::default()
+        };
+        let mut r = Recorder::default();
+        r.record(&ok(200, 100, 11), None, &slo);
+        r.record(&ok(400, 200, 11), None, &slo);
+        r.record(
+            &Outcome {
+                error: Some(ErrorKind::HttpStatus),
+                status: Some(503),
+                ..Outcome::default()
+            },
+            None,
+            &slo,
+        );
+        let mut total = Recorder::default();
+        total.merge(&r);
+        let f = total.figures(2.0, true, &slo);
+        assert_eq!(f["completed"], 2);
+        assert_eq!(f["failed"], 1);
+        assert_eq!(f["errors_by_kind"]["http_status"], 1);
+        assert_eq!(f["http_status_counts"]["503"], 1);
+        assert_eq!(f["request_throughput"], 1.0);
+        assert_eq!(f["request_goodput"], 0.5);
+        assert_eq!(f["total_output_tokens"], 22);
+        assert_eq!(f["total_input_tokens"], 10);
+        assert_eq!(f["mean_ttft_ms"], 150.0);
+        assert_eq!(f["mean_e2el_ms"], 300.0);
+        // TPOT = (E2EL − TTFT) / (tokens − 1): 10 ms and 20 ms.
+        assert_eq!(f["mean_tpot_ms"], 15.0);
+        let itl = f["median_itl_ms"].as_f64().unwrap();
+        assert!((itl - 10.0).abs() < 0.01, "{itl}");
+        let p99 = f["p99_e2el_ms"].as_f64().unwrap();
+        assert!((p99 - 400.0).abs() < 0.5, "{p99}");
+        let table = summary_table(&f);
+        assert!(table.contains("Successful requests:") && table.contains("Mean TTFT (ms):"));
+    }
+
+    #[test]
+    fn http_figures_have_no_token_keys() {
+        let mut r = Recorder::default();
+        let o = Outcome {
+            status: Some(200),
+            e2el: Duration::from_millis(3),
+            ..Outcome::default()
+        };
+        r.record(&o, Some(Duration::from_millis(1)), &Slo::default());
+        let f = r.figures(1.0, false, &Slo::default());
+        assert!(f.contains_key("mean_e2el_ms") && f.contains_key("mean_queue_wait_ms"));
+        assert!(!f.contains_key("mean_ttft_ms") && !f.contains_key("request_goodput"));
+        assert_eq!(r.e2el.count_le(0.0025), 0);
+        assert_eq!(r.e2el.count_le(0.0035), 1);
+    }
+}

@@ -1,0 +1,484 @@
+//! What one request is, and how it is sent and timed: plain HTTP, or an
+//! OpenAI-compatible `/v1/completions` / `/v1/chat/completions` call with
+//! `stream: true`, read as server-sent events.
+//!
+//! Timing follows `vllm bench serve` (`backend_request_func.py`): every chunk
+//! that carries `choices` is a token event; TTFT is the first one minus the
+//! send time, every later one adds a gap to ITL, E2EL is the last one minus the
+//! send time (for plain HTTP: the end of the body). Output tokens are the
+//! server's `usage.completion_tokens` when it reports them, else the number of
+//! chunks with text; input tokens are `usage.prompt_tokens` (unknown without it).
+
+use std::io::{BufRead, BufReader, Read};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Which API the requests speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Plain HTTP; the body is drained and discarded.
+    Http,
+    /// `POST /v1/completions`, `{"prompt": …, "stream": true}`.
+    Completions,
+    /// `POST /v1/chat/completions`, `{"messages": [{"role": "user", …}], "stream": true}`.
+    Chat,
+}
+
+impl Api {
+    /// `http`, `completions` or `chat`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Http => "http",
+            Api::Completions => "completions",
+            Api::Chat => "chat",
+        }
+    }
+
+    /// True for the OpenAI-compatible kinds (tokens, TTFT, ITL, TPOT).
+    pub fn is_openai(self) -> bool {
+        self != Api::Http
+    }
+}
+
+/// How a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// No connection (refused, unreachable, name not found).
+    Connect,
+    /// The request did not finish within `--timeout`.
+    Timeout,
+    /// The server answered with a status of 400 or more.
+    HttpStatus,
+    /// The answer broke off, had no token, no `[DONE]`, or an `error` event.
+    StreamBroken,
+    /// Another transport failure before an answer (reset, protocol error).
+    Transport,
+}
+
+impl ErrorKind {
+    /// Every kind, in report order.
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::HttpStatus,
+        ErrorKind::StreamBroken,
+        ErrorKind::Transport,
+    ];
+
+    /// The name in results and metrics (`http_status`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::HttpStatus => "http_status",
+            ErrorKind::StreamBroken => "stream_broken",
+            ErrorKind::Transport => "transport",
+        }
+    }
+}
+
+/// What one request measured. Durations are from the request's send time
+/// (its *scheduled* time in open loop).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// `None` for success.
+    pub error: Option<ErrorKind>,
+    /// HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// End-to-end latency.
+    pub e2el: Duration,
+    /// Time to first token (OpenAI kinds).
+    pub ttft: Option<Duration>,
+    /// Gaps between successive token events.
+    pub itl: Vec<Duration>,
+    /// Output tokens (usage, else chunks with text).
+    pub output_tokens: u64,
+    /// Input tokens, when the server reported usage.
+    pub input_tokens: Option<u64>,
+}
+
+impl Outcome {
+    /// (E2EL − TTFT) / (output tokens − 1), for more than one output token.
+    pub fn tpot(&self) -> Option<Duration> {
+        let ttft = self.ttft?;
+        (self.output_tokens > 1).then(|| {
+            self.e2el
+                .saturating_sub(ttft)
+                .div_f64((self.output_tokens - 1) as f64)
+        })
+    }
+}
+
+/// One kind of request, ready to send: the URL and the prebuilt bodies.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// The API spoken.
+    pub api: Api,
+    /// HTTP method.
+    pub method: String,
+    /// Full URL (base + path).
+    pub url: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Request bodies, one per prompt (one, maybe empty, for plain HTTP).
+    pub bodies: Vec<Vec<u8>>,
+    /// The service's addresses (resolved once).
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// Limit for one request, send to end of body.
+    pub timeout: Duration,
+}
+
+/// The OpenAI request fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpenAiParams {
+    /// `model`.
+    pub model: Option<String>,
+    /// `max_tokens`.
+    pub max_tokens: Option<u32>,
+    /// `temperature`.
+    pub temperature: Option<f64>,
+    /// Send `stream_options: {include_usage: true}`.
+    pub include_usage: bool,
+}
+
+/// The JSON body of an OpenAI streaming request for `prompt`.
+pub fn openai_body(api: Api, params: &OpenAiParams, prompt: &str) -> Vec<u8> {
+    let mut body = serde_json::Map::new();
+    if let Some(m) = &params.model {
+        body.insert("model".into(), Value::from(m.clone()));
+    }
+    match api {
+        Api::Chat => {
+            body.insert(
+                "messages".into(),
+                serde_json::json!([{"role": "user", "content": prompt}]),
+            );
+        }
+        _ => {
+            body.insert("prompt".into(), Value::from(prompt));
+        }
+    }
+    if let Some(n) = params.max_tokens {
+        body.insert("max_tokens".into(), Value::from(n));
+    }
+    if let Some(t) = params.temperature {
+        body.insert("temperature".into(), Value::from(t));
+    }
+    body.insert("stream".into(), Value::Bool(true));
+    if params.include_usage {
+        body.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": true}),
+        );
+    }
+    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+}
+
+fn classify(e: &ureq::Error) -> ErrorKind {
+    use std::io::ErrorKind as K;
+    match e {
+        ureq::Error::Timeout(_) => ErrorKind::Timeout,
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => ErrorKind::Connect,
+        ureq::Error::Io(io) => match io.kind() {
+            K::TimedOut | K::WouldBlock => ErrorKind::Timeout,
+            K::ConnectionRefused
+            | K::AddrNotAvailable
+            | K::NotConnected
+            | K::HostUnreachable
+            | K::NetworkUnreachable => ErrorKind::Connect,
+            _ => ErrorKind::Transport,
+        },
+        _ => ErrorKind::Transport,
+    }
+}
+
+fn body_error(e: std::io::Error) -> ErrorKind {
+    match classify(&ureq::Error::from(e)) {
+        ErrorKind::Timeout => ErrorKind::Timeout,
+        _ => ErrorKind::StreamBroken,
+    }
+}
+
+/// The service's addresses, resolved once before the run: ureq's default
+/// resolver starts a thread per request (to honour the timeout), which would
+/// be in every latency and cap the request rate.
+#[derive(Debug, Clone)]
+pub struct FixedResolver(pub Vec<std::net::SocketAddr>);
+
+impl ureq::unversioned::resolver::Resolver for FixedResolver {
+    fn resolve(
+        &self,
+        _uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let mut out = self.empty();
+        for a in self.0.iter().take(16) {
+            out.push(*a);
+        }
+        if self.0.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
+}
+
+/// A ureq agent for one client: one keep-alive connection to `addrs`,
+/// `timeout` for the whole request (connect to the end of the body),
+/// statuses as answers.
+pub fn agent(timeout: Duration, addrs: &[std::net::SocketAddr]) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_idle_connections(1)
+        .max_idle_connections_per_host(1)
+        .user_agent("aif-loadgen")
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        crate::loadgen::transport::LeanConnector { timeout },
+        FixedResolver(addrs.to_vec()),
+    )
+}
+
+impl Workload {
+    /// Sends request number `n` (its body is `n mod bodies`) and measures it
+    /// from `sent` (the scheduled or actual send time). `scratch` is a reusable
+    /// read buffer.
+    pub fn send(&self, agent: &ureq::Agent, n: u64, sent: Instant, scratch: &mut [u8]) -> Outcome {
+        let body: &[u8] = self
+            .bodies
+            .get((n % self.bodies.len().max(1) as u64) as usize)
+            .map_or(&[], Vec::as_slice);
+        let mut req = ureq::http::Request::builder()
+            .method(self.method.as_str())
+            .uri(self.url.as_str());
+        if self.api.is_openai() {
+            req = req.header("Content-Type", "application/json");
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let mut out = Outcome::default();
+        let req = match req.body(body) {
+            Ok(r) => r,
+            Err(_) => {
+                out.error = Some(ErrorKind::Transport);
+                out.e2el = sent.elapsed();
+                return out;
+            }
+        };
+        let mut resp = match agent.run(req) {
+            Ok(r) => r,
+            Err(e) => {
+                out.error = Some(classify(&e));
+                out.e2el = sent.elapsed();
+                return out;
+            }
+        };
+        let status = resp.status().as_u16();
+        out.status = Some(status);
+        let mut reader = resp.body_mut().as_reader();
+        if status >= 400 || !self.api.is_openai() {
+            let drained = drain(&mut reader, scratch);
+            out.e2el = sent.elapsed();
+            out.error = if status >= 400 {
+                Some(ErrorKind::HttpStatus)
+            } else {
+                drained.err()
+            };
+            return out;
+        }
+        read_stream(
+            self.api,
+            BufReader::new(reader),
+            sent,
+            self.timeout,
+            &mut out,
+        );
+        out
+    }
+}
+
+fn drain(r: &mut impl Read, scratch: &mut [u8]) -> Result<(), ErrorKind> {
+    loop {
+        match r.read(scratch) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(body_error(e)),
+        }
+    }
+}
+
+/// Reads an SSE stream of OpenAI chunks into `out` (timings from `sent`);
+/// a stream still going `timeout` after `sent` is a timeout.
+pub fn read_stream(
+    api: Api,
+    mut r: impl BufRead,
+    sent: Instant,
+    timeout: Duration,
+    out: &mut Outcome,
+) {
+    let mut line = String::new();
+    let mut last: Option<Instant> = None;
+    let mut chunks_with_text = 0u64;
+    let mut usage_tokens = None;
+    let mut done = false;
+    loop {
+        if sent.elapsed() > timeout {
+            out.error = Some(ErrorKind::Timeout);
+            break;
+        }
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                out.error = Some(body_error(e));
+                break;
+            }
+        }
+        let Some(data) = line.trim_end().strip_prefix("data:") else {
+            continue;
+        };
+        let data = data.trim_start();
+        if data == "[DONE]" {
+            done = true;
+            // Read to the end of the body, so the connection is reused.
+            let mut rest = [0u8; 512];
+            while matches!(r.read(&mut rest), Ok(n) if n > 0) {}
+            break;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            out.error = Some(ErrorKind::StreamBroken);
+            break;
+        };
+        if v.get("error").is_some_and(|e| !e.is_null()) {
+            out.error = Some(ErrorKind::StreamBroken);
+            break;
+        }
+        if let Some(choice) = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+        {
+            let now = Instant::now();
+            match last {
+                None => out.ttft = Some(now.saturating_duration_since(sent)),
+                Some(prev) => out.itl.push(now.saturating_duration_since(prev)),
+            }
+            last = Some(now);
+            let text = match api {
+                Api::Chat => choice.pointer("/delta/content"),
+                _ => choice.get("text"),
+            };
+            if text.and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+                chunks_with_text += 1;
+            }
+        }
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            usage_tokens = u.get("completion_tokens").and_then(Value::as_u64);
+            out.input_tokens = u.get("prompt_tokens").and_then(Value::as_u64);
+        }
+    }
+    out.output_tokens = usage_tokens.unwrap_or(chunks_with_text);
+    out.e2el = last.map_or_else(|| sent.elapsed(), |l| l.saturating_duration_since(sent));
+    if out.error.is_none() && (!done || last.is_none()) {
+        out.error = Some(ErrorKind::StreamBroken);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_counts_tokens_and_usage() {
+        let text = "data: {\"choices\":[{\"text\":\"a\"}]}\n\n\
+                    : comment\n\
+                    data: {\"choices\":[{\"text\":\"b\"}]}\n\n\
+                    data: {\"choices\":[{\"text\":\"\"}]}\n\n\
+                    data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n\
+                    data: [DONE]\n\n";
+        let mut out = Outcome::default();
+        read_stream(
+            Api::Completions,
+            text.as_bytes(),
+            Instant::now(),
+            Duration::from_secs(5),
+            &mut out,
+        );
+        assert_eq!(out.error, None);
+        assert_eq!((out.output_tokens, out.input_tokens), (3, Some(7)));
+        assert_eq!(out.itl.len(), 2);
+        assert!(out.ttft.is_some() && out.tpot().is_some());
+    }
+
+    #[test]
+    fn chat_without_usage_counts_chunks_with_text() {
+        let text = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\
+                    data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\
+                    data: {\"choices\":[{\"delta\":{\"content\":\"y\"}}]}\n\
+                    data: [DONE]\n";
+        let mut out = Outcome::default();
+        read_stream(
+            Api::Chat,
+            text.as_bytes(),
+            Instant::now(),
+            Duration::from_secs(5),
+            &mut out,
+        );
+        assert_eq!(
+            (out.error, out.output_tokens, out.input_tokens),
+            (None, 2, None)
+        );
+    }
+
+    #[test]
+    fn broken_streams_are_errors() {
+        for text in [
+            "data: {\"choices\":[{\"text\":\"a\"}]}\n",
+            "data: [DONE]\n",
+            "data: {not json}\n",
+            "data: {\"error\":{\"message\":\"overloaded\"}}\n",
+        ] {
+            let mut out = Outcome::default();
+            read_stream(
+                Api::Completions,
+                text.as_bytes(),
+                Instant::now(),
+                Duration::from_secs(5),
+                &mut out,
+            );
+            assert_eq!(out.error, Some(ErrorKind::StreamBroken), "{text}");
+        }
+    }
+
+    #[test]
+    fn bodies_carry_the_openai_fields() {
+        let p = OpenAiParams {
+            model: Some("m".into()),
+            max_tokens: Some(8),
+            temperature: Some(0.0),
+            include_usage: true,
+        };
+        let v: Value = serde_json::from_slice(&openai_body(Api::Chat, &p, "hi")).unwrap();
+        assert_eq!(v["messages"][0]["content"], "hi");
+        assert_eq!(
+            (v["stream"].clone(), v["max_tokens"].clone()),
+            (Value::Bool(true), 8.into())
+        );
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        let v: Value = serde_json::from_slice(&openai_body(
+            Api::Completions,
+            &OpenAiParams::default(),
+            "x",
+        ))
+        .unwrap();
+        assert_eq!(v, serde_json::json!({"prompt": "x", "stream": true}));
+    }
+}
