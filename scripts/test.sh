@@ -17,7 +17,7 @@ PACKAGES=(
   gcc libc6-dev make perl pkg-config     # fake libnvidia-ml.so.1; static OpenSSL/zlib for libssh2
   python3                                # the demo service recipe, free ports in scripts
   python3-venv                           # schemathesis (PyPI) in target/schemathesis-venv
-  curl ca-certificates wrk               # benches (wrk: the API bench)
+  curl ca-certificates wrk nginx         # benches (wrk: the API bench; nginx: the load generator's target)
   nodejs                                 # dashboards: the forms' JavaScript under node --test
   chromium chromium-driver               # dashboards: the browser test (headless, WebDriver)
 )
