@@ -16,6 +16,7 @@ pub mod prompb;
 pub mod pushgateway;
 pub mod remote_write;
 mod sinks;
+mod wire;
 
 use std::sync::Arc;
 

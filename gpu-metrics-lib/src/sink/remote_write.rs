@@ -26,8 +26,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message as _;
-
 use super::prompb;
 use super::pushgateway::{PushClass, Secret, normalize_base_url, read_body};
 use crate::retry::{BackoffPolicy, BackoffPolicyError};
@@ -368,6 +366,7 @@ impl RemoteWriteBuilder {
             job: self.job,
             instance: self.instance,
             scratch: Vec::new(),
+            wire: Default::default(),
         })
     }
 }
@@ -405,6 +404,7 @@ pub struct RemoteWriteClient {
     job: String,
     instance: String,
     scratch: Vec<u8>,
+    wire: super::wire::WireEncoder,
 }
 
 impl fmt::Debug for RemoteWriteClient {
@@ -467,7 +467,9 @@ impl RemoteWriteClient {
     }
 
     /// Encodes the pieces as one `WriteRequest`: a time series per distinct
-    /// series, samples in timestamp order (pieces are oldest first).
+    /// series, samples in timestamp order (pieces are oldest first). The
+    /// reference for what [`RemoteWriteClient::write`] sends (which writes the
+    /// same message's bytes directly, keeping each series' encoded labels).
     pub fn encode(&self, batches: &[Arc<Batch>], pieces: &[Piece]) -> prompb::WriteRequest {
         let mut index: HashMap<&Series, usize> = HashMap::new();
         let mut out: Vec<prompb::TimeSeries> = Vec::new();
@@ -525,10 +527,12 @@ impl RemoteWriteClient {
         batches: &[Arc<Batch>],
         pieces: &[Piece],
     ) -> Result<(), RemoteWriteError> {
-        let req = self.encode(batches, pieces);
         self.scratch.clear();
-        req.encode(&mut self.scratch)
-            .expect("a Vec grows as needed: encoding cannot run out of room");
+        let extra = [
+            ("instance", self.instance.as_str()),
+            ("job", self.job.as_str()),
+        ];
+        self.wire.encode(batches, pieces, &extra, &mut self.scratch);
         let body = snap::raw::Encoder::new()
             .compress_vec(&self.scratch)
             .map_err(|e| RemoteWriteError::Encode {
@@ -668,6 +672,43 @@ mod tests {
             assert_eq!(names, ["__name__", "gpu", "instance", "job"]);
             let times: Vec<i64> = ts.samples.iter().map(|s| s.timestamp).collect();
             assert_eq!(times, [10, 20]);
+        }
+    }
+
+    #[test]
+    fn the_bytes_sent_decode_to_the_reference_message() {
+        use prost::Message as _;
+        let mut c = RemoteWriteBuilder::new("http://127.0.0.1:9/api/v1/write")
+            .job("aif_gpu")
+            .instance("node1")
+            .max_samples_per_request(5)
+            .build()
+            .unwrap();
+        let mut with_job = Batch::new(-5);
+        with_job.push(
+            Arc::new(Series::new(
+                "x",
+                MetricKind::Counter,
+                Labels::from_pairs([("job", "own"), ("empty", "")]),
+            )),
+            f64::NAN,
+        );
+        let batches = vec![
+            batch(10, 3),
+            batch(1_700_000_000_000, 3),
+            Arc::new(with_job),
+            batch(30, 12),
+        ];
+        for _ in 0..2 {
+            for request in c.plan(&batches) {
+                let reference = c.encode(&batches, &request);
+                let mut bytes = Vec::new();
+                let extra = [("instance", "node1"), ("job", "aif_gpu")];
+                c.wire.encode(&batches, &request, &extra, &mut bytes);
+                let decoded = prompb::WriteRequest::decode(bytes.as_slice()).expect("decodes");
+                // NaN != NaN: compare the bit patterns through the debug text.
+                assert_eq!(format!("{decoded:?}"), format!("{reference:?}"));
+            }
         }
     }
 
