@@ -42,7 +42,22 @@ fn open_source(config: &Config) -> Result<Box<dyn GpuSource>, SourceError> {
     }
 }
 
+/// One malloc arena for the whole process. glibc gives every thread that
+/// allocates an arena of its own (up to 8 per core); the agent's threads
+/// (sampler, one per sink, tunnel pumps, `/metrics`) each allocate a little
+/// per tick, so separate arenas only add resident pages (measured: about
+/// 0.1 MiB of the exporter's 8) and buy nothing at one tick a second.
+fn single_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocator settings; it is called
+    // before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn main() -> ExitCode {
+    single_malloc_arena();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let config = match Config::resolve(cli) {

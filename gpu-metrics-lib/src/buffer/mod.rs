@@ -161,7 +161,7 @@ pub use writer::Buffer;
 pub const DELETE_CHUNK: i64 = 128;
 
 /// The most taken batches one [`Buffer::append`] deletes besides its own work.
-pub const APPEND_DELETE_CHUNK: i64 = 32;
+pub const APPEND_DELETE_CHUNK: i64 = 8;
 
 /// One write transaction at a time among a [`Buffer`] and its readers, taken
 /// before `BEGIN IMMEDIATE`. Without it, SQLite's busy handler decides who

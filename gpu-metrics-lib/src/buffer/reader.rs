@@ -72,6 +72,10 @@ impl SinkReader {
         let conn = Connection::open_with_flags(&path, flags)
             .map_err(|e| BufferError::sqlite(&path, "open reader", e))?;
         schema::configure(&conn, &path, config.durability, plan)?;
+        // A reader checkpoints after its acks, outside the write gate (see
+        // `ack_through`); its commits never checkpoint on their own.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| BufferError::sqlite(&path, "set wal_autocheckpoint", e))?;
         Ok(SinkReader {
             conn,
             gate,
@@ -219,6 +223,29 @@ impl SinkReader {
     /// [`BufferError::UnknownSink`]; [`BufferError::Busy`] when the writer held
     /// the lock past the busy timeout; other SQLite errors.
     pub fn ack_through(&mut self, id: BatchId) -> Result<u64, BufferError> {
+        let covered = self.ack_in_turn(id)?;
+        if covered > 0 {
+            // Copy what the WAL holds into the main file now, while the
+            // sampler may go on appending (a passive checkpoint takes no
+            // write lock). Otherwise the writer's commit that crosses the
+            // WAL threshold would do it, and a tick would wait for the
+            // copy and its fsync.
+            if let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            {
+                log::debug!(
+                    "buffer {}: checkpoint after the ack of sink {:?} failed: {e}",
+                    self.dec.path.display(),
+                    self.dec.sink
+                );
+            }
+        }
+        Ok(covered)
+    }
+
+    /// The ack's write transaction, in this process's write turn.
+    fn ack_in_turn(&mut self, id: BatchId) -> Result<u64, BufferError> {
         let _turn = self.gate.enter();
         let tx = self
             .conn
