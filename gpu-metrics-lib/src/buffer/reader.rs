@@ -33,7 +33,17 @@ pub struct SinkReader {
     conn: Connection,
     dec: Decoder,
     gate: WriteGate,
+    /// When this reader last checkpointed the WAL.
+    last_checkpoint: std::time::Instant,
 }
+
+/// An ack that covers at least this many batches (a catch-up, or a
+/// latest-state sink's jump over a backlog) is followed by a checkpoint.
+const CHECKPOINT_AFTER_BATCHES: u64 = 64;
+
+/// Otherwise a reader checkpoints after an ack at most this often; in between
+/// the writer's own threshold (`wal_autocheckpoint`) applies.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Decoding state, apart from the connection so both can be borrowed at once.
 struct Decoder {
@@ -79,6 +89,7 @@ impl SinkReader {
         Ok(SinkReader {
             conn,
             gate,
+            last_checkpoint: std::time::Instant::now(),
             dec: Decoder {
                 path,
                 sink: sink.to_string(),
@@ -215,7 +226,9 @@ impl SinkReader {
     /// deletes up to [`DELETE_CHUNK`](super::DELETE_CHUNK) of the batches
     /// every configured sink has now taken, in one transaction (the rest go
     /// with later acks and appends, so one ack never holds the write lock
-    /// for long). Returns how many stored batches this newly covered (0 when
+    /// for long). An ack that covers a large span (or the first after
+    /// 30 s) is followed by a passive WAL checkpoint outside that turn, so
+    /// the writer's commits seldom have to checkpoint themselves. Returns how many stored batches this newly covered (0 when
     /// `id` is at or below the cursor already: the cursor never moves back).
     ///
     /// # Errors
@@ -224,7 +237,10 @@ impl SinkReader {
     /// the lock past the busy timeout; other SQLite errors.
     pub fn ack_through(&mut self, id: BatchId) -> Result<u64, BufferError> {
         let covered = self.ack_in_turn(id)?;
-        if covered > 0 {
+        if covered >= CHECKPOINT_AFTER_BATCHES
+            || (covered > 0 && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+        {
+            self.last_checkpoint = std::time::Instant::now();
             // Copy what the WAL holds into the main file now, while the
             // sampler may go on appending (a passive checkpoint takes no
             // write lock). Otherwise the writer's commit that crosses the
