@@ -144,7 +144,7 @@ pub(crate) struct CapPlan {
     /// threshold. `max_bytes / 16` clamped to 128 KiB ..= 4 MiB.
     pub append_margin_bytes: u64,
     /// WAL size at which a checkpoint runs, and the size the WAL is truncated
-    /// to after one (`wal_autocheckpoint`, `journal_size_limit`).
+    /// to after one (the writer's WAL hook, `journal_size_limit`).
     pub wal_limit_bytes: u64,
     /// Used pages of the main file above which the oldest batches are evicted.
     pub db_budget_bytes: u64,

@@ -13,6 +13,12 @@
 //!   first), [`SinkReader::newest`] (Pushgateway: latest state),
 //!   [`SinkReader::ack_through`], [`SinkReader::pending`].
 //!
+//! - The checkpointer (`checkpointer.rs`) is a thread of the writer's with
+//!   its own connection: the writer's WAL hook wakes it at half the WAL limit
+//!   and it runs a passive checkpoint, so no sampling commit copies the WAL
+//!   and fsyncs (the hook checkpoints inline only at the full limit, if the
+//!   thread fell behind).
+//!
 //! Each has its own `rusqlite::Connection` to the same file (WAL mode: readers
 //! never block the writer and the writer never blocks readers; writes — appends
 //! and acks — are serialised by SQLite's write lock with a 10 s busy timeout).
@@ -35,9 +41,10 @@
 //!    `max - min + 1`, computed in O(log n).
 //! 4. **One cursor per configured sink.** `cursors.acked_through` of a sink
 //!    only grows; a batch is deleted once every configured sink's cursor has
-//!    passed it, in bounded chunks ([`DELETE_CHUNK`] per ack,
-//!    [`APPEND_DELETE_CHUNK`] per append, all of them at open), so that no
-//!    transaction holds the write lock for long. A sink present in the file but no longer configured has its
+//!    passed it, in bounded chunks ([`DELETE_CHUNK`] per transaction, up to
+//!    [`ACK_DELETE_ROUNDS`] of them per ack, [`APPEND_DELETE_CHUNK`] per
+//!    append, all of them at open), so that no transaction holds the write
+//!    lock for long. A sink present in the file but no longer configured has its
 //!    cursor dropped at open (logged) and blocks nothing. A newly configured
 //!    sink starts before the oldest stored batch: it sees the whole backlog.
 //!    With no sink configured, batches stay until the cap evicts them.
@@ -74,7 +81,9 @@
 //! Settings: `page_size = 4096`, `auto_vacuum = INCREMENTAL` (fixed at
 //! creation), `journal_mode = WAL` (persistent); per connection
 //! `synchronous` (from [`Durability`]), `busy_timeout = 10 s`,
-//! `wal_autocheckpoint` and `journal_size_limit` (from the cap).
+//! `journal_size_limit` (from the cap); the writer's connection replaces
+//! `wal_autocheckpoint` with its WAL hook (same threshold), the readers set it
+//! to 0.
 //!
 //! A series is stored once and referenced by id. The writer keeps the
 //! series → id map in memory (loaded at open) and refreshes a series'
@@ -98,8 +107,8 @@
 //! ## Size
 //!
 //! The cap is split between the files: the WAL gets `max_bytes / 8` clamped to
-//! 64 KiB ..= 4 MiB (its `wal_autocheckpoint` threshold and its
-//! `journal_size_limit`), the `-shm` index 32 KiB, one append transaction a
+//! 64 KiB ..= 4 MiB (the writer hook's inline-checkpoint threshold, twice
+//! the checkpointer's, and the `journal_size_limit`), the `-shm` index 32 KiB, one append transaction a
 //! margin of `max_bytes / 16` clamped to 128 KiB ..= 4 MiB, and the main file
 //! the rest (the *data budget*). Batches larger than a quarter of the margin
 //! are refused ([`BufferError::BatchTooLarge`]; a realistic 8-GPU batch is
@@ -133,6 +142,7 @@
 //! its `-wal`/`-shm`, logged with `log::error!` (path and reason), and a fresh
 //! buffer starts; [`Buffer::recovered_from`] reports it.
 
+mod checkpointer;
 mod config;
 mod encoding;
 mod error;
@@ -155,10 +165,15 @@ pub use size::{SizeError, parse_size};
 pub use stats::{BufferStats, EvictReason, Evictions, PendingStats, SinkStats};
 pub use writer::Buffer;
 
-/// The most batches one [`SinkReader::ack_through`] deletes: the rest of a
-/// large ack goes with later acks and appends, so an ack holds the write lock
-/// for a few milliseconds at most and never makes a sampling tick late.
-pub const DELETE_CHUNK: i64 = 128;
+/// The most batches one ack transaction deletes. An ack
+/// ([`SinkReader::ack_through`]) runs up to [`ACK_DELETE_ROUNDS`] of them,
+/// each in its own write turn, and stops early when the sampler waits for the
+/// turn: the sampler waits for one chunk at most (a few milliseconds). What is
+/// left goes with later acks and appends.
+pub const DELETE_CHUNK: i64 = 32;
+
+/// Delete transactions one ack runs at most (so up to 128 batches per ack).
+pub const ACK_DELETE_ROUNDS: u32 = 4;
 
 /// The most taken batches one [`Buffer::append`] deletes besides its own work.
 pub const APPEND_DELETE_CHUNK: i64 = 8;
@@ -168,16 +183,43 @@ pub const APPEND_DELETE_CHUNK: i64 = 8;
 /// writes next: a waiter sleeps in growing steps (1, 2, 5, … 100 ms) and a
 /// sink that acks again at once can win every time, so a tick could wait for
 /// several acks (measured: 533 ms while a day-long backlog drained). With it
-/// the sampler waits for one bounded ack at most. Other processes are kept
-/// out by the writer lock (`NAME.lock`).
+/// the sampler waits for one bounded delete chunk at most: it announces that
+/// it waits ([`WriteGate::enter_first`]) and a reader between two chunks of
+/// an ack yields ([`WriteGate::sampler_waits`]). Other processes are kept out
+/// by the writer lock (`NAME.lock`).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct WriteGate(std::sync::Arc<std::sync::Mutex<()>>);
+pub(crate) struct WriteGate(std::sync::Arc<GateInner>);
+
+#[derive(Debug, Default)]
+pub(crate) struct GateInner {
+    turn: std::sync::Mutex<()>,
+    /// The sampler (writer) threads waiting for the turn.
+    sampler_waiting: std::sync::atomic::AtomicUsize,
+}
 
 impl WriteGate {
     /// Waits for this process's turn to write; the turn ends when the guard
     /// is dropped.
     pub(crate) fn enter(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.turn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// As [`WriteGate::enter`], for the sampler: readers see it waiting and
+    /// yield between their chunks.
+    pub(crate) fn enter_first(&self) -> std::sync::MutexGuard<'_, ()> {
+        use std::sync::atomic::Ordering;
+        self.0.sampler_waiting.fetch_add(1, Ordering::SeqCst);
+        let guard = self.enter();
+        self.0.sampler_waiting.fetch_sub(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// Whether the sampler waits for the turn now.
+    pub(crate) fn sampler_waits(&self) -> bool {
+        self.0
+            .sampler_waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use super::checkpointer::CheckpointRequest;
 use super::config::{BufferConfig, CapPlan};
 use super::encoding::{DecodeError, decode_labels, decode_payload};
 use super::error::BufferError;
@@ -33,16 +34,18 @@ pub struct SinkReader {
     conn: Connection,
     dec: Decoder,
     gate: WriteGate,
-    /// When this reader last checkpointed the WAL.
+    /// Wakes the writer's checkpointer thread.
+    checkpoint: CheckpointRequest,
+    /// When this reader last asked for a checkpoint.
     last_checkpoint: std::time::Instant,
 }
 
 /// An ack that covers at least this many batches (a catch-up, or a
-/// latest-state sink's jump over a backlog) is followed by a checkpoint.
+/// latest-state sink's jump over a backlog) asks for a checkpoint.
 const CHECKPOINT_AFTER_BATCHES: u64 = 64;
 
-/// Otherwise a reader checkpoints after an ack at most this often; in between
-/// the writer's own threshold (`wal_autocheckpoint`) applies.
+/// Otherwise a reader asks for one after an ack at most this often; in between
+/// the writer's WAL hook and its checkpointer thread (`checkpointer.rs`) apply.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Decoding state, apart from the connection so both can be borrowed at once.
@@ -76,19 +79,21 @@ impl SinkReader {
         plan: &CapPlan,
         sink: &str,
         gate: WriteGate,
+        checkpoint: CheckpointRequest,
     ) -> Result<Self, BufferError> {
         let path = config.path.clone();
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags)
             .map_err(|e| BufferError::sqlite(&path, "open reader", e))?;
         schema::configure(&conn, &path, config.durability, plan)?;
-        // A reader checkpoints after its acks, outside the write gate (see
-        // `ack_through`); its commits never checkpoint on their own.
+        // A reader's commits never checkpoint on their own: after large acks
+        // it wakes the writer's checkpointer thread (see `ack_through`).
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| BufferError::sqlite(&path, "set wal_autocheckpoint", e))?;
         Ok(SinkReader {
             conn,
             gate,
+            checkpoint,
             last_checkpoint: std::time::Instant::now(),
             dec: Decoder {
                 path,
@@ -224,11 +229,14 @@ impl SinkReader {
 
     /// Marks every batch with an id at or below `id` as taken by this sink and
     /// deletes up to [`DELETE_CHUNK`](super::DELETE_CHUNK) of the batches
-    /// every configured sink has now taken, in one transaction (the rest go
-    /// with later acks and appends, so one ack never holds the write lock
-    /// for long). An ack that covers a large span (or the first after
-    /// 30 s) is followed by a passive WAL checkpoint outside that turn, so
-    /// the writer's commits seldom have to checkpoint themselves. Returns how many stored batches this newly covered (0 when
+    /// every configured sink has now taken, in one transaction; then up to
+    /// [`ACK_DELETE_ROUNDS`](super::ACK_DELETE_ROUNDS)` - 1` more chunks,
+    /// each in its own transaction, unless the sampler waits to write (the
+    /// rest go with later acks and appends, so the sampler never waits for
+    /// more than one chunk). An ack that covers a large span (or the first after
+    /// 30 s) wakes the writer's checkpointer thread, so the WAL the deletes
+    /// wrote is copied back off this thread and off the sampler's. Returns
+    /// how many stored batches this newly covered (0 when
     /// `id` is at or below the cursor already: the cursor never moves back).
     ///
     /// # Errors
@@ -241,28 +249,16 @@ impl SinkReader {
             || (covered > 0 && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
         {
             self.last_checkpoint = std::time::Instant::now();
-            // Copy what the WAL holds into the main file now, while the
-            // sampler may go on appending (a passive checkpoint takes no
-            // write lock). Otherwise the writer's commit that crosses the
-            // WAL threshold would do it, and a tick would wait for the
-            // copy and its fsync.
-            if let Err(e) = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            {
-                log::debug!(
-                    "buffer {}: checkpoint after the ack of sink {:?} failed: {e}",
-                    self.dec.path.display(),
-                    self.dec.sink
-                );
-            }
+            // Copy what the WAL holds into the main file soon, on the
+            // checkpointer's thread, while the sampler goes on appending.
+            self.checkpoint.request();
         }
         Ok(covered)
     }
 
-    /// The ack's write transaction, in this process's write turn.
+    /// The ack's write transactions, each in this process's write turn.
     fn ack_in_turn(&mut self, id: BatchId) -> Result<u64, BufferError> {
-        let _turn = self.gate.enter();
+        let turn = self.gate.enter();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -290,8 +286,26 @@ impl SinkReader {
         tx.prepare_cached("UPDATE cursors SET acked_through = ?1 WHERE sink = ?2")
             .and_then(|mut st| st.execute(params![id.0, self.dec.sink]))
             .map_err(err("move cursor"))?;
-        stats::delete_taken(&tx, super::DELETE_CHUNK).map_err(err("delete taken batches"))?;
+        let deleted =
+            stats::delete_taken(&tx, super::DELETE_CHUNK).map_err(err("delete taken batches"))?;
         tx.commit().map_err(err("commit ack"))?;
+        drop(turn);
+        // More chunks, each in its own turn, while there is more to delete and
+        // the sampler is not waiting for the turn.
+        let mut last = deleted;
+        for _ in 1..super::ACK_DELETE_ROUNDS {
+            if (last as i64) < super::DELETE_CHUNK || self.gate.sampler_waits() {
+                break;
+            }
+            let _turn = self.gate.enter();
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err("begin delete"))?;
+            last = stats::delete_taken(&tx, super::DELETE_CHUNK)
+                .map_err(err("delete taken batches"))?;
+            tx.commit().map_err(err("commit delete"))?;
+        }
         Ok(covered)
     }
 

@@ -102,17 +102,33 @@ pub struct BufferStats {
     pub sinks: Vec<SinkStats>,
 }
 
-/// `(min(id), max(id))` of the stored batches.
+/// See [`id_range`].
+pub(crate) const ID_RANGE_SQL: &str =
+    "SELECT (SELECT min(id) FROM batches), (SELECT max(id) FROM batches)";
+
+/// See [`pending_after`].
+pub(crate) const OLDEST_AFTER_SQL: &str =
+    "SELECT id, ts FROM batches WHERE id > ?1 ORDER BY id LIMIT 1";
+
+/// See [`delete_taken`].
+pub(crate) const DELETE_TAKEN_SQL: &str = "DELETE FROM batches WHERE id <= min(
+     (SELECT min(acked_through) FROM cursors),
+     (SELECT min(id) FROM batches) + ?1 - 1)";
+
+/// `(min(id), max(id))` of the stored batches, in O(log n): each in its own
+/// subquery, because SQLite's min/max optimisation (one b-tree descent)
+/// applies only to a query with a single `min()` or `max()`; `SELECT min(id),
+/// max(id) FROM batches` scans the whole table (measured: 40–70 ms with a day
+/// of batches stored, inside an ack's write turn).
 pub(crate) fn id_range(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
-    conn.prepare_cached("SELECT min(id), max(id) FROM batches")?
-        .query_row([], |r| {
-            Ok(
-                match (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?) {
-                    (Some(a), Some(b)) => Some((a, b)),
-                    _ => None,
-                },
-            )
-        })
+    conn.prepare_cached(ID_RANGE_SQL)?.query_row([], |r| {
+        Ok(
+            match (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?) {
+                (Some(a), Some(b)) => Some((a, b)),
+                _ => None,
+            },
+        )
+    })
 }
 
 /// The highest batch id ever assigned (0 when none).
@@ -148,7 +164,7 @@ pub(crate) fn pending_after(
         return Ok(PendingStats::default());
     }
     let (id, ts) = conn
-        .prepare_cached("SELECT id, ts FROM batches WHERE id > ?1 ORDER BY id LIMIT 1")?
+        .prepare_cached(OLDEST_AFTER_SQL)?
         .query_row([cursor], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
     Ok(PendingStats {
         batches,
@@ -197,12 +213,7 @@ pub(crate) fn cursor_of(conn: &Connection, sink: &str) -> rusqlite::Result<Optio
 /// Deletes up to `limit` of the oldest batches every sink has taken;
 /// returns how many.
 pub(crate) fn delete_taken(conn: &Connection, limit: i64) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "DELETE FROM batches WHERE id <= min(
-             (SELECT min(acked_through) FROM cursors),
-             (SELECT min(id) FROM batches) + ?1 - 1)",
-    )?
-    .execute([limit])
+    conn.prepare_cached(DELETE_TAKEN_SQL)?.execute([limit])
 }
 
 /// The newest id every configured sink has taken (0 when none, or no sink).

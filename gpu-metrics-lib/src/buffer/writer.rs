@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
+use super::checkpointer::{Checkpointer, WalHook};
 use super::config::{BufferConfig, CapPlan, PAGE_SIZE};
 use super::encoding::{decode_labels, encode_labels, encode_payload};
 use super::error::BufferError;
@@ -80,7 +81,12 @@ impl SeriesCache {
 /// per-sink readers. Owned by one thread (it is `Send`); see the module
 /// documentation for the invariants.
 pub struct Buffer {
+    /// The writer connection's WAL hook: declared before `conn` so that it is
+    /// uninstalled before the connection closes.
+    _wal_hook: WalHook,
     conn: Connection,
+    /// Runs the WAL checkpoints the hook asks for, off this thread.
+    checkpointer: Checkpointer,
     /// `NAME.lock`, held with `flock(LOCK_EX)` while this writer lives.
     _lock: std::fs::File,
     config: BufferConfig,
@@ -213,8 +219,14 @@ impl Buffer {
         };
         let plan = CapPlan::new(config.max_bytes);
         schema::configure(&conn, &path, config.durability, &plan)?;
+        let checkpointer = Checkpointer::start(&config, &plan)?;
+        // SAFETY: `Buffer` declares the hook before the connection, so the
+        // hook is dropped (uninstalled) first.
+        let wal_hook = unsafe { WalHook::install(&conn, &plan, &checkpointer, &path) };
         let mut buffer = Buffer {
+            _wal_hook: wal_hook,
             conn,
+            checkpointer,
             _lock: lock,
             config,
             plan,
@@ -293,7 +305,7 @@ impl Buffer {
     fn sync_cursors(&mut self) -> Result<(), BufferError> {
         let path = self.config.path.clone();
         let err = |op| super::error::on(&path, op);
-        let _turn = self.gate.enter();
+        let _turn = self.gate.enter_first();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -345,7 +357,7 @@ impl Buffer {
         let oldest = stats::id_range(&self.conn)
             .map_err(err("read batch range"))?
             .map_or(self.head + 1, |(min, _)| min);
-        let _turn = self.gate.enter();
+        let _turn = self.gate.enter_first();
         let deleted = self
             .conn
             .prepare_cached("DELETE FROM series WHERE last_batch <= ?1")
@@ -459,7 +471,7 @@ impl Buffer {
     ) -> Result<(), BufferError> {
         let path = &self.config.path;
         let err = |op| super::error::on(path, op);
-        let _turn = self.gate.enter();
+        let _turn = self.gate.enter_first();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -503,7 +515,7 @@ impl Buffer {
     /// their pages can be reused. Best effort; failures are logged.
     fn evict_for_disk_full(&mut self) {
         let path = self.config.path.clone();
-        let _turn = self.gate.enter();
+        let _turn = self.gate.enter_first();
         let result = (|| -> rusqlite::Result<u64> {
             let tx = self
                 .conn
@@ -544,7 +556,13 @@ impl Buffer {
                 sink: sink.to_string(),
             });
         }
-        SinkReader::open(&self.config, &self.plan, sink, self.gate.clone())
+        SinkReader::open(
+            &self.config,
+            &self.plan,
+            sink,
+            self.gate.clone(),
+            self.checkpointer.requester(),
+        )
     }
 
     /// The backlog after `after`: what a sink whose delivery reached `after`
@@ -600,6 +618,13 @@ impl Buffer {
     #[cfg(test)]
     pub(crate) fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// `(WAL frames after the last commit, inline checkpoints, background
+    /// checkpoints)`.
+    #[cfg(test)]
+    pub(crate) fn wal_counts(&self) -> (i32, u64, u64) {
+        self._wal_hook.counts()
     }
 }
 

@@ -175,3 +175,40 @@ fn bytes_per_sample_on_disk_is_small() {
     );
     assert!(per_sample <= 32.0, "{per_sample} bytes per sample");
 }
+
+#[test]
+fn wal_is_checkpointed_off_the_sampling_thread_and_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path(), &["down"]);
+    cfg.max_bytes = 1 << 20; // WAL limit 128 KiB: 32 frames, the thread woken at 16
+    let batches = realistic_batches(400, 23, 1_700_000_000_000);
+    let mut buf = open(&cfg);
+    let mut it = batches.iter();
+    // Append until the WAL passes half its limit: that commit wakes the thread.
+    while buf.wal_counts().0 < 16 {
+        buf.append(it.next().expect("enough batches"))
+            .expect("append");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while buf.wal_counts().2 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background checkpoint within 30 s: {:?}",
+            buf.wal_counts()
+        );
+        std::thread::yield_now();
+    }
+    // The checkpoint was complete (nothing appended meanwhile), so the next
+    // commit writes from the WAL's start again.
+    buf.append(it.next().expect("enough batches"))
+        .expect("append");
+    let (frames, inline, background) = buf.wal_counts();
+    assert!(
+        frames < 16,
+        "WAL restarted after the checkpoint: {frames} frames"
+    );
+    assert_eq!(inline, 0, "no commit checkpointed inline");
+    assert!(background >= 1);
+    drop(buf);
+    assert_eq!(integrity_check(&cfg.path), "ok");
+}

@@ -5,6 +5,7 @@ mod cap;
 mod corrupt;
 mod crash;
 mod model;
+mod plans;
 mod sinks;
 
 use std::path::Path;
