@@ -932,6 +932,135 @@ mod tests {
         }
     }
 
+    const SSH: &str = "[slurm.ssh]\nhost = \"login01\"\nuser = \"u\"\nidentity_file = \"i\"\nknown_hosts = \"k\"\n";
+
+    #[test]
+    fn reverse_tunnel_is_checked_against_backend_ssh_and_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let pgw = "pushgateway = \"http://monitor:9091/pgw\"\n";
+        let slurm = "backend = \"slurm\"\n";
+        let cases = [
+            // Needs the Slurm backend over SSH and a Pushgateway.
+            (format!("{pgw}reverse_tunnel = 19091\n"), "reverse_tunnel"),
+            (
+                format!("{pgw}{slurm}reverse_tunnel = 19091\n"),
+                "reverse_tunnel",
+            ),
+            (
+                format!("{slurm}reverse_tunnel = 19091\n{SSH}"),
+                "reverse_tunnel",
+            ),
+            (
+                format!("{pgw}{slurm}reverse_tunnel = 0\n{SSH}"),
+                "reverse_tunnel",
+            ),
+            (
+                format!("{pgw}{slurm}reverse_tunnel = 70000\n{SSH}"),
+                "reverse_tunnel",
+            ),
+            // The target must be plain http (the nodes get http://ADVERTISE:PORT).
+            (
+                format!(
+                    "pushgateway = \"https://monitor:9091\"\n{slurm}reverse_tunnel = 19091\n{SSH}"
+                ),
+                "pushgateway",
+            ),
+            (
+                format!("{pgw}{slurm}reverse_tunnel = 19091\nreverse_tunnel_bind = \"a b\"\n{SSH}"),
+                "reverse_tunnel_bind",
+            ),
+            (
+                format!(
+                    "{pgw}{slurm}reverse_tunnel = 19091\nreverse_tunnel_advertise = \"h/x\"\n{SSH}"
+                ),
+                "reverse_tunnel_advertise",
+            ),
+            // remote_write needs its own port, and the port needs remote_write.
+            (
+                format!(
+                    "{pgw}{slurm}remote_write = \"http://m:9090/api/v1/write\"\nreverse_tunnel = 19091\n{SSH}"
+                ),
+                "reverse_tunnel_remote_write_port",
+            ),
+            (
+                format!(
+                    "{pgw}{slurm}remote_write = \"http://m:9090/api/v1/write\"\nreverse_tunnel = 19091\nreverse_tunnel_remote_write_port = 19091\n{SSH}"
+                ),
+                "reverse_tunnel_remote_write_port",
+            ),
+            (
+                format!(
+                    "{pgw}{slurm}reverse_tunnel = 19091\nreverse_tunnel_remote_write_port = 19092\n{SSH}"
+                ),
+                "reverse_tunnel_remote_write_port",
+            ),
+            // Tunnel keys without the tunnel.
+            (
+                format!("{pgw}reverse_tunnel_advertise = \"x\"\n"),
+                "reverse_tunnel_advertise",
+            ),
+            (
+                format!(
+                    "{pgw}{slurm}reverse_tunnel = 19091\nreverse_tunnel_linger_seconds = 4000\n{SSH}"
+                ),
+                "reverse_tunnel_linger_seconds",
+            ),
+            ("remote_write = \"ftp://x\"".to_string(), "remote_write"),
+        ];
+        for (text, key) in cases {
+            let e = Config::load(&cli_with(dir.path(), &text)).unwrap_err();
+            let shown = e.to_string();
+            assert!(shown.contains(&format!("`{key}`")), "{text}: {shown}");
+        }
+    }
+
+    #[test]
+    fn reverse_tunnel_hands_jobs_the_login_node_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = format!(
+            "backend = \"slurm\"\npushgateway = \"http://monitor:9091/pgw/\"\nremote_write = \"http://[fd00::1]:9090/api/v1/write\"\n{SSH}"
+        );
+        // Without the tunnel jobs get the URLs as given.
+        let c = Config::load(&cli_with(dir.path(), &base)).unwrap();
+        assert!(c.reverse_tunnel.is_none());
+        assert_eq!(c.job_pushgateway(), Some("http://monitor:9091/pgw"));
+        assert_eq!(
+            c.job_remote_write(),
+            Some("http://[fd00::1]:9090/api/v1/write")
+        );
+        // Loopback by default: the login node's 127.0.0.1.
+        let mut cli = cli_with(dir.path(), &base);
+        cli.reverse_tunnel = Some(19091);
+        cli.reverse_tunnel_remote_write_port = Some(19092);
+        let c = Config::load(&cli).unwrap();
+        let t = c.reverse_tunnel.as_ref().unwrap();
+        assert_eq!(
+            (t.bind.as_str(), t.advertise.as_str()),
+            ("127.0.0.1", "127.0.0.1")
+        );
+        assert_eq!(t.linger, Duration::from_secs(60));
+        assert_eq!(c.job_pushgateway(), Some("http://127.0.0.1:19091/pgw"));
+        assert_eq!(
+            c.job_remote_write(),
+            Some("http://127.0.0.1:19092/api/v1/write")
+        );
+        assert_eq!(
+            (
+                t.forwards[1].target_host.as_str(),
+                t.forwards[1].target_port
+            ),
+            ("fd00::1", 9090)
+        );
+        // A wildcard bind advertises the login node's name; an explicit
+        // advertise wins (an IPv6 one is bracketed).
+        cli.reverse_tunnel_bind = Some("0.0.0.0".into());
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.job_pushgateway(), Some("http://login01:19091/pgw"));
+        cli.reverse_tunnel_advertise = Some("fd00::2".into());
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.job_pushgateway(), Some("http://[fd00::2]:19091/pgw"));
+    }
+
     #[test]
     fn flags_win() {
         let dir = tempfile::tempdir().unwrap();

@@ -55,7 +55,7 @@ pub enum TunnelError {
         /// `pushgateway` or `remote_write`.
         forward: &'static str,
         /// The SSH error.
-        source: SshError,
+        source: Box<SshError>,
     },
 }
 
@@ -177,7 +177,7 @@ impl ReverseTunnel {
             let fwd = RemoteForward::start_with(&self.config.ssh, f.port, target, options)
                 .map_err(|source| TunnelError::Start {
                     forward: f.name,
-                    source,
+                    source: Box::new(source),
                 })?;
             log::info!(
                 "reverse tunnel opening: {} listens on {}:{} -> {} ({target}); jobs use {}",
@@ -201,75 +201,94 @@ impl ReverseTunnel {
         }
     }
 
-    /// Writes the tunnel's families in the text format.
+    /// Writes the tunnel's families in the text format, one series per
+    /// forward, labelled `forward` and `port` (on the login node).
     pub fn render(&self, out: &mut String) {
         let st = self.lock();
-        let rows: Vec<(&TunnelForward, bool, bool, Totals)> = self
+        let rows: Vec<Row> = self
             .config
             .forwards
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let mut t = st.closed[i];
-                let (held, up) = match st.open.get(i) {
-                    Some(fwd) => {
-                        let s = fwd.stats();
-                        t.reconnects += s.reconnects();
-                        t.connections += s.channels_opened();
-                        (true, s.up())
-                    }
-                    None => (false, false),
+                let mut row = Row {
+                    forward: f.name,
+                    port: f.port,
+                    held: false,
+                    up: false,
+                    totals: st.closed[i],
                 };
-                (f, held, up, t)
+                if let Some(fwd) = st.open.get(i) {
+                    let s = fwd.stats();
+                    row.held = true;
+                    row.up = s.up();
+                    row.totals.reconnects += s.reconnects();
+                    row.totals.connections += s.channels_opened();
+                }
+                row
             })
             .collect();
         drop(st);
-        let families: [(&str, &str, &str, fn(bool, bool, Totals) -> u64); 5] = [
-            (
-                "aif_api_reverse_tunnel_held",
-                "gauge",
-                "1 while the API holds the remote forward on the login node (services or runs exist there).",
-                |held, _, _| u64::from(held),
-            ),
-            (
-                "aif_api_reverse_tunnel_up",
-                "gauge",
-                "1 while the forward's SSH session is up and the login node listens on its port.",
-                |_, up, _| u64::from(up),
-            ),
-            (
-                "aif_api_reverse_tunnel_reconnects_total",
-                "counter",
-                "SSH sessions of the forward re-established after a drop.",
-                |_, _, t| t.reconnects,
-            ),
-            (
-                "aif_api_reverse_tunnel_opens_total",
-                "counter",
-                "Times the API opened the forward (first service or run after none).",
-                |_, _, t| t.opens,
-            ),
-            (
-                "aif_api_reverse_tunnel_connections_total",
-                "counter",
-                "Connections made to the login node's port and piped to the target.",
-                |_, _, t| t.connections,
-            ),
-        ];
-        for (name, kind, help, value) in families {
+        for (name, kind, help, value) in FAMILIES {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (f, held, up, t) in &rows {
+            for row in &rows {
                 let _ = writeln!(
                     out,
                     "{name}{{forward=\"{}\",port=\"{}\"}} {}",
-                    f.name,
-                    f.port,
-                    value(*held, *up, *t)
+                    row.forward,
+                    row.port,
+                    value(row)
                 );
             }
         }
     }
 }
+
+/// One forward's figures for `/metrics`.
+#[derive(Debug)]
+struct Row {
+    forward: &'static str,
+    port: u16,
+    held: bool,
+    up: bool,
+    totals: Totals,
+}
+
+/// A metric family: name, type, help, and its value for a forward.
+type Family = (&'static str, &'static str, &'static str, fn(&Row) -> u64);
+
+const FAMILIES: [Family; 5] = [
+    (
+        "aif_api_reverse_tunnel_held",
+        "gauge",
+        "1 while the API holds the remote forward on the login node (services or runs exist there).",
+        |r| u64::from(r.held),
+    ),
+    (
+        "aif_api_reverse_tunnel_up",
+        "gauge",
+        "1 while the forward's SSH session is up and the login node listens on its port.",
+        |r| u64::from(r.up),
+    ),
+    (
+        "aif_api_reverse_tunnel_reconnects_total",
+        "counter",
+        "SSH sessions of the forward re-established after a drop.",
+        |r| r.totals.reconnects,
+    ),
+    (
+        "aif_api_reverse_tunnel_opens_total",
+        "counter",
+        "Times the API opened the forward (first service or run after none).",
+        |r| r.totals.opens,
+    ),
+    (
+        "aif_api_reverse_tunnel_connections_total",
+        "counter",
+        "Connections made to the login node's port and piped to the target.",
+        |r| r.totals.connections,
+    ),
+];
 
 /// The first address `f`'s target resolves to.
 fn resolve(f: &TunnelForward) -> Result<SocketAddr, TunnelError> {
@@ -284,4 +303,48 @@ fn resolve(f: &TunnelForward) -> Result<SocketAddr, TunnelError> {
         .map_err(|e| err(e.to_string()))?
         .next()
         .ok_or_else(|| err("no address".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpu_metrics::ssh::SshConfig;
+
+    fn tunnel() -> ReverseTunnel {
+        let forward = |name, port| TunnelForward {
+            name,
+            port,
+            target_host: "127.0.0.1".into(),
+            target_port: 9,
+            job_url: format!("http://login01:{port}"),
+        };
+        ReverseTunnel::new(ReverseTunnelConfig {
+            ssh: SshConfig::builder("login01", "svc", "/nonexistent/key")
+                .build()
+                .unwrap(),
+            bind: "127.0.0.1".into(),
+            advertise: "login01".into(),
+            forwards: vec![
+                forward("pushgateway", 19091),
+                forward("remote_write", 19092),
+            ],
+            linger: Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn not_held_until_wanted_and_every_family_has_a_series_per_forward() {
+        let t = tunnel();
+        t.update(false);
+        assert!(!t.is_held());
+        let mut out = String::new();
+        t.render(&mut out);
+        for (name, kind, _, _) in FAMILIES {
+            assert!(out.contains(&format!("# TYPE {name} {kind}\n")), "{out}");
+            for (forward, port) in [("pushgateway", 19091), ("remote_write", 19092)] {
+                let series = format!("{name}{{forward=\"{forward}\",port=\"{port}\"}} 0\n");
+                assert!(out.contains(&series), "{series} missing in\n{out}");
+            }
+        }
+    }
 }
