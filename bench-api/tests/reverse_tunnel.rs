@@ -8,8 +8,8 @@ mod common;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use aif_testbed::{KeyFormat, KeyKind, Pushgateway, SlurmCluster, Sshd, free_port, wait_until};
-use common::{Api, recipes_with};
+use aif_testbed::{Pushgateway, SlurmCluster, Sshd, free_port, wait_until};
+use common::{Api, recipes_with, slurm_over_ssh};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -114,28 +114,16 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
     let cluster = SlurmCluster::start().expect("slurm cluster");
     let mut sshd = Sshd::start().expect("sshd");
     let pgw = Pushgateway::start().expect("pushgateway");
-    let key = sshd
-        .client_key("id_api", KeyKind::Ed25519, KeyFormat::OpenSsh, None)
-        .expect("client key");
     let work = tempfile::tempdir().expect("tempdir");
-    let known_hosts = work.path().join("known_hosts");
-    sshd.write_known_hosts(&known_hosts).expect("known_hosts");
     let args_file = work.path().join("exporter-args");
     let exporter = work.path().join("fake-exporter");
     fake_exporter(&exporter, &args_file);
     let recipes = recipes_with(&[("gpu-http.toml", GPU_HTTP_RECIPE)]);
     let tunnel_port = free_port();
     let toml = format!(
-        "poll_interval_ms = 100\nexporter_binary = \"{exporter}\"\nreverse_tunnel_linger_seconds = 0\n\
-         [slurm]\nlog_dir = \"{logs}\"\nenv = {{ SLURM_CONF = \"{conf}\" }}\n\
-         [slurm.ssh]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{user}\"\nidentity_file = \"{key}\"\nknown_hosts = \"{kh}\"\n",
-        exporter = exporter.display(),
-        logs = work.path().join("slurm-logs").display(),
-        conf = cluster.conf_path().display(),
-        port = sshd.port(),
-        user = sshd.user(),
-        key = key.private.display(),
-        kh = known_hosts.display(),
+        "poll_interval_ms = 100\nexporter_binary = \"{}\"\nreverse_tunnel_linger_seconds = 0\n{}",
+        exporter.display(),
+        slurm_over_ssh(&sshd, &cluster, work.path()),
     );
     let api = Api::start(
         recipes.path(),
