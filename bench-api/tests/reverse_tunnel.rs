@@ -6,10 +6,15 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
-use aif_testbed::{Pushgateway, SlurmCluster, Sshd, free_port, wait_until};
+use aif_testbed::{
+    Prometheus, Pushgateway, SlurmCluster, Sshd, free_port, raw_samples, wait_until,
+};
 use common::{Api, recipes_with, slurm_over_ssh};
+use gpu_metrics::sink::{RemoteWriteBuilder, RemoteWriteSink, Sink};
+use gpu_metrics::{Batch, Labels, MetricKind, Series, now_ms};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -68,8 +73,13 @@ while True:
 
 /// The value of the series `name{forward="pushgateway",port="PORT"}`.
 fn tunnel_metric(api: &Api, name: &str, port: u16) -> Option<f64> {
+    forward_metric(api, name, "pushgateway", port)
+}
+
+/// The value of the series `name{forward="FORWARD",port="PORT"}`.
+fn forward_metric(api: &Api, name: &str, forward: &str, port: u16) -> Option<f64> {
     let text = api.get("/metrics").body;
-    let prefix = format!("{name}{{forward=\"pushgateway\",port=\"{port}\"}} ");
+    let prefix = format!("{name}{{forward=\"{forward}\",port=\"{port}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
@@ -101,6 +111,27 @@ fn pushed(pgw: &Pushgateway, name: &str, label: &str) -> Option<f64> {
         .find_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
 }
 
+/// Remote-writes one sample `aif_rt_remote_write{via="tunnel"} 1` to `url`.
+fn remote_write(url: &str, ts: i64) -> bool {
+    let mut b = Batch::new(ts);
+    b.push(
+        Arc::new(Series::new(
+            "aif_rt_remote_write",
+            MetricKind::Gauge,
+            Labels::from_pairs([("via", "tunnel")]),
+        )),
+        1.0,
+    );
+    let mut sink = RemoteWriteSink::new(
+        RemoteWriteBuilder::new(url)
+            .job("reverse-tunnel-test")
+            .instance("test")
+            .build()
+            .expect("remote-write client"),
+    );
+    sink.deliver(&[Arc::new(b)]).is_ok()
+}
+
 fn listening(port: u16) -> bool {
     TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 1], port)),
@@ -114,18 +145,20 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
     let cluster = SlurmCluster::start().expect("slurm cluster");
     let mut sshd = Sshd::start().expect("sshd");
     let pgw = Pushgateway::start().expect("pushgateway");
+    let prom = Prometheus::start("").expect("prometheus");
     let work = tempfile::tempdir().expect("tempdir");
     let args_file = work.path().join("exporter-args");
     let exporter = work.path().join("fake-exporter");
     fake_exporter(&exporter, &args_file);
     let recipes = recipes_with(&[("gpu-http.toml", GPU_HTTP_RECIPE)]);
     let tunnel_port = free_port();
+    let rw_port = free_port();
     let toml = format!(
         "poll_interval_ms = 100\nexporter_binary = \"{}\"\nreverse_tunnel_linger_seconds = 0\n{}",
         exporter.display(),
         slurm_over_ssh(&sshd, &cluster, work.path()),
     );
-    let api = Api::start(
+    let mut api = Api::start(
         recipes.path(),
         &toml,
         &[
@@ -135,10 +168,15 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
             &pgw.url(),
             "--reverse-tunnel",
             &tunnel_port.to_string(),
+            "--remote-write",
+            &prom.remote_write_url(),
+            "--reverse-tunnel-remote-write-port",
+            &rw_port.to_string(),
         ],
         &[],
     );
     let forwarded = format!("http://127.0.0.1:{tunnel_port}");
+    let forwarded_rw = format!("http://127.0.0.1:{rw_port}/api/v1/write");
 
     // Nothing on the cluster: no forward.
     assert_eq!(
@@ -168,6 +206,12 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
             .any(|w| w == ["--pushgateway", forwarded.as_str()]),
         "{lines:?}"
     );
+    assert!(
+        lines
+            .windows(2)
+            .any(|w| w == ["--remote-write", forwarded_rw.as_str()]),
+        "{lines:?}"
+    );
     let sid_label = format!("service_id=\"{sid}\"");
     let exporter_pushes = || pushed(&pgw, "aif_fake_exporter_pushes", &sid_label);
     assert!(
@@ -186,6 +230,25 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
         Some(1.0)
     );
     assert_eq!(push(&forwarded, "aif_rt_test", 1), Ok(200));
+    // The second forward leads to the remote-write receiver.
+    assert!(wait_until(WAIT, || forward_metric(
+        &api,
+        "aif_api_reverse_tunnel_up",
+        "remote_write",
+        rw_port
+    ) == Some(1.0)));
+    let ts = now_ms();
+    assert!(
+        remote_write(&forwarded_rw, ts),
+        "remote-write through the tunnel failed"
+    );
+    let sel = r#"aif_rt_remote_write{via="tunnel",job="reverse-tunnel-test"}"#;
+    assert!(
+        wait_until(WAIT, || raw_samples(&prom.url(), sel, "1h")
+            .is_ok_and(|s| s == vec![(ts, 1.0)])),
+        "{:?}",
+        raw_samples(&prom.url(), sel, "1h")
+    );
     assert_eq!(
         pushed(&pgw, "aif_rt_test", "job=\"reverse-tunnel-test\""),
         Some(1.0)
@@ -214,6 +277,28 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
             run["status"] == "completed"
         }),
         "{run:#}"
+    );
+
+    // After an API restart (kill -9) the monitor's first pass reopens it for
+    // the service still running.
+    api.restart();
+    assert!(
+        wait_until(WAIT, || tunnel_metric(
+            &api,
+            "aif_api_reverse_tunnel_up",
+            tunnel_port
+        ) == Some(1.0)),
+        "{}\n{}",
+        api.get("/metrics").body,
+        api.log()
+    );
+    assert!(
+        wait_until(WAIT, || push(&forwarded, "aif_rt_test", 2) == Ok(200)),
+        "no push through the forward after an API restart"
+    );
+    assert_eq!(
+        pushed(&pgw, "aif_rt_test", "job=\"reverse-tunnel-test\""),
+        Some(2.0)
     );
 
     // The login node goes away and comes back: the forward follows.
@@ -248,12 +333,12 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
         api.log()
     );
     assert!(
-        wait_until(WAIT, || push(&forwarded, "aif_rt_test", 2) == Ok(200)),
+        wait_until(WAIT, || push(&forwarded, "aif_rt_test", 3) == Ok(200)),
         "no push through the reopened forward"
     );
     assert_eq!(
         pushed(&pgw, "aif_rt_test", "job=\"reverse-tunnel-test\""),
-        Some(2.0)
+        Some(3.0)
     );
     assert!(
         wait_until(WAIT, || exporter_pushes().is_some_and(|n| n > before)),
