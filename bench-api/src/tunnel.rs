@@ -90,6 +90,15 @@ pub struct ReverseTunnel {
 impl ReverseTunnel {
     /// A tunnel for `config`, not yet open.
     pub fn new(config: ReverseTunnelConfig) -> ReverseTunnel {
+        if is_loopback(&config.bind) && !is_loopback(&config.advertise) {
+            log::warn!(
+                "reverse tunnel: sshd on {} will listen on loopback ({}) only, but jobs are told {}: \
+                 compute nodes will be refused; set reverse_tunnel_bind (and GatewayPorts clientspecified)",
+                config.ssh.destination(),
+                config.bind,
+                config.advertise
+            );
+        }
         let closed = vec![Totals::default(); config.forwards.len()];
         ReverseTunnel {
             config,
@@ -290,6 +299,15 @@ const FAMILIES: [Family; 5] = [
     ),
 ];
 
+/// `127.x.y.z`, `::1` or `localhost`.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The first address `f`'s target resolves to.
 fn resolve(f: &TunnelForward) -> Result<SocketAddr, TunnelError> {
     let err = |reason: String| TunnelError::Resolve {
@@ -330,6 +348,16 @@ mod tests {
             ],
             linger: Duration::ZERO,
         })
+    }
+
+    #[test]
+    fn loopback_names() {
+        for h in ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["0.0.0.0", "10.0.0.1", "login01", "::"] {
+            assert!(!is_loopback(h), "{h}");
+        }
     }
 
     #[test]
