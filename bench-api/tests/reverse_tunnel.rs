@@ -85,6 +85,37 @@ fn forward_metric(api: &Api, name: &str, forward: &str, port: u16) -> Option<f64
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Waits until the Pushgateway forward's `up` gauge reads `want` (and, when
+/// `reconnects` is given, `reconnects_total` is at least that); panics with
+/// the API's `/metrics` and log otherwise.
+fn wait_up(api: &Api, port: u16, want: f64, reconnects: Option<f64>) {
+    assert!(
+        wait_until(WAIT, || {
+            tunnel_metric(api, "aif_api_reverse_tunnel_up", port) == Some(want)
+                && reconnects.is_none_or(|r| {
+                    tunnel_metric(api, "aif_api_reverse_tunnel_reconnects_total", port)
+                        .is_some_and(|n| n >= r)
+                })
+        }),
+        "up != {want} (reconnects {reconnects:?}):\n{}\n{}",
+        api.get("/metrics").body,
+        api.log()
+    );
+}
+
+/// Pushes `aif_rt_test value` to `base` until it is accepted, then checks the
+/// Pushgateway holds it.
+fn push_arrives(pgw: &Pushgateway, base: &str, value: u64) {
+    assert!(
+        wait_until(WAIT, || push(base, "aif_rt_test", value) == Ok(200)),
+        "no push through {base}"
+    );
+    assert_eq!(
+        pushed(pgw, "aif_rt_test", "job=\"reverse-tunnel-test\""),
+        Some(value as f64)
+    );
+}
+
 /// PUTs `name value` to the group `job/reverse-tunnel-test` at `base`.
 fn push(base: &str, name: &str, value: u64) -> Result<u16, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -220,16 +251,12 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
         pgw.metrics_text().unwrap_or_default(),
         api.log()
     );
-    assert!(wait_until(WAIT, || tunnel_metric(
-        &api,
-        "aif_api_reverse_tunnel_up",
-        tunnel_port
-    ) == Some(1.0)));
+    wait_up(&api, tunnel_port, 1.0, None);
     assert_eq!(
         tunnel_metric(&api, "aif_api_reverse_tunnel_held", tunnel_port),
         Some(1.0)
     );
-    assert_eq!(push(&forwarded, "aif_rt_test", 1), Ok(200));
+    push_arrives(&pgw, &forwarded, 1);
     // The second forward leads to the remote-write receiver.
     assert!(wait_until(WAIT, || forward_metric(
         &api,
@@ -248,10 +275,6 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
             .is_ok_and(|s| s == vec![(ts, 1.0)])),
         "{:?}",
         raw_samples(&prom.url(), sel, "1h")
-    );
-    assert_eq!(
-        pushed(&pgw, "aif_rt_test", "job=\"reverse-tunnel-test\""),
-        Some(1.0)
     );
 
     // A benchmark run's load generator pushes its live figures there too.
@@ -282,64 +305,18 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
     // After an API restart (kill -9) the monitor's first pass reopens it for
     // the service still running.
     api.restart();
-    assert!(
-        wait_until(WAIT, || tunnel_metric(
-            &api,
-            "aif_api_reverse_tunnel_up",
-            tunnel_port
-        ) == Some(1.0)),
-        "{}\n{}",
-        api.get("/metrics").body,
-        api.log()
-    );
-    assert!(
-        wait_until(WAIT, || push(&forwarded, "aif_rt_test", 2) == Ok(200)),
-        "no push through the forward after an API restart"
-    );
-    assert_eq!(
-        pushed(&pgw, "aif_rt_test", "job=\"reverse-tunnel-test\""),
-        Some(2.0)
-    );
+    wait_up(&api, tunnel_port, 1.0, None);
+    push_arrives(&pgw, &forwarded, 2);
 
     // The login node goes away and comes back: the forward follows.
     sshd.kill();
-    assert!(
-        wait_until(WAIT, || tunnel_metric(
-            &api,
-            "aif_api_reverse_tunnel_up",
-            tunnel_port
-        ) == Some(0.0)),
-        "{}",
-        api.get("/metrics").body
-    );
+    wait_up(&api, tunnel_port, 0.0, None);
     assert!(!listening(tunnel_port));
     // The exporter's pushes fail meanwhile; they grow again once it is back.
     let before = exporter_pushes().expect("exporter series");
     sshd.restart().expect("restart sshd");
-    assert!(
-        wait_until(WAIT, || tunnel_metric(
-            &api,
-            "aif_api_reverse_tunnel_up",
-            tunnel_port
-        ) == Some(1.0)
-            && tunnel_metric(
-                &api,
-                "aif_api_reverse_tunnel_reconnects_total",
-                tunnel_port
-            )
-            .is_some_and(|n| n >= 1.0)),
-        "{}\n{}",
-        api.get("/metrics").body,
-        api.log()
-    );
-    assert!(
-        wait_until(WAIT, || push(&forwarded, "aif_rt_test", 3) == Ok(200)),
-        "no push through the reopened forward"
-    );
-    assert_eq!(
-        pushed(&pgw, "aif_rt_test", "job=\"reverse-tunnel-test\""),
-        Some(3.0)
-    );
+    wait_up(&api, tunnel_port, 1.0, Some(1.0));
+    push_arrives(&pgw, &forwarded, 3);
     assert!(
         wait_until(WAIT, || exporter_pushes().is_some_and(|n| n > before)),
         "the exporter's pushes did not resume"
