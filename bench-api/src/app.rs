@@ -16,6 +16,7 @@ use crate::model::{
 };
 use crate::recipes::Catalogue;
 use crate::state::{StateError, Store, Transition};
+use crate::tunnel::ReverseTunnel;
 use crate::validate::{ApiError, in_range, parse_json, parse_query};
 
 /// A response body.
@@ -75,6 +76,8 @@ pub struct App {
     pub metrics: ApiMetrics,
     /// Allowed origins.
     pub cors: Cors,
+    /// The remote forward on the Slurm login node (`--reverse-tunnel`).
+    pub reverse_tunnel: Option<ReverseTunnel>,
     recipes_json: Vec<u8>,
     openapi_json: Vec<u8>,
     started: Instant,
@@ -123,6 +126,7 @@ impl App {
             .into();
         App {
             cors: Cors::new(config.cors_origins.clone()),
+            reverse_tunnel: config.reverse_tunnel.clone().map(ReverseTunnel::new),
             config,
             store,
             recipes,
@@ -171,9 +175,13 @@ impl App {
     pub fn render_metrics(&self) -> Result<Reply, ApiError> {
         let since = now_ms() - self.config.metrics_retention.as_millis() as i64;
         let view = self.store.metrics_view(since)?;
+        let mut text = self.metrics.render(&view);
+        if let Some(t) = &self.reverse_tunnel {
+            t.render(&mut text);
+        }
         Ok(Reply {
             status: 200,
-            payload: Payload::Text(self.metrics.render(&view)),
+            payload: Payload::Text(text),
             headers: Vec::new(),
         })
     }
@@ -288,6 +296,7 @@ impl App {
             argv: &resolved.argv,
             port: resolved.port,
         };
+        self.hold_reverse_tunnel();
         match self.backend.launch(&spec) {
             Ok(launched) => {
                 self.store.set_service_location(
@@ -782,6 +791,22 @@ impl App {
             }
         }
         self.monitor_runs();
+        if let Some(t) = &self.reverse_tunnel {
+            // Unreadable run jobs count as work: never close on an error.
+            let runs = self
+                .store
+                .open_run_jobs()
+                .map_or(true, |j| j.iter().any(|j| !j.collected));
+            t.update(!open.is_empty() || runs);
+        }
+    }
+
+    /// Opens the reverse tunnel (if configured and not open) before a job is
+    /// launched, so its first push finds the login node listening.
+    pub fn hold_reverse_tunnel(&self) {
+        if let Some(t) = &self.reverse_tunnel {
+            t.hold();
+        }
     }
 
     fn on_active(&self, svc: &Service, host: Option<&str>) {

@@ -338,7 +338,7 @@ impl App {
             &url,
             &result_path,
             &progress_path,
-            self.config.pushgateway.as_deref(),
+            self.config.job_pushgateway(),
         );
         let recipe = loadgen_recipe(&run.spec);
         let spec = LaunchSpec {
@@ -347,6 +347,7 @@ impl App {
             argv: &argv,
             port: None,
         };
+        self.hold_reverse_tunnel();
         let launched = match self.backend.launch(&spec) {
             Ok(l) => l,
             Err(e) => {

@@ -9,6 +9,7 @@
 //! cors_origin = ["https://grafana.example.org"]
 //! token_file = "/etc/aif-bench-api/token"
 //! pushgateway = "http://monitor:9091"
+//! remote_write = "http://monitor:9090/api/v1/write"  # also handed to the exporters
 //! workers = 8
 //! max_connections = 1024                # open HTTP connections at once
 //! idle_timeout_ms = 10000               # keep-alive connection without a request
@@ -37,6 +38,14 @@
 //! identity_file = "/etc/aif-bench-api/id_ed25519"
 //! known_hosts = "/etc/aif-bench-api/known_hosts"
 //! accept_new = false
+//!
+//! # Reverse tunnel (needs [slurm.ssh]): the login node's 127.0.0.1:19091 leads
+//! # to the Pushgateway (19092 to remote_write) while services or runs exist.
+//! reverse_tunnel = 19091
+//! reverse_tunnel_remote_write_port = 19092
+//! reverse_tunnel_bind = "127.0.0.1"      # where sshd listens; others need GatewayPorts
+//! reverse_tunnel_advertise = "login01"   # the login node as the compute nodes name it
+//! reverse_tunnel_linger_seconds = 60     # held this long after the last one ended
 //! ```
 
 use std::net::SocketAddr;
@@ -44,6 +53,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use gpu_metrics::ssh::{SshConfig, SshError};
 use serde::Deserialize;
 
 use crate::auth::Token;
@@ -134,6 +144,29 @@ pub struct Cli {
     /// waiting longest is closed to admit a new one.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Remote-write URL handed to node exporters started beside GPU services
+    /// (with `--pushgateway`; they deliver to both).
+    #[arg(long, value_name = "URL")]
+    pub remote_write: Option<String>,
+    /// Hold an SSH remote forward on the Slurm login node (`[slurm.ssh]`)
+    /// while services or runs exist there: the login node's
+    /// `BIND:PORT` leads to the Pushgateway, and the exporters and load
+    /// generators the API starts push there (for nodes that cannot reach the
+    /// monitoring host).
+    #[arg(long, value_name = "PORT")]
+    pub reverse_tunnel: Option<u16>,
+    /// Login-node port forwarded to `--remote-write` (required with both).
+    #[arg(long, value_name = "PORT")]
+    pub reverse_tunnel_remote_write_port: Option<u16>,
+    /// Address sshd listens on for the forward (default 127.0.0.1: reachable
+    /// from the login node only; compute nodes need a non-loopback address
+    /// and `GatewayPorts clientspecified` in the login node's sshd).
+    #[arg(long, value_name = "ADDR")]
+    pub reverse_tunnel_bind: Option<String>,
+    /// Host the compute nodes reach the forward on (default: the bind
+    /// address, or `[slurm.ssh] host` when that is a wildcard).
+    #[arg(long, value_name = "HOST")]
+    pub reverse_tunnel_advertise: Option<String>,
 }
 
 /// `[slurm.ssh]`: run Slurm commands on a login node over SSH.
@@ -158,6 +191,24 @@ pub struct SshSettings {
 
 fn default_ssh_port() -> u16 {
     22
+}
+
+impl SshSettings {
+    /// The session settings for the login node; Slurm commands and the
+    /// reverse tunnel log in with the same ones.
+    ///
+    /// # Errors
+    /// [`SshError::InvalidConfig`] naming the bad field (empty host, bad user
+    /// name, …).
+    pub fn ssh_config(&self, timeout: Duration) -> Result<SshConfig, SshError> {
+        SshConfig::builder(&self.host, &self.user, &self.identity_file)
+            .port(self.port)
+            .known_hosts(&self.known_hosts)
+            .accept_new(self.accept_new)
+            .connect_timeout(timeout.min(Duration::from_secs(15)))
+            .exec_timeout(Some(timeout))
+            .build()
+    }
 }
 
 /// `[slurm]`.
@@ -214,6 +265,12 @@ struct FileConfig {
     loadgen_binary: Option<PathBuf>,
     prometheus: Option<String>,
     slurm: Option<SlurmSettings>,
+    remote_write: Option<String>,
+    reverse_tunnel: Option<u16>,
+    reverse_tunnel_remote_write_port: Option<u16>,
+    reverse_tunnel_bind: Option<String>,
+    reverse_tunnel_advertise: Option<String>,
+    reverse_tunnel_linger_seconds: Option<u64>,
 }
 
 /// `aif-loadgen` beside this program's binary when it is there, else on `PATH`.
@@ -243,6 +300,39 @@ pub struct ExporterSettings {
     pub interval: String,
     /// `--source` (`auto`, `nvml`, `simulated`; key `exporter_source`).
     pub source: String,
+}
+
+/// One forward of the reverse tunnel: the login node's `bind:port` leads to
+/// `target_host:target_port` (as this host resolves it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelForward {
+    /// `pushgateway` or `remote_write` (the `forward` label on `/metrics`).
+    pub name: &'static str,
+    /// Port on the login node.
+    pub port: u16,
+    /// Where connections go, as this host names it.
+    pub target_host: String,
+    /// Its port.
+    pub target_port: u16,
+    /// The URL jobs on the cluster are given (`http://ADVERTISE:PORT/path`).
+    pub job_url: String,
+}
+
+/// The SSH remote forward the API holds on the Slurm login node (DESIGN.md
+/// §7), like `ssh -R 19091:pushgateway:9091 login`.
+#[derive(Debug, Clone)]
+pub struct ReverseTunnelConfig {
+    /// The login node (`[slurm.ssh]`).
+    pub ssh: SshConfig,
+    /// Address sshd listens on (`reverse_tunnel_bind`).
+    pub bind: String,
+    /// Host the compute nodes use (`reverse_tunnel_advertise`).
+    pub advertise: String,
+    /// The Pushgateway's forward, then the remote-write receiver's.
+    pub forwards: Vec<TunnelForward>,
+    /// How long the forward stays after the last service or run ended, so an
+    /// exporter's `--delete-on-exit` still gets through.
+    pub linger: Duration,
 }
 
 /// The resolved configuration.
@@ -287,6 +377,10 @@ pub struct Config {
     pub prometheus: Option<String>,
     /// Slurm settings.
     pub slurm: SlurmSettings,
+    /// Remote-write URL for node exporters (`--remote-write`).
+    pub remote_write: Option<String>,
+    /// The reverse tunnel on the login node (`--reverse-tunnel`).
+    pub reverse_tunnel: Option<ReverseTunnelConfig>,
 }
 
 impl Config {
@@ -440,6 +534,32 @@ impl Config {
                 format!("{t} is not in 1..=600"),
             ));
         }
+        let remote_write = match cli.remote_write.clone().or(file.remote_write) {
+            Some(url) => Some(
+                gpu_metrics::sink::normalize_base_url(&url)
+                    .map_err(|e| ConfigError::invalid("remote_write", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let tunnel = TunnelKeys {
+            port: cli.reverse_tunnel.or(file.reverse_tunnel),
+            remote_write_port: cli
+                .reverse_tunnel_remote_write_port
+                .or(file.reverse_tunnel_remote_write_port),
+            bind: cli.reverse_tunnel_bind.clone().or(file.reverse_tunnel_bind),
+            advertise: cli
+                .reverse_tunnel_advertise
+                .clone()
+                .or(file.reverse_tunnel_advertise),
+            linger_seconds: file.reverse_tunnel_linger_seconds,
+        };
+        let reverse_tunnel = reverse_tunnel(
+            tunnel,
+            backend,
+            &slurm,
+            pushgateway.as_deref(),
+            remote_write.as_deref(),
+        )?;
         Ok(Config {
             listen,
             db,
@@ -465,8 +585,202 @@ impl Config {
             loadgen_binary,
             prometheus,
             slurm,
+            remote_write,
+            reverse_tunnel,
         })
     }
+
+    /// The Pushgateway URL handed to the jobs the API starts (exporters, load
+    /// generators): the reverse tunnel's on the login node when there is one,
+    /// else `--pushgateway`.
+    pub fn job_pushgateway(&self) -> Option<&str> {
+        self.job_url("pushgateway", self.pushgateway.as_deref())
+    }
+
+    /// The remote-write URL handed to the exporters the API starts, as
+    /// [`Config::job_pushgateway`].
+    pub fn job_remote_write(&self) -> Option<&str> {
+        self.job_url("remote_write", self.remote_write.as_deref())
+    }
+
+    fn job_url<'a>(&'a self, name: &str, direct: Option<&'a str>) -> Option<&'a str> {
+        match &self.reverse_tunnel {
+            Some(t) => t
+                .forwards
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.job_url.as_str())
+                .or(direct),
+            None => direct,
+        }
+    }
+}
+
+/// The `reverse_tunnel*` keys as given.
+#[derive(Debug, Default)]
+struct TunnelKeys {
+    port: Option<u16>,
+    remote_write_port: Option<u16>,
+    bind: Option<String>,
+    advertise: Option<String>,
+    linger_seconds: Option<u64>,
+}
+
+/// A host name or address for `key`: 1..=253 characters, no space, control,
+/// `/`, `@` or quote (it ends up in a URL and on the SSH wire).
+fn check_tunnel_host(key: &str, host: &str) -> Result<(), ConfigError> {
+    if host.is_empty()
+        || host.len() > 253
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "/@'\"\\?#".contains(c))
+    {
+        return Err(ConfigError::invalid(
+            key,
+            format!("`{host}` is not a host name or address"),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates the reverse-tunnel keys against the rest: it needs the Slurm
+/// backend over SSH (the login node it is held on), `--pushgateway` (its
+/// target, plain `http://`), a fixed port (jobs carry it in their command
+/// line, across API restarts), and a port of its own for `--remote-write`.
+fn reverse_tunnel(
+    keys: TunnelKeys,
+    backend: BackendKind,
+    slurm: &SlurmSettings,
+    pushgateway: Option<&str>,
+    remote_write: Option<&str>,
+) -> Result<Option<ReverseTunnelConfig>, ConfigError> {
+    let Some(port) = keys.port else {
+        for (key, given) in [
+            (
+                "reverse_tunnel_remote_write_port",
+                keys.remote_write_port.is_some(),
+            ),
+            ("reverse_tunnel_bind", keys.bind.is_some()),
+            ("reverse_tunnel_advertise", keys.advertise.is_some()),
+            (
+                "reverse_tunnel_linger_seconds",
+                keys.linger_seconds.is_some(),
+            ),
+        ] {
+            if given {
+                return Err(ConfigError::invalid(
+                    key,
+                    "goes with `reverse_tunnel` (the login-node port), which is not set",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    const KEY: &str = "reverse_tunnel";
+    let ssh = match (backend, &slurm.ssh) {
+        (BackendKind::Slurm, Some(ssh)) => ssh,
+        _ => {
+            return Err(ConfigError::invalid(
+                KEY,
+                "needs backend `slurm` with [slurm.ssh] (the login node the forward is held on)",
+            ));
+        }
+    };
+    if port == 0 {
+        return Err(ConfigError::invalid(
+            KEY,
+            "0 is not a port; jobs carry the port in their command line, so it must be fixed (1..=65535)",
+        ));
+    }
+    let ssh_config = ssh
+        .ssh_config(Duration::from_secs(
+            slurm.command_timeout_seconds.unwrap_or(30),
+        ))
+        .map_err(|e| ConfigError::invalid("slurm.ssh", e.to_string()))?;
+    let bind = keys.bind.unwrap_or_else(|| "127.0.0.1".into());
+    check_tunnel_host("reverse_tunnel_bind", &bind)?;
+    let advertise = match keys.advertise {
+        Some(a) => a,
+        // A wildcard is no address to connect to: the login node's own name.
+        None if matches!(bind.as_str(), "0.0.0.0" | "::" | "*") => ssh.host.clone(),
+        None => bind.clone(),
+    };
+    check_tunnel_host("reverse_tunnel_advertise", &advertise)?;
+    let authority = |p: u16| {
+        if advertise.contains(':') && !advertise.starts_with('[') {
+            format!("[{advertise}]:{p}")
+        } else {
+            format!("{advertise}:{p}")
+        }
+    };
+    let forward = |name: &'static str, key: &str, url: &str, port: u16| {
+        let (target_host, target_port, path) = crate::loadgen::plan::split_http_url(url)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    key,
+                    format!(
+                        "`{url}` must be plain http://host[:port][/path] with `reverse_tunnel` \
+                         (jobs reach it as http://{}{{path}})",
+                        authority(port)
+                    ),
+                )
+            })?;
+        let target_host = target_host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok::<_, ConfigError>(TunnelForward {
+            name,
+            port,
+            target_host,
+            target_port,
+            job_url: format!("http://{}{path}", authority(port)),
+        })
+    };
+    let pgw = pushgateway.ok_or_else(|| {
+        ConfigError::invalid(KEY, "needs `pushgateway` (where the forward leads)")
+    })?;
+    let mut forwards = vec![forward("pushgateway", "pushgateway", pgw, port)?];
+    match (remote_write, keys.remote_write_port) {
+        (Some(url), Some(rw_port)) => {
+            if rw_port == 0 || rw_port == port {
+                return Err(ConfigError::invalid(
+                    "reverse_tunnel_remote_write_port",
+                    format!(
+                        "{rw_port} must be a port in 1..=65535 other than `reverse_tunnel` ({port})"
+                    ),
+                ));
+            }
+            forwards.push(forward("remote_write", "remote_write", url, rw_port)?);
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "reverse_tunnel_remote_write_port",
+                "missing: with `remote_write` and `reverse_tunnel` the remote-write receiver needs a login-node port of its own",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "reverse_tunnel_remote_write_port",
+                "goes with `remote_write`, which is not set",
+            ));
+        }
+        (None, None) => {}
+    }
+    let linger = keys.linger_seconds.unwrap_or(60);
+    if linger > 3600 {
+        return Err(ConfigError::invalid(
+            "reverse_tunnel_linger_seconds",
+            format!("{linger} is over 3600"),
+        ));
+    }
+    Ok(Some(ReverseTunnelConfig {
+        ssh: ssh_config,
+        bind,
+        advertise,
+        forwards,
+        linger: Duration::from_secs(linger),
+    }))
 }
 
 /// The HTTP bounds from `max_connections`, `idle_timeout_ms`, `header_timeout_ms`.
@@ -616,6 +930,135 @@ mod tests {
             let shown = e.to_string();
             assert!(shown.contains(&format!("`{key}`")), "{text}: {shown}");
         }
+    }
+
+    const SSH: &str = "[slurm.ssh]\nhost = \"login01\"\nuser = \"u\"\nidentity_file = \"i\"\nknown_hosts = \"k\"\n";
+
+    #[test]
+    fn reverse_tunnel_is_checked_against_backend_ssh_and_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let pgw = "pushgateway = \"http://monitor:9091/pgw\"\n";
+        let slurm = "backend = \"slurm\"\n";
+        let cases = [
+            // Needs the Slurm backend over SSH and a Pushgateway.
+            (format!("{pgw}reverse_tunnel = 19091\n"), "reverse_tunnel"),
+            (
+                format!("{pgw}{slurm}reverse_tunnel = 19091\n"),
+                "reverse_tunnel",
+            ),
+            (
+                format!("{slurm}reverse_tunnel = 19091\n{SSH}"),
+                "reverse_tunnel",
+            ),
+            (
+                format!("{pgw}{slurm}reverse_tunnel = 0\n{SSH}"),
+                "reverse_tunnel",
+            ),
+            (
+                format!("{pgw}{slurm}reverse_tunnel = 70000\n{SSH}"),
+                "reverse_tunnel",
+            ),
+            // The target must be plain http (the nodes get http://ADVERTISE:PORT).
+            (
+                format!(
+                    "pushgateway = \"https://monitor:9091\"\n{slurm}reverse_tunnel = 19091\n{SSH}"
+                ),
+                "pushgateway",
+            ),
+            (
+                format!("{pgw}{slurm}reverse_tunnel = 19091\nreverse_tunnel_bind = \"a b\"\n{SSH}"),
+                "reverse_tunnel_bind",
+            ),
+            (
+                format!(
+                    "{pgw}{slurm}reverse_tunnel = 19091\nreverse_tunnel_advertise = \"h/x\"\n{SSH}"
+                ),
+                "reverse_tunnel_advertise",
+            ),
+            // remote_write needs its own port, and the port needs remote_write.
+            (
+                format!(
+                    "{pgw}{slurm}remote_write = \"http://m:9090/api/v1/write\"\nreverse_tunnel = 19091\n{SSH}"
+                ),
+                "reverse_tunnel_remote_write_port",
+            ),
+            (
+                format!(
+                    "{pgw}{slurm}remote_write = \"http://m:9090/api/v1/write\"\nreverse_tunnel = 19091\nreverse_tunnel_remote_write_port = 19091\n{SSH}"
+                ),
+                "reverse_tunnel_remote_write_port",
+            ),
+            (
+                format!(
+                    "{pgw}{slurm}reverse_tunnel = 19091\nreverse_tunnel_remote_write_port = 19092\n{SSH}"
+                ),
+                "reverse_tunnel_remote_write_port",
+            ),
+            // Tunnel keys without the tunnel.
+            (
+                format!("{pgw}reverse_tunnel_advertise = \"x\"\n"),
+                "reverse_tunnel_advertise",
+            ),
+            (
+                format!(
+                    "{pgw}{slurm}reverse_tunnel = 19091\nreverse_tunnel_linger_seconds = 4000\n{SSH}"
+                ),
+                "reverse_tunnel_linger_seconds",
+            ),
+            ("remote_write = \"ftp://x\"".to_string(), "remote_write"),
+        ];
+        for (text, key) in cases {
+            let e = Config::load(&cli_with(dir.path(), &text)).unwrap_err();
+            let shown = e.to_string();
+            assert!(shown.contains(&format!("`{key}`")), "{text}: {shown}");
+        }
+    }
+
+    #[test]
+    fn reverse_tunnel_hands_jobs_the_login_node_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = format!(
+            "backend = \"slurm\"\npushgateway = \"http://monitor:9091/pgw/\"\nremote_write = \"http://[fd00::1]:9090/api/v1/write\"\n{SSH}"
+        );
+        // Without the tunnel jobs get the URLs as given.
+        let c = Config::load(&cli_with(dir.path(), &base)).unwrap();
+        assert!(c.reverse_tunnel.is_none());
+        assert_eq!(c.job_pushgateway(), Some("http://monitor:9091/pgw"));
+        assert_eq!(
+            c.job_remote_write(),
+            Some("http://[fd00::1]:9090/api/v1/write")
+        );
+        // Loopback by default: the login node's 127.0.0.1.
+        let mut cli = cli_with(dir.path(), &base);
+        cli.reverse_tunnel = Some(19091);
+        cli.reverse_tunnel_remote_write_port = Some(19092);
+        let c = Config::load(&cli).unwrap();
+        let t = c.reverse_tunnel.as_ref().unwrap();
+        assert_eq!(
+            (t.bind.as_str(), t.advertise.as_str()),
+            ("127.0.0.1", "127.0.0.1")
+        );
+        assert_eq!(t.linger, Duration::from_secs(60));
+        assert_eq!(c.job_pushgateway(), Some("http://127.0.0.1:19091/pgw"));
+        assert_eq!(
+            c.job_remote_write(),
+            Some("http://127.0.0.1:19092/api/v1/write")
+        );
+        assert_eq!(
+            (
+                t.forwards[1].target_host.as_str(),
+                t.forwards[1].target_port
+            ),
+            ("fd00::1", 9090)
+        );
+        // A wildcard bind advertises the login node's name; an explicit
+        // advertise wins (an IPv6 one is bracketed).
+        cli.reverse_tunnel_bind = Some("0.0.0.0".into());
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.job_pushgateway(), Some("http://login01:19091/pgw"));
+        cli.reverse_tunnel_advertise = Some("fd00::2".into());
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.job_pushgateway(), Some("http://[fd00::2]:19091/pgw"));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`state`]: SQLite; [`recipes`]: TOML argv templates; [`backend`]: local
 //!   processes or Slurm (here or over SSH); [`app`]: handlers and the monitor.
 //! - [`metrics`]: `GET /metrics`.
+//! - [`tunnel`]: the reverse tunnel on the Slurm login node (`--reverse-tunnel`).
 //! - [`loadgen`]: the load generator `aif-loadgen` runs (its own binary).
 
 #![recursion_limit = "256"]
@@ -34,6 +35,7 @@ pub mod recipes;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod tunnel;
 pub mod validate;
 
 pub use config::{Cli, Config, ConfigError};

@@ -69,10 +69,11 @@ fn build_backend(config: &Config) -> Result<Box<dyn Backend>, StartError> {
         BackendKind::Local => {
             let exe = std::env::current_exe().map_err(StartError::CurrentExe)?;
             let local = LocalBackend::new(&config.log_dir, exe, config.kill_grace)?;
-            Ok(Box::new(match &config.pushgateway {
+            Ok(Box::new(match config.job_pushgateway() {
                 Some(pgw) => local.with_exporter(ExporterPlan {
                     settings: config.exporter.clone(),
-                    pushgateway: pgw.clone(),
+                    pushgateway: pgw.to_string(),
+                    remote_write: config.job_remote_write().map(str::to_string),
                 }),
                 None => local,
             }))
@@ -100,9 +101,11 @@ fn build_backend(config: &Config) -> Result<Box<dyn Backend>, StartError> {
                     }
                 };
             let log_dir = config.slurm.log_dir.clone().unwrap_or(default_log_dir);
-            let exporter = config.pushgateway.as_ref().map(|pgw| ExporterPlan {
+            // Through the reverse tunnel's port on the login node when there is one.
+            let exporter = config.job_pushgateway().map(|pgw| ExporterPlan {
                 settings: config.exporter.clone(),
-                pushgateway: pgw.clone(),
+                pushgateway: pgw.to_string(),
+                remote_write: config.job_remote_write().map(str::to_string),
             });
             if exporter.is_none() {
                 log::warn!(

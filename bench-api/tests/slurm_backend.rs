@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use aif_testbed::{KeyFormat, KeyKind, SlurmCluster, Sshd, free_port, http_get, wait_until};
-use common::{Api, EXIT_AFTER_RECIPE, recipes_with};
+use aif_testbed::{SlurmCluster, Sshd, free_port, http_get, wait_until};
+use common::{Api, EXIT_AFTER_RECIPE, recipes_with, slurm_over_ssh};
 use serde_json::json;
 
 const GPU_SLEEP_RECIPE: &str = r#"
@@ -215,23 +215,9 @@ fn slurm_job_that_ends_while_the_api_is_down_is_shown_ended() {
 fn slurm_through_ssh_exec() {
     let cluster = SlurmCluster::start().expect("slurm cluster");
     let sshd = Sshd::start().expect("sshd");
-    let key = sshd
-        .client_key("id_api", KeyKind::Ed25519, KeyFormat::OpenSsh, None)
-        .expect("client key");
     let work = tempfile::tempdir().expect("tempdir");
-    let known_hosts = work.path().join("known_hosts");
-    sshd.write_known_hosts(&known_hosts).expect("known_hosts");
     let recipes = recipes_with(&[("exit-after.toml", EXIT_AFTER_RECIPE)]);
-    let toml = config(&format!(
-        "[slurm]\nlog_dir = \"{logs}\"\nenv = {{ SLURM_CONF = \"{conf}\" }}\n\
-         [slurm.ssh]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{user}\"\nidentity_file = \"{key}\"\nknown_hosts = \"{kh}\"\n",
-        logs = work.path().join("slurm-logs").display(),
-        conf = cluster.conf_path().display(),
-        port = sshd.port(),
-        user = sshd.user(),
-        key = key.private.display(),
-        kh = known_hosts.display(),
-    ));
+    let toml = config(&slurm_over_ssh(&sshd, &cluster, work.path()));
     // No SLURM_CONF in the API's own environment: it only reaches Slurm over SSH.
     let api = Api::start(recipes.path(), &toml, &["--backend", "slurm"], &[]);
     lifecycle(&api, &cluster, work.path());

@@ -165,6 +165,13 @@ impl LocalBackend {
         .arg(format!("service_id={}", spec.service_id))
         .args(["--delete-on-exit", "--interval", &e.settings.interval])
         .args(["--source", &e.settings.source])
+        .args(
+            e.remote_write
+                .as_deref()
+                .map(|rw| ["--remote-write", rw])
+                .into_iter()
+                .flatten(),
+        )
         .arg("--buffer")
         .arg(dir.join("exporter.sqlite"))
         .current_dir(dir)

@@ -164,13 +164,8 @@ impl SshRunner {
     /// # Errors
     /// When the settings are invalid (empty host, bad user name, …).
     pub fn new(settings: &SshSettings, timeout: Duration) -> Result<SshRunner, RunnerError> {
-        let config = SshConfig::builder(&settings.host, &settings.user, &settings.identity_file)
-            .port(settings.port)
-            .known_hosts(&settings.known_hosts)
-            .accept_new(settings.accept_new)
-            .connect_timeout(timeout.min(Duration::from_secs(15)))
-            .exec_timeout(Some(timeout))
-            .build()
+        let config = settings
+            .ssh_config(timeout)
             .map_err(|source| RunnerError::Ssh {
                 destination: format!("{}@{}:{}", settings.user, settings.host, settings.port),
                 source: Box::new(source),

@@ -27,8 +27,10 @@ use crate::config::{ExporterSettings, SlurmSettings};
 pub struct ExporterPlan {
     /// Exporter binary and interval.
     pub settings: ExporterSettings,
-    /// Pushgateway URL.
+    /// Pushgateway URL (as the job sees it: the reverse tunnel's when held).
     pub pushgateway: String,
+    /// Remote-write URL (`--remote-write`), delivered to besides the Pushgateway.
+    pub remote_write: Option<String>,
 }
 
 /// Slurm jobs through a [`CommandRunner`].
@@ -165,7 +167,7 @@ impl SlurmBackend {
                 "aif-service".into(),
                 "--instance".into(),
             ];
-            let rest = [
+            let mut rest = vec![
                 "--label".to_string(),
                 format!("service_id={}", spec.service_id),
                 "--delete-on-exit".into(),
@@ -174,6 +176,9 @@ impl SlurmBackend {
                 "--source".into(),
                 e.settings.source.clone(),
             ];
+            if let Some(rw) = &e.remote_write {
+                rest.extend(["--remote-write".to_string(), rw.clone()]);
+            }
             s.push_str(&format!(
                 "{} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}.sqlite\" &\n",
                 shell_join(&args),
@@ -484,6 +489,7 @@ type = "string"
                     source: "auto".into(),
                 },
                 pushgateway: "http://pgw:9091".into(),
+                remote_write: Some("http://prom:9090/api/v1/write".into()),
             }),
         );
         let argv = vec!["prog".to_string(), "it's $(id) `x` \"y\"".to_string()];
@@ -501,6 +507,10 @@ type = "string"
         );
         assert!(
             script.contains("'--pushgateway' 'http://pgw:9091'"),
+            "{script}"
+        );
+        assert!(
+            script.contains("'--remote-write' 'http://prom:9090/api/v1/write'"),
             "{script}"
         );
         // The shell gives the program exactly the argv back.

@@ -341,6 +341,36 @@ min = 0
 max = 255
 "#;
 
+/// The `[slurm]` and `[slurm.ssh]` TOML that drive `cluster` through `sshd`
+/// (the "login node"): a client key authorized there and a known_hosts
+/// holding its host key, both made in `work`; job logs in `work/slurm-logs`.
+pub fn slurm_over_ssh(
+    sshd: &aif_testbed::Sshd,
+    cluster: &aif_testbed::SlurmCluster,
+    work: &Path,
+) -> String {
+    let key = sshd
+        .client_key(
+            "id_api",
+            aif_testbed::KeyKind::Ed25519,
+            aif_testbed::KeyFormat::OpenSsh,
+            None,
+        )
+        .expect("client key");
+    let known_hosts = work.join("known_hosts");
+    sshd.write_known_hosts(&known_hosts).expect("known_hosts");
+    format!(
+        "[slurm]\nlog_dir = \"{logs}\"\nenv = {{ SLURM_CONF = \"{conf}\" }}\n\
+         [slurm.ssh]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{user}\"\nidentity_file = \"{key}\"\nknown_hosts = \"{kh}\"\n",
+        logs = work.join("slurm-logs").display(),
+        conf = cluster.conf_path().display(),
+        port = sshd.port(),
+        user = sshd.user(),
+        key = key.private.display(),
+        kh = known_hosts.display(),
+    )
+}
+
 /// True while the process group exists.
 pub fn group_alive(pgid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
