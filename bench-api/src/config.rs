@@ -552,8 +552,16 @@ fn check_slurm_rest(slurm: &SlurmSettings) -> Result<(), ConfigError> {
     }
     let unix = rest.url.starts_with("unix:");
     if unix {
-        if rest.url.trim_start_matches("unix:").trim_start_matches("//").is_empty() {
-            return Err(ConfigError::invalid("slurm.rest.url", "`unix:` needs a socket path"));
+        if rest
+            .url
+            .trim_start_matches("unix:")
+            .trim_start_matches("//")
+            .is_empty()
+        {
+            return Err(ConfigError::invalid(
+                "slurm.rest.url",
+                "`unix:` needs a socket path",
+            ));
         }
         if rest.ssh.is_some() {
             return Err(ConfigError::invalid(
@@ -583,11 +591,17 @@ fn check_slurm_rest(slurm: &SlurmSettings) -> Result<(), ConfigError> {
     if let Some(u) = &rest.user
         && (u.is_empty() || u.chars().any(|c| c.is_whitespace() || c.is_control()))
     {
-        return Err(ConfigError::invalid("slurm.rest.user", format!("`{u}` is not a user name")));
+        return Err(ConfigError::invalid(
+            "slurm.rest.user",
+            format!("`{u}` is not a user name"),
+        ));
     }
     if let Some(path) = &rest.token_file {
         std::fs::metadata(path).map_err(|e| {
-            ConfigError::invalid("slurm.rest.token_file", format!("cannot read {}: {e}", path.display()))
+            ConfigError::invalid(
+                "slurm.rest.token_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
         })?;
     }
     if let Some(v) = &rest.api_version

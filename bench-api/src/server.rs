@@ -129,7 +129,9 @@ fn build_slurm_rest(config: &Config) -> Result<Box<dyn Backend>, StartError> {
         version::ApiVersion,
     };
     let Some(rest) = config.slurm.rest.as_ref() else {
-        return Err(StartError::Backend(BackendError::BadRef("[slurm.rest]".into())));
+        return Err(StartError::Backend(BackendError::BadRef(
+            "[slurm.rest]".into(),
+        )));
     };
     let timeout = Duration::from_secs(rest.timeout_seconds.unwrap_or(30));
     let mut tunnel = None;

@@ -54,7 +54,8 @@ struct Work {
 impl Work {
     fn new() -> Work {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         let logs = dir.path().join("slurm-logs");
         std::fs::create_dir(&logs).expect("logs");
         std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o777)).expect("chmod");
@@ -128,7 +129,8 @@ fn lifecycle(api: &Api, cluster: &SlurmCluster, work: &Work) {
     assert_eq!(failed["exit_code"], 3, "{failed:#}");
     let job = failed["backend_ref"].as_str().expect("job");
     assert!(
-        wait_until(Duration::from_secs(30), || sacct_state(cluster, job).as_deref()
+        wait_until(Duration::from_secs(30), || sacct_state(cluster, job)
+            .as_deref()
             == Some("FAILED|3:0")),
         "{:?}",
         sacct_state(cluster, job)
@@ -154,11 +156,7 @@ fn slurm_rest_services_run_cancel_fail_and_ask_for_gpus() {
     );
     lifecycle(&api, &cluster, &work);
     // Discovered from the server's OpenAPI document (it offers v0.0.37 and v0.0.38).
-    assert!(
-        api.log().contains("using v0.0.38"),
-        "{}",
-        api.log()
-    );
+    assert!(api.log().contains("using v0.0.38"), "{}", api.log());
     // GPUs, memory and time limit reach Slurm as numbers and gres.
     let svc = api.create_service("gpu-sleep", json!({}));
     let id = svc["id"].as_str().expect("id").to_string();
@@ -172,7 +170,10 @@ fn slurm_rest_services_run_cancel_fail_and_ask_for_gpus() {
     let show = String::from_utf8_lossy(&show.stdout);
     assert!(show.contains("gpu:1"), "{show}");
     assert!(show.contains("TimeLimit=00:10:00"), "{show}");
-    assert!(show.contains(&format!("UserId={}", SlurmRestd::JOB_USER)), "{show}");
+    assert!(
+        show.contains(&format!("UserId={}", SlurmRestd::JOB_USER)),
+        "{show}"
+    );
     assert_eq!(
         api.send("DELETE", &format!("/api/v1/services/{id}"), None)
             .status,
@@ -207,7 +208,10 @@ fn wrong_or_expired_token_is_a_clear_error_and_the_service_goes_unknown() {
 
     // A wrong token (well-formed, bad signature): slurmctld refuses it.
     let (head, _sig) = token.rsplit_once('.').expect("jwt");
-    write_token(&work.token_file(), &format!("{head}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    write_token(
+        &work.token_file(),
+        &format!("{head}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    );
     let unknown = api.wait_service(&id, "unknown", Duration::from_secs(30));
     let detail = unknown["detail"].as_str().unwrap_or("");
     assert!(
@@ -341,7 +345,10 @@ fn slurm_rest_through_the_ssh_local_forward() {
         .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("SSH forward") && stderr.to_lowercase().contains("host key"), "{stderr}");
+    assert!(
+        stderr.contains("SSH forward") && stderr.to_lowercase().contains("host key"),
+        "{stderr}"
+    );
 
     let api = Api::start(
         recipes.path(),

@@ -41,9 +41,15 @@ pub struct SlurmOptions {
 
 /// Where Debian's Slurm plugins are.
 fn plugin_present(name: &str) -> bool {
-    ["/usr/lib/x86_64-linux-gnu/slurm-wlm", "/usr/lib/aarch64-linux-gnu/slurm-wlm", "/usr/lib/slurm-wlm", "/usr/lib/slurm", "/usr/lib64/slurm"]
-        .iter()
-        .any(|d| Path::new(d).join(name).is_file())
+    [
+        "/usr/lib/x86_64-linux-gnu/slurm-wlm",
+        "/usr/lib/aarch64-linux-gnu/slurm-wlm",
+        "/usr/lib/slurm-wlm",
+        "/usr/lib/slurm",
+        "/usr/lib64/slurm",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join(name).is_file())
 }
 
 /// A running single-node Slurm cluster.

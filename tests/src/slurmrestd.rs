@@ -56,9 +56,7 @@ fn user_ids(user: &str) -> Option<(u32, u32)> {
 fn http_answer(s: &mut dyn ReadWrite) -> bool {
     let req = b"GET /openapi HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let mut buf = [0u8; 12];
-    s.write_all(req).is_ok()
-        && s.read_exact(&mut buf).is_ok()
-        && buf.starts_with(b"HTTP/1.")
+    s.write_all(req).is_ok() && s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.")
 }
 
 /// Any HTTP answer on `addr`, or on `socket` without one.
@@ -91,7 +89,9 @@ impl SlurmRestd {
             binary: "user slurm".into(),
             package: "slurm-client".into(),
         })?;
-        let dir = tempfile::Builder::new().prefix("aif-slurmrestd-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("aif-slurmrestd-")
+            .tempdir()?;
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
         let socket = dir.path().join("slurmrestd.socket");
         let addr = match listen {
@@ -103,7 +103,12 @@ impl SlurmRestd {
             .arg(format!("--regid={gid}"))
             .arg("--clear-groups")
             .arg(slurmrestd)
-            .args(["-a", "rest_auth/jwt", "-s", "openapi/v0.0.37,openapi/v0.0.38"])
+            .args([
+                "-a",
+                "rest_auth/jwt",
+                "-s",
+                "openapi/v0.0.37,openapi/v0.0.38",
+            ])
             .arg(match addr {
                 Some(a) => a.to_string(),
                 None => format!("unix:{}", socket.display()),

@@ -227,7 +227,10 @@ impl Backend for SlurmBackend {
             .filter(|id| match seen.get(*id) {
                 None => true,
                 Some((state, _)) => {
-                    matches!(job_state(state, None, None), Some(JobState::Ended(_)) | None)
+                    matches!(
+                        job_state(state, None, None),
+                        Some(JobState::Ended(_)) | None
+                    )
                 }
             })
             .collect();

@@ -298,7 +298,10 @@ mod tests {
         assert_eq!(ExitStatus::from_sacct("3:0"), Some(ExitStatus::Code(3)));
         assert_eq!(ExitStatus::from_sacct("0:15"), Some(ExitStatus::Signal(15)));
         assert_eq!(ExitStatus::from_wait_status(768), Some(ExitStatus::Code(3)));
-        assert_eq!(ExitStatus::from_wait_status(15), Some(ExitStatus::Signal(15)));
+        assert_eq!(
+            ExitStatus::from_wait_status(15),
+            Some(ExitStatus::Signal(15))
+        );
         assert_eq!(first_host("node[01-04,07]").as_deref(), Some("node01"));
         assert_eq!(first_host("localhost").as_deref(), Some("localhost"));
         assert_eq!(first_host("a1,a2").as_deref(), Some("a1"));
@@ -336,7 +339,12 @@ mod tests {
         };
         assert_eq!(r.memory_mib(), Some(Ok(16 * 1024)));
         assert_eq!(r.time_limit_minutes(), Some(Ok(24 * 60 + 2 * 60 + 4)));
-        for (t, m) in [("90", 90), ("10:30", 11), ("2:00:00", 120), ("2-3", 51 * 60)] {
+        for (t, m) in [
+            ("90", 90),
+            ("10:30", 11),
+            ("2:00:00", 120),
+            ("2-3", 51 * 60),
+        ] {
             r.time_limit = Some(t.into());
             assert_eq!(r.time_limit_minutes(), Some(Ok(m)), "{t}");
         }

@@ -55,9 +55,7 @@ pub enum SlurmRestError {
     },
     /// slurmrestd or slurmctld refused the credentials (HTTP 401/403, or an
     /// authentication error in the answer).
-    #[error(
-        "slurm-rest: {url} refused the credentials of user `{user}` (HTTP {status}): {detail}"
-    )]
+    #[error("slurm-rest: {url} refused the credentials of user `{user}` (HTTP {status}): {detail}")]
     Unauthorized {
         /// The request.
         url: String,
@@ -182,7 +180,9 @@ impl std::fmt::Display for Endpoint {
 /// What is wrong with `url`.
 pub fn host_port(url: &str) -> Result<(String, u16), &'static str> {
     if url.starts_with("https://") {
-        return Err("https is not supported; use http:// on the login node's loopback through [slurm.rest.ssh]");
+        return Err(
+            "https is not supported; use http:// on the login node's loopback through [slurm.rest.ssh]",
+        );
     }
     let rest = url
         .strip_prefix("http://")
@@ -307,10 +307,7 @@ impl TokenFile {
                 self.user,
                 self.path.display(),
                 read.1
-                    .map(|e| format!(
-                        " (expires in {} s)",
-                        e.saturating_sub(now_s())
-                    ))
+                    .map(|e| format!(" (expires in {} s)", e.saturating_sub(now_s())))
                     .unwrap_or_default()
             );
             *cache = Some(CachedToken {
@@ -467,13 +464,18 @@ impl SlurmRestClient {
         let payload = body.map(Value::to_string);
         let answer = match &self.endpoint {
             Endpoint::Http(_) => self.http(method, &url, &headers, payload.as_deref()),
-            Endpoint::Unix(sock) => {
-                unix_request(sock, self.timeout, method, path, &headers, payload.as_deref())
-                    .map_err(|detail| SlurmRestError::Transport {
-                        url: url.clone(),
-                        detail,
-                    })
-            }
+            Endpoint::Unix(sock) => unix_request(
+                sock,
+                self.timeout,
+                method,
+                path,
+                &headers,
+                payload.as_deref(),
+            )
+            .map_err(|detail| SlurmRestError::Transport {
+                url: url.clone(),
+                detail,
+            }),
         }?;
         log::debug!(
             "slurm-rest: {method} {url} as {} → {}",
@@ -568,10 +570,11 @@ impl SlurmRestClient {
             struct Doc {
                 paths: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
             }
-            let doc: Doc = serde_json::from_str(&a.body).map_err(|e| SlurmRestError::BadAnswer {
-                url: self.url(path),
-                reason: format!("not an OpenAPI document: {e}"),
-            })?;
+            let doc: Doc =
+                serde_json::from_str(&a.body).map_err(|e| SlurmRestError::BadAnswer {
+                    url: self.url(path),
+                    reason: format!("not an OpenAPI document: {e}"),
+                })?;
             let offered = ApiVersion::offered(doc.paths.keys().map(String::as_str));
             let Some(v) = ApiVersion::newest_common(&offered) else {
                 return Err(SlurmRestError::UnsupportedVersions {
@@ -672,9 +675,13 @@ fn unix_request(
 ) -> Result<Answer, String> {
     let mut s = std::os::unix::net::UnixStream::connect(sock)
         .map_err(|e| format!("connect {}: {e}", sock.display()))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAccept: application/json\r\n");
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAccept: application/json\r\n"
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -91,19 +91,21 @@ impl SlurmRestBackend {
         spec: &LaunchSpec<'_>,
     ) -> Result<serde_json::Value, SlurmRestError> {
         let resources = JobResources::of(spec, &self.settings, &self.log_dir);
-        let memory_mib = resources
-            .memory_mib()
+        let memory_mib =
+            resources
+                .memory_mib()
+                .transpose()
+                .map_err(|value| SlurmRestError::Unconvertible {
+                    field: "memory",
+                    value,
+                })?;
+        let time_minutes = resources
+            .time_limit_minutes()
             .transpose()
             .map_err(|value| SlurmRestError::Unconvertible {
-                field: "memory",
-                value,
-            })?;
-        let time_minutes = resources.time_limit_minutes().transpose().map_err(|value| {
-            SlurmRestError::Unconvertible {
                 field: "time_limit",
                 value,
-            }
-        })?;
+            })?;
         let script = self.script(spec);
         let cwd = self.log_dir.to_string_lossy();
         Ok(v.submit_body(&JobRequest {
@@ -123,12 +125,10 @@ impl SlurmRestBackend {
             Err(e) if client::is_invalid_job(&e) => return Ok(JobState::Missing),
             Err(e) => return Err(e),
         };
-        let job = v
-            .job(&answer)
-            .map_err(|reason| SlurmRestError::BadAnswer {
-                url: format!("{}{path}", self.client.endpoint()),
-                reason,
-            })?;
+        let job = v.job(&answer).map_err(|reason| SlurmRestError::BadAnswer {
+            url: format!("{}{path}", self.client.endpoint()),
+            reason,
+        })?;
         Ok(match job {
             None => JobState::Missing,
             Some(j) => match job_state(&j.state, j.exit, j.host.clone()) {
@@ -210,7 +210,10 @@ impl Backend for SlurmRestBackend {
             return Err(BackendError::BadRef(backend_ref.to_string()));
         }
         let v = self.client.version()?;
-        match self.client.call(v, "DELETE", &v.job_path(backend_ref), None) {
+        match self
+            .client
+            .call(v, "DELETE", &v.job_path(backend_ref), None)
+        {
             Ok(_) => {}
             Err(SlurmRestError::Slurm { number, .. })
                 if number == ESLURM_INVALID_JOB_ID || number == ESLURM_ALREADY_DONE => {}

@@ -70,6 +70,14 @@ fn rest_state(v: ApiVersion, fixture_name: &str) -> JobState {
     job_state(&j.state, j.exit, j.host).expect("a known state")
 }
 
+/// (squeue line, sacct line, REST fixtures, expected).
+type Case = (
+    &'static str,
+    &'static str,
+    Vec<(ApiVersion, &'static str)>,
+    JobState,
+);
+
 #[test]
 fn one_mapping_for_squeue_sacct_and_every_rest_version() {
     let ended = |e| JobState::Ended(e);
@@ -77,7 +85,7 @@ fn one_mapping_for_squeue_sacct_and_every_rest_version() {
         host: Some(h.to_string()),
     };
     // (squeue line, sacct line, REST fixtures, expected)
-    let cases: Vec<(&str, &str, Vec<(ApiVersion, &str)>, JobState)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "42|FAILED|localhost",
             "42|FAILED|3:0",
@@ -224,9 +232,7 @@ time_limit = "1:30:00"
 fn backend(v: Option<ApiVersion>) -> SlurmRestBackend {
     let client = SlurmRestClient::new(
         Endpoint::Http("http://127.0.0.1:9".into()),
-        Auth::Local {
-            user: "svc".into(),
-        },
+        Auth::Local { user: "svc".into() },
         Duration::from_secs(1),
         v,
     );
@@ -291,7 +297,10 @@ fn submit_bodies_follow_each_version_and_carry_the_cli_script() {
     assert_eq!(v38["script"], b.script(&spec).as_str());
     assert_eq!(job["name"], "aif-svc-1");
     assert_eq!(job["nodes"], serde_json::json!([1, 1]));
-    assert_eq!(job["environment"], serde_json::json!({"PATH": "/usr/bin:/bin"}));
+    assert_eq!(
+        job["environment"],
+        serde_json::json!({"PATH": "/usr/bin:/bin"})
+    );
     assert_eq!(job["memory_per_node"], 16384);
     assert_eq!(job["time_limit"], 90);
     assert_eq!(job["gres"], "gpu:2");
@@ -305,7 +314,10 @@ fn submit_bodies_follow_each_version_and_carry_the_cli_script() {
         let body = b.submit_body(v, &spec).expect("body");
         let job = &body["job"];
         assert_eq!(job["nodes"], "1");
-        assert_eq!(job["environment"], serde_json::json!(["PATH=/usr/bin:/bin"]));
+        assert_eq!(
+            job["environment"],
+            serde_json::json!(["PATH=/usr/bin:/bin"])
+        );
         let n = |x: u64| serde_json::json!({"set": true, "infinite": false, "number": x});
         assert_eq!(job["memory_per_node"], n(16384));
         assert_eq!(job["time_limit"], n(90));
