@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use aif_testbed::{
     KeyFormat, KeyKind, RestdListen, SlurmCluster, SlurmOptions, SlurmRestd, Sshd, free_port,
-    http_get, wait_until,
+    wait_until,
 };
+use common::slurm::{lifecycle, sacct_state};
 use common::{Api, EXIT_AFTER_RECIPE, recipes_with};
 use serde_json::json;
 
@@ -31,19 +32,6 @@ time_limit = "10:00"
 
 fn cluster() -> SlurmCluster {
     SlurmCluster::start_with(SlurmOptions { jwt: true }).expect("slurm cluster with auth/jwt")
-}
-
-/// The state of a job in the completion log (`sacct -c`), once it has one.
-fn sacct_state(cluster: &SlurmCluster, job: &str) -> Option<String> {
-    let out = Command::new("sacct")
-        .args(["-c", "-n", "-P", "-j", job, "-o", "JobID,State,ExitCode"])
-        .envs(cluster.env())
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.split('|').next() == Some(job))
-        .map(|l| l.split('|').skip(1).collect::<Vec<_>>().join("|"))
 }
 
 /// A directory the job user (`nobody`) can read and write: job output, flags.
@@ -85,58 +73,6 @@ fn write_token(path: &Path, token: &str) {
     std::fs::rename(&tmp, path).expect("token");
 }
 
-fn lifecycle(api: &Api, cluster: &SlurmCluster, work: &Work) {
-    // Start → running (health check passed) → reachable → cancel → cancelled.
-    let port = free_port();
-    let svc = api.create_service("demo-http", json!({"port": port}));
-    let id = svc["id"].as_str().expect("id").to_string();
-    assert_eq!(svc["backend"], "slurm-rest", "{svc:#}");
-    let job = svc["backend_ref"].as_str().expect("job id").to_string();
-    assert!(job.parse::<u64>().is_ok(), "{svc:#}");
-    let running = api.wait_service(&id, "running", Duration::from_secs(90));
-    assert_eq!(running["host"], "localhost", "{running:#}");
-    assert_eq!(
-        http_get(&format!("http://127.0.0.1:{port}/"))
-            .expect("reachable")
-            .0,
-        200
-    );
-    let a = api.send("DELETE", &format!("/api/v1/services/{id}"), None);
-    assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.json()["status"], "cancelled");
-    assert!(
-        wait_until(Duration::from_secs(60), || sacct_state(cluster, &job)
-            .is_some_and(|s| s.starts_with("CANCELLED"))),
-        "job {job} not cancelled in Slurm: {:?}\n{}",
-        sacct_state(cluster, &job),
-        api.log()
-    );
-    assert!(wait_until(Duration::from_secs(30), || http_get(&format!(
-        "http://127.0.0.1:{port}/"
-    ))
-    .is_err()));
-    assert_eq!(api.service(&id)["status"], "cancelled");
-
-    // A failing job → failed with its exit code.
-    let flag = work.path().join(format!("go-{}", free_port()));
-    std::fs::write(&flag, "").expect("flag");
-    let svc = api.create_service(
-        "exit-after",
-        json!({"flag": flag.to_str().expect("utf8"), "code": 3}),
-    );
-    let id = svc["id"].as_str().expect("id").to_string();
-    let failed = api.wait_service(&id, "failed", Duration::from_secs(90));
-    assert_eq!(failed["exit_code"], 3, "{failed:#}");
-    let job = failed["backend_ref"].as_str().expect("job");
-    assert!(
-        wait_until(Duration::from_secs(30), || sacct_state(cluster, job)
-            .as_deref()
-            == Some("FAILED|3:0")),
-        "{:?}",
-        sacct_state(cluster, job)
-    );
-}
-
 #[test]
 fn slurm_rest_services_run_cancel_fail_and_ask_for_gpus() {
     let cluster = cluster();
@@ -154,7 +90,7 @@ fn slurm_rest_services_run_cancel_fail_and_ask_for_gpus() {
         &["--backend", "slurm-rest"],
         &[],
     );
-    lifecycle(&api, &cluster, &work);
+    lifecycle(&api, &cluster, work.path(), "slurm-rest");
     // Discovered from the server's OpenAPI document (it offers v0.0.37 and v0.0.38).
     assert!(api.log().contains("using v0.0.38"), "{}", api.log());
     // GPUs, memory and time limit reach Slurm as numbers and gres.
@@ -356,7 +292,7 @@ fn slurm_rest_through_the_ssh_local_forward() {
         &["--backend", "slurm-rest"],
         &[],
     );
-    lifecycle(&api, &cluster, &work);
+    lifecycle(&api, &cluster, work.path(), "slurm-rest");
     assert!(api.log().contains("SSH forward"), "{}", api.log());
     assert!(
         sshd.log_text().contains("Accepted publickey"),

@@ -66,7 +66,8 @@ fn chown_munge(path: &Path, uid: u32, gid: u32) -> Result<(), TestbedError> {
     Ok(())
 }
 
-fn user_ids(user: &str) -> Option<(u32, u32)> {
+/// The uid and gid of `user`, when it exists.
+pub(crate) fn user_ids(user: &str) -> Option<(u32, u32)> {
     let name = std::ffi::CString::new(user).ok()?;
     // SAFETY: getpwnam returns a pointer into static storage or null; the two
     // ids are copied out at once.

@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::process::{ServerProcess, TestbedError, free_port, require_binary};
-use crate::slurm::SlurmCluster;
+use crate::slurm::{SlurmCluster, user_ids};
 
 /// Where slurmrestd listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,20 +37,6 @@ pub struct SlurmRestd {
     process: ServerProcess,
     addr: Option<SocketAddr>,
     socket: PathBuf,
-}
-
-fn user_ids(user: &str) -> Option<(u32, u32)> {
-    let name = std::ffi::CString::new(user).ok()?;
-    // SAFETY: getpwnam returns a pointer into static storage or null; the two
-    // ids are copied out at once.
-    unsafe {
-        let pw = libc::getpwnam(name.as_ptr());
-        if pw.is_null() {
-            None
-        } else {
-            Some(((*pw).pw_uid, (*pw).pw_gid))
-        }
-    }
 }
 
 fn http_answer(s: &mut dyn ReadWrite) -> bool {
