@@ -808,6 +808,30 @@ mod tests {
     }
 
     #[test]
+    fn slurm_rest_settings_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("jwt");
+        std::fs::write(&token, "x.y.z").unwrap();
+        let text = format!(
+            "backend = \"slurm-rest\"\n[slurm]\npartition = \"gpu\"\n[slurm.rest]\nurl = \"http://127.0.0.1:6820\"\nuser = \"svc\"\ntoken_file = \"{}\"\napi_version = \"v0.0.40\"\n[slurm.rest.ssh]\nhost = \"login\"\nuser = \"svc\"\nidentity_file = \"/k\"\nknown_hosts = \"/kh\"\n",
+            token.display()
+        );
+        let c = Config::load(&cli_with(dir.path(), &text)).unwrap();
+        assert_eq!(c.backend, BackendKind::SlurmRest);
+        assert_eq!(c.poll_interval, Duration::from_millis(2000));
+        let rest = c.slurm.rest.unwrap();
+        assert_eq!(rest.api_version.as_deref(), Some("v0.0.40"));
+        assert_eq!(rest.ssh.unwrap().port, 22);
+        // A Unix socket without a token: rest_auth/local.
+        let c = Config::load(&cli_with(
+            dir.path(),
+            "backend = \"slurm-rest\"\n[slurm.rest]\nurl = \"unix:/run/slurmrestd.socket\"\n",
+        ))
+        .unwrap();
+        assert!(c.slurm.rest.unwrap().token_file.is_none());
+    }
+
+    #[test]
     fn flags_win() {
         let dir = tempfile::tempdir().unwrap();
         let mut cli = cli_with(
