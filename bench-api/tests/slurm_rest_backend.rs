@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use aif_testbed::{
-    KeyFormat, KeyKind, RestdListen, SlurmCluster, SlurmOptions, SlurmRestd, Sshd, free_port,
-    wait_until,
+    KeyFormat, KeyKind, RestdAuth, RestdListen, SlurmCluster, SlurmOptions, SlurmRestd, Sshd,
+    free_port, wait_until,
 };
 use common::slurm::{lifecycle, sacct_state};
 use common::{Api, EXIT_AFTER_RECIPE, recipes_with};
@@ -230,6 +230,38 @@ fn slurm_rest_job_that_ends_while_the_api_is_down_is_shown_ended() {
 }
 
 #[test]
+fn slurm_rest_over_a_unix_socket_with_rest_auth_local() {
+    let cluster = cluster();
+    let restd =
+        SlurmRestd::start_with(&cluster, RestdListen::Unix, RestdAuth::Local).expect("slurmrestd");
+    let work = Work::new();
+    let recipes = recipes_with(&[("exit-after.toml", EXIT_AFTER_RECIPE)]);
+    // No token: slurmrestd knows the socket's peer.
+    let toml = format!(
+        "poll_interval_ms = 100\n[slurm]\nlog_dir = \"{}\"\n[slurm.rest]\nurl = \"{}\"\n",
+        work.path().join("slurm-logs").display(),
+        restd.url()
+    );
+    let api = Api::start(recipes.path(), &toml, &["--backend", "slurm-rest"], &[]);
+    lifecycle(&api, &cluster, work.path(), "slurm-rest");
+    assert!(
+        restd.log_text().contains("rest_auth/local"),
+        "{}",
+        restd.log_text()
+    );
+    let jobs = Command::new("squeue")
+        .args(["-h", "-t", "all", "-o", "%u"])
+        .envs(cluster.env())
+        .output()
+        .expect("squeue");
+    assert!(
+        String::from_utf8_lossy(&jobs.stdout).contains(SlurmRestd::LOCAL_USER),
+        "{}",
+        String::from_utf8_lossy(&jobs.stdout)
+    );
+}
+
+#[test]
 fn slurm_rest_through_the_ssh_local_forward() {
     let cluster = cluster();
     let restd = SlurmRestd::start(&cluster, RestdListen::Tcp).expect("slurmrestd");
@@ -294,6 +326,30 @@ fn slurm_rest_through_the_ssh_local_forward() {
     );
     lifecycle(&api, &cluster, work.path(), "slurm-rest");
     assert!(api.log().contains("SSH forward"), "{}", api.log());
+    // A benchmark run is a job too: submitted, watched and collected through
+    // the forward (its result file is in the shared `log_dir`).
+    let svc = api.create_service("demo-http", json!({"port": free_port()}));
+    let sid = svc["id"].as_str().expect("id").to_string();
+    api.wait_service(&sid, "running", Duration::from_secs(90));
+    let a = api.post(
+        "/api/v1/benchmarks",
+        &json!({"service_id": sid, "duration_seconds": 2}),
+    );
+    assert_eq!(a.status, 201, "{}", a.body);
+    let rid = a.json()["id"].as_str().expect("id").to_string();
+    let mut run = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            run = api.get(&format!("/api/v1/benchmarks/{rid}")).json();
+            run["status"] == "completed"
+        }),
+        "{run:#}\n{}",
+        api.log()
+    );
+    assert!(
+        run["result"]["completed"].as_u64().unwrap_or(0) > 0,
+        "{run:#}"
+    );
     assert!(
         sshd.log_text().contains("Accepted publickey"),
         "{}",

@@ -35,7 +35,7 @@ pub use prometheus::{
 };
 pub use pushgateway::Pushgateway;
 pub use slurm::{SlurmCluster, SlurmOptions};
-pub use slurmrestd::{RestdListen, SlurmRestd};
+pub use slurmrestd::{RestdAuth, RestdListen, SlurmRestd};
 pub use sshd::{KeyFormat, KeyKind, KeyPair, Sshd, SshdOptions};
 pub use text::{metric_value, metric_values};
 pub use victoria::VictoriaMetrics;

@@ -11,7 +11,9 @@
 //!   it answers HTTP.
 //!
 //! Jobs submitted through it run as the token's user; slurmrestd refuses
-//! tokens for root, so tests use [`SlurmRestd::JOB_USER`].
+//! tokens for root, so tests use [`SlurmRestd::JOB_USER`]. With
+//! [`RestdAuth::Local`] (`rest_auth/local`, Unix socket) they run as
+//! slurmrestd's own user, [`SlurmRestd::LOCAL_USER`].
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -29,6 +31,16 @@ pub enum RestdListen {
     Tcp,
     /// `unix:<dir>/slurmrestd.socket`.
     Unix,
+}
+
+/// How slurmrestd authenticates clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestdAuth {
+    /// `rest_auth/jwt`: `X-SLURM-USER-NAME` + `X-SLURM-USER-TOKEN`.
+    Jwt,
+    /// `rest_auth/local`: the Unix socket's peer (root is accepted and acts
+    /// as slurmrestd's own user, `slurm`); needs [`RestdListen::Unix`].
+    Local,
 }
 
 /// A running slurmrestd.
@@ -60,6 +72,9 @@ trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
 impl SlurmRestd {
+    /// The user jobs run as with [`RestdAuth::Local`] (slurmrestd's own).
+    pub const LOCAL_USER: &'static str = "slurm";
+
     /// The user jobs are submitted as (slurmrestd refuses tokens for root).
     pub const JOB_USER: &'static str = "nobody";
 
@@ -69,6 +84,23 @@ impl SlurmRestd {
     /// A missing binary (`slurmrestd`, `util-linux`), no user `slurm`
     /// (package `slurm-client`), or not answering within 15 s (with its log).
     pub fn start(cluster: &SlurmCluster, listen: RestdListen) -> Result<SlurmRestd, TestbedError> {
+        Self::start_with(cluster, listen, RestdAuth::Jwt)
+    }
+
+    /// As [`SlurmRestd::start`], with `auth`.
+    ///
+    /// # Errors
+    /// As [`SlurmRestd::start`]; `Local` over TCP is refused.
+    pub fn start_with(
+        cluster: &SlurmCluster,
+        listen: RestdListen,
+        auth: RestdAuth,
+    ) -> Result<SlurmRestd, TestbedError> {
+        if auth == RestdAuth::Local && listen == RestdListen::Tcp {
+            return Err(TestbedError::Io(std::io::Error::other(
+                "rest_auth/local needs a Unix socket",
+            )));
+        }
         let slurmrestd = require_binary("slurmrestd", "slurmrestd")?;
         let setpriv = require_binary("setpriv", "util-linux")?;
         let (uid, gid) = user_ids("slurm").ok_or_else(|| TestbedError::MissingBinary {
@@ -89,18 +121,22 @@ impl SlurmRestd {
             .arg(format!("--regid={gid}"))
             .arg("--clear-groups")
             .arg(slurmrestd)
-            .args([
-                "-a",
-                "rest_auth/jwt",
-                "-s",
-                "openapi/v0.0.37,openapi/v0.0.38",
-            ])
+            .arg("-a")
+            .arg(match auth {
+                RestdAuth::Jwt => "rest_auth/jwt",
+                RestdAuth::Local => "rest_auth/local",
+            })
+            .args(["-s", "openapi/v0.0.37,openapi/v0.0.38"])
             .arg(match addr {
                 Some(a) => a.to_string(),
                 None => format!("unix:{}", socket.display()),
             })
-            .env("SLURM_CONF", cluster.conf_path())
-            .env("SLURM_JWT", "daemon");
+            .env("SLURM_CONF", cluster.conf_path());
+        if auth == RestdAuth::Jwt {
+            // With it set, rest_auth/local answers "Authentication does not
+            // apply to request" to everything.
+            cmd.env("SLURM_JWT", "daemon");
+        }
         let mut process = ServerProcess::spawn("slurmrestd", cmd, dir)?;
         process.wait_ready(Duration::from_secs(15), || answers(addr, &socket))?;
         log::info!(
