@@ -84,13 +84,21 @@ fn slurm_rest_services_run_cancel_fail_and_ask_for_gpus() {
         ("exit-after.toml", EXIT_AFTER_RECIPE),
         ("gpu-sleep.toml", GPU_SLEEP_RECIPE),
     ]);
+    // The most verbose logging of ours and of the HTTP client: still no token.
     let api = Api::start(
         recipes.path(),
         &work.config(&restd.url(), ""),
         &["--backend", "slurm-rest"],
-        &[],
+        &[(
+            "RUST_LOG".to_string(),
+            "info,aif_bench_api=debug,ureq=trace,ureq_proto=trace".to_string(),
+        )],
     );
     lifecycle(&api, &cluster, work.path(), "slurm-rest");
+    assert!(
+        api.log().contains("HEADERS ARE REDACTED"),
+        "the HTTP client's trace is not in the log: the check below would prove nothing"
+    );
     // Discovered from the server's OpenAPI document (it offers v0.0.37 and v0.0.38).
     assert!(api.log().contains("using v0.0.38"), "{}", api.log());
     // GPUs, memory and time limit reach Slurm as numbers and gres.
@@ -227,6 +235,25 @@ fn slurm_rest_job_that_ends_while_the_api_is_down_is_shown_ended() {
     );
     assert_eq!(svc["exit_code"], 4, "{svc:#}");
     assert!(api.log().contains("unix:"), "{}", api.log());
+
+    // Without a token (rest_auth/local) a JWT slurmrestd answers 401: said
+    // plainly, nothing started.
+    let toml = format!(
+        "[slurm]\nlog_dir = \"{}\"\n[slurm.rest]\nurl = \"{}\"\n",
+        work.path().join("slurm-logs").display(),
+        restd.url()
+    );
+    let no_token = Api::start(recipes.path(), &toml, &["--backend", "slurm-rest"], &[]);
+    let a = no_token.post(
+        "/api/v1/services",
+        &json!({"recipe": "exit-after", "params": {"flag": "/nonexistent", "code": 0}}),
+    );
+    assert_eq!(a.status, 502, "{}", a.body);
+    assert!(
+        a.body.contains("HTTP 401") && a.body.contains("refused the credentials"),
+        "{}",
+        a.body
+    );
 }
 
 #[test]
