@@ -129,17 +129,23 @@ fn build_slurm_rest(config: &Config) -> Result<Box<dyn Backend>, StartError> {
         version::ApiVersion,
     };
     let Some(rest) = config.slurm.rest.as_ref() else {
-        return Err(StartError::Backend(BackendError::BadRef(
-            "[slurm.rest]".into(),
-        )));
+        return Err(BackendError::from(SlurmRestError::Config {
+            key: "slurm.rest",
+            reason: "missing".into(),
+        })
+        .into());
     };
     let timeout = Duration::from_secs(rest.timeout_seconds.unwrap_or(30));
     let mut tunnel = None;
     let endpoint = if let Some(path) = rest.url.strip_prefix("unix:") {
         Endpoint::Unix(std::path::PathBuf::from(path.trim_start_matches("//")))
     } else if let Some(ssh) = &rest.ssh {
-        let (host, port) = client::host_port(&rest.url)
-            .map_err(|m| BackendError::BadRef(format!("{}: {m}", rest.url)))?;
+        let (host, port) = client::host_port(&rest.url).map_err(|m| {
+            BackendError::from(SlurmRestError::Config {
+                key: "slurm.rest.url",
+                reason: format!("`{}`: {m}", rest.url),
+            })
+        })?;
         let destination = format!("{}@{}:{}", ssh.user, ssh.host, ssh.port);
         let ssh_err = |source| {
             BackendError::from(SlurmRestError::Tunnel {

@@ -122,6 +122,14 @@ pub enum SlurmRestError {
         /// The value.
         value: String,
     },
+    /// The settings cannot make a client (normally caught by the config check).
+    #[error("slurm-rest: config key `{key}`: {reason}")]
+    Config {
+        /// The key (`slurm.rest.url`).
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The SSH local forward to the login node could not start.
     #[error("slurm-rest: SSH forward to {destination}: {source}")]
     Tunnel {
