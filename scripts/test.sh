@@ -14,6 +14,7 @@ PACKAGES=(
   openssh-server openssh-client          # testbed: private sshd, ssh-keygen
   apache2-utils                          # htpasswd (bcrypt) for Pushgateway basic auth
   slurmctld slurmd slurm-client munge    # testbed: single-node Slurm cluster
+  slurmrestd slurm-wlm-jwt-plugin        # testbed: slurmrestd (rest_auth/jwt) for the slurm-rest backend
   gcc libc6-dev make perl pkg-config     # fake libnvidia-ml.so.1; static OpenSSL/zlib for libssh2
   python3                                # the demo service recipe, free ports in scripts
   python3-venv                           # schemathesis (PyPI) in target/schemathesis-venv

@@ -749,6 +749,13 @@ impl App {
                 continue;
             };
             match state {
+                Err(e) if e.state_unknowable() => {
+                    log::warn!("monitor: service {}: cannot get state: {e}", svc.id);
+                    let detail = format!("cannot get the state: {e}");
+                    if svc.status != Status::Unknown || svc.detail.as_deref() != Some(&detail) {
+                        self.transition(&svc.id, Status::Unknown, Some(&detail), None);
+                    }
+                }
                 Err(e) => log::warn!("monitor: service {}: cannot get state: {e}", svc.id),
                 Ok(JobState::Queued) => {
                     if svc.status != Status::Pending {

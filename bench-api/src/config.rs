@@ -5,7 +5,7 @@
 //! listen = "127.0.0.1:8080"
 //! db = "/var/lib/aif-bench-api/state.sqlite"
 //! recipes = "/etc/aif-bench-api/recipes"  # over the built-in ones
-//! backend = "slurm"                    # or "local"
+//! backend = "slurm"                    # or "local", "slurm-rest"
 //! cors_origin = ["https://grafana.example.org"]
 //! token_file = "/etc/aif-bench-api/token"
 //! pushgateway = "http://monitor:9091"
@@ -22,6 +22,13 @@
 //! exporter_source = "auto"             # or "nvml", "simulated"
 //! loadgen_binary = "/opt/aif/bin/aif-loadgen"
 //! prometheus = "http://monitor:9090"   # energy per benchmark run
+//! # Reverse tunnel (needs [slurm.ssh]): the login node's 127.0.0.1:19091 leads
+//! # to the Pushgateway (19092 to remote_write) while services or runs exist.
+//! reverse_tunnel = 19091
+//! reverse_tunnel_remote_write_port = 19092
+//! reverse_tunnel_bind = "127.0.0.1"      # where sshd listens; others need GatewayPorts
+//! reverse_tunnel_advertise = "login01"   # the login node as the compute nodes name it
+//! reverse_tunnel_linger_seconds = 60     # held this long after the last one ended
 //!
 //! [slurm]
 //! partition = "gpu"
@@ -39,13 +46,19 @@
 //! known_hosts = "/etc/aif-bench-api/known_hosts"
 //! accept_new = false
 //!
-//! # Reverse tunnel (needs [slurm.ssh]): the login node's 127.0.0.1:19091 leads
-//! # to the Pushgateway (19092 to remote_write) while services or runs exist.
-//! reverse_tunnel = 19091
-//! reverse_tunnel_remote_write_port = 19092
-//! reverse_tunnel_bind = "127.0.0.1"      # where sshd listens; others need GatewayPorts
-//! reverse_tunnel_advertise = "login01"   # the login node as the compute nodes name it
-//! reverse_tunnel_linger_seconds = 60     # held this long after the last one ended
+//! [slurm.rest]                         # backend = "slurm-rest": slurmrestd
+//! url = "http://127.0.0.1:6820"        # or "unix:/run/slurmrestd/slurmrestd.socket"
+//! user = "svc-bench"                   # X-SLURM-USER-NAME
+//! token_file = "/etc/aif-bench-api/slurm.jwt"  # `scontrol token` output; omit for rest_auth/local
+//! api_version = "v0.0.40"              # default: the newest both sides speak
+//! timeout_seconds = 30
+//! environment = { PATH = "/usr/local/bin:/usr/bin:/bin" }  # the jobs' environment
+//!
+//! [slurm.rest.ssh]                     # reach `url` from the login node (SSH local forward)
+//! host = "login.cluster.example.org"
+//! user = "svc-bench"
+//! identity_file = "/etc/aif-bench-api/id_ed25519"
+//! known_hosts = "/etc/aif-bench-api/known_hosts"
 //! ```
 
 use std::net::SocketAddr;
@@ -119,8 +132,9 @@ pub struct Cli {
     /// ones by name (default: the built-in recipes only).
     #[arg(long, value_name = "DIR")]
     pub recipes: Option<PathBuf>,
-    /// Where services run: local or slurm (default local).
-    #[arg(long, value_name = "local|slurm")]
+    /// Where services run: local, slurm (commands) or slurm-rest
+    /// (slurmrestd) (default local).
+    #[arg(long, value_name = "local|slurm|slurm-rest")]
     pub backend: Option<String>,
     /// An allowed CORS origin (repeatable), e.g. `https://grafana.example.org`.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
@@ -237,6 +251,39 @@ pub struct SlurmSettings {
     /// Run Slurm commands on a login node over SSH.
     #[serde(default)]
     pub ssh: Option<SshSettings>,
+    /// slurmrestd, for `backend = "slurm-rest"`.
+    #[serde(default)]
+    pub rest: Option<SlurmRestSettings>,
+}
+
+/// `[slurm.rest]`: the `slurm-rest` backend's slurmrestd.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmRestSettings {
+    /// `http://host:port` (as seen from the login node with `ssh`) or
+    /// `unix:/path/to/slurmrestd.socket`.
+    pub url: String,
+    /// `X-SLURM-USER-NAME`: the user jobs run as.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// File holding the JWT (`scontrol token` output); re-read when it
+    /// changes. Without it: `rest_auth/local` (Unix socket only).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Pin an API version (`v0.0.38`, `v0.0.40`, `v0.0.41`) instead of
+    /// discovering it.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Limit for one request (default 30 s).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// The jobs' environment (slurmrestd passes none of its own; default
+    /// `PATH=/usr/local/bin:/usr/bin:/bin`).
+    #[serde(default)]
+    pub environment: Option<std::collections::BTreeMap<String, String>>,
+    /// Reach `url` through an SSH local forward to this login node.
+    #[serde(default)]
+    pub ssh: Option<SshSettings>,
 }
 
 /// The TOML file: the same keys as the flags, plus tuning.
@@ -287,8 +334,10 @@ fn default_loadgen() -> PathBuf {
 pub enum BackendKind {
     /// Child processes of the API.
     Local,
-    /// Slurm jobs.
+    /// Slurm jobs (sbatch, squeue, sacct, scancel).
     Slurm,
+    /// Slurm jobs through slurmrestd.
+    SlurmRest,
 }
 
 /// The node exporter started beside GPU services on Slurm.
@@ -428,10 +477,11 @@ impl Config {
         let backend = match cli.backend.clone().or(file.backend).as_deref() {
             None | Some("local") => BackendKind::Local,
             Some("slurm") => BackendKind::Slurm,
+            Some("slurm-rest") => BackendKind::SlurmRest,
             Some(other) => {
                 return Err(ConfigError::invalid(
                     "backend",
-                    format!("`{other}` is not one of: local, slurm"),
+                    format!("`{other}` is not one of: local, slurm, slurm-rest"),
                 ));
             }
         };
@@ -477,7 +527,7 @@ impl Config {
         // Slurm answers through squeue (maybe over SSH): ask it less often.
         let poll_ms = file
             .poll_interval_ms
-            .unwrap_or(if backend == BackendKind::Slurm {
+            .unwrap_or(if backend != BackendKind::Local {
                 2000
             } else {
                 500
@@ -533,6 +583,9 @@ impl Config {
                 "slurm.command_timeout_seconds",
                 format!("{t} is not in 1..=600"),
             ));
+        }
+        if backend == BackendKind::SlurmRest {
+            check_slurm_rest(&slurm)?;
         }
         let remote_write = match cli.remote_write.clone().or(file.remote_write) {
             Some(url) => Some(
@@ -783,6 +836,116 @@ fn reverse_tunnel(
     }))
 }
 
+/// `backend = "slurm-rest"` needs `[slurm.rest]`, and takes none of the
+/// settings only commands can honour.
+fn check_slurm_rest(slurm: &SlurmSettings) -> Result<(), ConfigError> {
+    let Some(rest) = &slurm.rest else {
+        return Err(ConfigError::invalid(
+            "slurm.rest",
+            "backend slurm-rest needs [slurm.rest] with `url` (and `user`, `token_file`)",
+        ));
+    };
+    if !slurm.extra_args.is_empty() {
+        return Err(ConfigError::invalid(
+            "slurm.extra_args",
+            "sbatch arguments; slurmrestd takes none (use partition/account, or backend slurm)",
+        ));
+    }
+    if !slurm.env.is_empty() {
+        return Err(ConfigError::invalid(
+            "slurm.env",
+            "the environment of Slurm commands; slurm-rest runs none (the jobs' is slurm.rest.environment)",
+        ));
+    }
+    if slurm.ssh.is_some() {
+        return Err(ConfigError::invalid(
+            "slurm.ssh",
+            "runs Slurm commands over SSH; to reach slurmrestd through a login node use [slurm.rest.ssh]",
+        ));
+    }
+    let unix = rest.url.starts_with("unix:");
+    if unix {
+        if rest
+            .url
+            .trim_start_matches("unix:")
+            .trim_start_matches("//")
+            .is_empty()
+        {
+            return Err(ConfigError::invalid(
+                "slurm.rest.url",
+                "`unix:` needs a socket path",
+            ));
+        }
+        if rest.ssh.is_some() {
+            return Err(ConfigError::invalid(
+                "slurm.rest.ssh",
+                "forwards TCP; it cannot be used with a unix: URL",
+            ));
+        }
+    } else {
+        crate::backend::slurm_rest::client::host_port(&rest.url)
+            .map_err(|m| ConfigError::invalid("slurm.rest.url", format!("`{}`: {m}", rest.url)))?;
+    }
+    match (&rest.token_file, &rest.user) {
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "slurm.rest.user",
+                "required with token_file (X-SLURM-USER-NAME, the token's user)",
+            ));
+        }
+        (None, _) if !unix => {
+            return Err(ConfigError::invalid(
+                "slurm.rest.token_file",
+                "required for an http:// URL (rest_auth/jwt); rest_auth/local needs a unix: URL",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(u) = &rest.user
+        && (u.is_empty() || u.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(ConfigError::invalid(
+            "slurm.rest.user",
+            format!("`{u}` is not a user name"),
+        ));
+    }
+    if let Some(path) = &rest.token_file {
+        std::fs::metadata(path).map_err(|e| {
+            ConfigError::invalid(
+                "slurm.rest.token_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+    }
+    if let Some(v) = &rest.api_version
+        && crate::backend::slurm_rest::version::ApiVersion::parse(v).is_none()
+    {
+        return Err(ConfigError::invalid(
+            "slurm.rest.api_version",
+            format!("`{v}` is not one of: v0.0.38, v0.0.40, v0.0.41"),
+        ));
+    }
+    if let Some(t) = rest.timeout_seconds
+        && !(1..=600).contains(&t)
+    {
+        return Err(ConfigError::invalid(
+            "slurm.rest.timeout_seconds",
+            format!("{t} is not in 1..=600"),
+        ));
+    }
+    if let Some(env) = &rest.environment {
+        for k in env.keys() {
+            if k.is_empty() || k.contains('=') || k.chars().any(|c| c.is_control()) {
+                return Err(ConfigError::invalid(
+                    "slurm.rest.environment",
+                    format!("`{k}` is not a variable name"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The HTTP bounds from `max_connections`, `idle_timeout_ms`, `header_timeout_ms`.
 fn http_limits(
     max_connections: Option<usize>,
@@ -924,6 +1087,31 @@ mod tests {
                 "slurm.ssh.port",
             ),
             ("token_file = \"/nonexistent/token\"", "token_file"),
+            ("backend = \"slurm-rest\"", "slurm.rest"),
+            (
+                "backend = \"slurm-rest\"\n[slurm.rest]\nurl = \"http://h:6820\"",
+                "slurm.rest.token_file",
+            ),
+            (
+                "backend = \"slurm-rest\"\n[slurm.rest]\nurl = \"https://h:6820\"\nuser = \"u\"\ntoken_file = \"/dev/null\"",
+                "slurm.rest.url",
+            ),
+            (
+                "backend = \"slurm-rest\"\n[slurm.rest]\nurl = \"http://h:6820\"\ntoken_file = \"/dev/null\"",
+                "slurm.rest.user",
+            ),
+            (
+                "backend = \"slurm-rest\"\n[slurm.rest]\nurl = \"unix:/s\"\napi_version = \"v0.0.39\"",
+                "slurm.rest.api_version",
+            ),
+            (
+                "backend = \"slurm-rest\"\n[slurm]\nextra_args = [\"-q\"]\n[slurm.rest]\nurl = \"unix:/s\"",
+                "slurm.extra_args",
+            ),
+            (
+                "backend = \"slurm-rest\"\n[slurm.rest]\nurl = \"unix:/s\"\ntimeout = 3",
+                "slurm.rest.timeout",
+            ),
         ];
         for (text, key) in cases {
             let e = Config::load(&cli_with(dir.path(), text)).unwrap_err();
@@ -1059,6 +1247,30 @@ mod tests {
         cli.reverse_tunnel_advertise = Some("fd00::2".into());
         let c = Config::load(&cli).unwrap();
         assert_eq!(c.job_pushgateway(), Some("http://[fd00::2]:19091/pgw"));
+    }
+
+    #[test]
+    fn slurm_rest_settings_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("jwt");
+        std::fs::write(&token, "x.y.z").unwrap();
+        let text = format!(
+            "backend = \"slurm-rest\"\n[slurm]\npartition = \"gpu\"\n[slurm.rest]\nurl = \"http://127.0.0.1:6820\"\nuser = \"svc\"\ntoken_file = \"{}\"\napi_version = \"v0.0.40\"\n[slurm.rest.ssh]\nhost = \"login\"\nuser = \"svc\"\nidentity_file = \"/k\"\nknown_hosts = \"/kh\"\n",
+            token.display()
+        );
+        let c = Config::load(&cli_with(dir.path(), &text)).unwrap();
+        assert_eq!(c.backend, BackendKind::SlurmRest);
+        assert_eq!(c.poll_interval, Duration::from_millis(2000));
+        let rest = c.slurm.rest.unwrap();
+        assert_eq!(rest.api_version.as_deref(), Some("v0.0.40"));
+        assert_eq!(rest.ssh.unwrap().port, 22);
+        // A Unix socket without a token: rest_auth/local.
+        let c = Config::load(&cli_with(
+            dir.path(),
+            "backend = \"slurm-rest\"\n[slurm.rest]\nurl = \"unix:/run/slurmrestd.socket\"\n",
+        ))
+        .unwrap();
+        assert!(c.slurm.rest.unwrap().token_file.is_none());
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub struct Service {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// Current status.
     pub status: Status,
-    /// `local` or `slurm`.
+    /// `local`, `slurm` or `slurm-rest`.
     pub backend: String,
     /// Process-group id (local) or Slurm job id, once launched.
     pub backend_ref: Option<String>,

@@ -278,7 +278,7 @@ fn schemas(recipes: &Catalogue) -> Value {
             "properties": {
                 "status": {"type": "string", "enum": ["ok"]},
                 "version": {"type": "string"},
-                "backend": {"type": "string", "enum": ["local", "slurm"]},
+                "backend": {"type": "string", "enum": ["local", "slurm", "slurm-rest"]},
                 "uptime_seconds": {"type": "integer"}
             }
         },
@@ -351,7 +351,7 @@ fn schemas(recipes: &Catalogue) -> Value {
                 "recipe": {"type": "string"},
                 "params": {"type": "object", "additionalProperties": true},
                 "status": {"$ref": "#/components/schemas/Status"},
-                "backend": {"type": "string", "enum": ["local", "slurm"]},
+                "backend": {"type": "string", "enum": ["local", "slurm", "slurm-rest"]},
                 "backend_ref": {"type": "string", "nullable": true, "description": "Process-group id (local) or Slurm job id"},
                 "host": nullable_string,
                 "port": {"type": "integer", "nullable": true},

@@ -78,6 +78,7 @@ fn build_backend(config: &Config) -> Result<Box<dyn Backend>, StartError> {
                 None => local,
             }))
         }
+        BackendKind::SlurmRest => build_slurm_rest(config),
         BackendKind::Slurm => {
             let timeout = Duration::from_secs(config.slurm.command_timeout_seconds.unwrap_or(30));
             let (runner, default_log_dir): (Box<dyn CommandRunner>, std::path::PathBuf) =
@@ -121,6 +122,112 @@ fn build_backend(config: &Config) -> Result<Box<dyn Backend>, StartError> {
             )))
         }
     }
+}
+
+/// The `slurm-rest` backend: the client (through the SSH forward when
+/// `[slurm.rest.ssh]` is set) and the job settings.
+fn build_slurm_rest(config: &Config) -> Result<Box<dyn Backend>, StartError> {
+    use crate::backend::slurm_rest::{
+        Auth, Endpoint, SlurmRestBackend, SlurmRestClient, SlurmRestError, TokenFile, client,
+        version::ApiVersion,
+    };
+    let Some(rest) = config.slurm.rest.as_ref() else {
+        return Err(BackendError::from(SlurmRestError::Config {
+            key: "slurm.rest",
+            reason: "missing".into(),
+        })
+        .into());
+    };
+    let timeout = Duration::from_secs(rest.timeout_seconds.unwrap_or(30));
+    let mut tunnel = None;
+    let endpoint = if let Some(path) = rest.url.strip_prefix("unix:") {
+        Endpoint::Unix(std::path::PathBuf::from(path.trim_start_matches("//")))
+    } else if let Some(ssh) = &rest.ssh {
+        let (host, port) = client::host_port(&rest.url).map_err(|m| {
+            BackendError::from(SlurmRestError::Config {
+                key: "slurm.rest.url",
+                reason: format!("`{}`: {m}", rest.url),
+            })
+        })?;
+        let destination = format!("{}@{}:{}", ssh.user, ssh.host, ssh.port);
+        let ssh_err = |source| {
+            BackendError::from(SlurmRestError::Tunnel {
+                destination: destination.clone(),
+                source: Box::new(source),
+            })
+        };
+        let cfg = gpu_metrics::ssh::SshConfig::builder(&ssh.host, &ssh.user, &ssh.identity_file)
+            .port(ssh.port)
+            .known_hosts(&ssh.known_hosts)
+            .accept_new(ssh.accept_new)
+            .connect_timeout(timeout.min(Duration::from_secs(15)))
+            .build()
+            .map_err(ssh_err)?;
+        let fwd = gpu_metrics::tunnel::LocalForward::start(&cfg, &host, port).map_err(ssh_err)?;
+        let local = format!("http://{}", fwd.local_addr());
+        log::info!(
+            "slurm-rest: {} reached through the SSH forward {local} via {destination}",
+            rest.url
+        );
+        tunnel = Some(fwd);
+        Endpoint::Http(local)
+    } else {
+        Endpoint::Http(rest.url.trim_end_matches('/').to_string())
+    };
+    let auth = match &rest.token_file {
+        Some(path) => Auth::Jwt(TokenFile::new(
+            path.clone(),
+            rest.user.clone().unwrap_or_default(),
+        )),
+        None => Auth::Local {
+            user: rest
+                .user
+                .clone()
+                .unwrap_or_else(|| "the socket's user".to_string()),
+        },
+    };
+    let pinned = rest.api_version.as_deref().and_then(ApiVersion::parse);
+    let client = SlurmRestClient::new(endpoint, auth, timeout, pinned);
+    let log_dir = match &config.slurm.log_dir {
+        Some(d) => d.clone(),
+        None => {
+            std::fs::create_dir_all(&config.log_dir).map_err(|source| BackendError::Io {
+                what: format!("create {}", config.log_dir.display()),
+                source,
+            })?;
+            config
+                .log_dir
+                .canonicalize()
+                .unwrap_or_else(|_| config.log_dir.clone())
+        }
+    };
+    let exporter = config.job_pushgateway().map(|pgw| ExporterPlan {
+        settings: config.exporter.clone(),
+        pushgateway: pgw.to_string(),
+        remote_write: config.job_remote_write().map(str::to_string),
+    });
+    let environment = rest.environment.clone().unwrap_or_else(|| {
+        [(
+            "PATH".to_string(),
+            "/usr/local/bin:/usr/bin:/bin".to_string(),
+        )]
+        .into()
+    });
+    log::info!(
+        "slurm-rest: {} as user {} ({}), job output in {}",
+        client.endpoint(),
+        client.user(),
+        pinned.map_or("API version discovered on first use", |v| v.as_str()),
+        log_dir.display()
+    );
+    Ok(Box::new(SlurmRestBackend::new(
+        client,
+        config.slurm.clone(),
+        log_dir,
+        exporter,
+        environment,
+        tunnel,
+    )))
 }
 
 impl Server {

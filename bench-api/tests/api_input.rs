@@ -740,11 +740,15 @@ fn openapi_lists_every_served_route_and_metrics_lint() {
         "{}",
         m.body
     );
-    assert!(
-        m.body.contains("aif_benchmark_runs{status=\"running\"} 1"),
-        "{}",
-        m.body
-    );
+    if !m.body.contains("aif_benchmark_runs{status=\"running\"} 1") {
+        let rid = run.json()["id"].as_str().unwrap_or_default().to_string();
+        panic!(
+            "no running run on /metrics:\n{}\nthe run now: {}\nAPI log:\n{}",
+            m.body,
+            api.get(&format!("/api/v1/benchmarks/{rid}")).body,
+            api.log()
+        );
+    }
     assert!(
         m.body.contains(
             "aif_api_requests_total{route=\"/api/v1/benchmarks\",method=\"POST\",status=\"201\"} 1"

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use aif_testbed::{SlurmCluster, Sshd, free_port, http_get, wait_until};
+use aif_testbed::{SlurmCluster, Sshd, free_port, wait_until};
+use common::slurm::{lifecycle, sacct_state};
 use common::{Api, EXIT_AFTER_RECIPE, recipes_with, slurm_over_ssh};
 use serde_json::json;
 
@@ -27,79 +26,8 @@ min = 1
 max = 86400
 "#;
 
-/// The state of a job in the completion log (`sacct -c`), once it has one.
-fn sacct_state(cluster: &SlurmCluster, job: &str) -> Option<String> {
-    let out = Command::new("sacct")
-        .args(["-c", "-n", "-P", "-j", job, "-o", "JobID,State,ExitCode"])
-        .envs(cluster.env())
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.split('|').next() == Some(job))
-        .map(|l| l.split('|').skip(1).collect::<Vec<_>>().join("|"))
-}
-
 fn config(extra: &str) -> String {
     format!("poll_interval_ms = 100\n{extra}")
-}
-
-fn lifecycle(api: &Api, cluster: &SlurmCluster, flag_dir: &Path) {
-    // Start → running (health check passed) → reachable → cancel → cancelled.
-    let port = free_port();
-    let svc = api.create_service("demo-http", json!({"port": port}));
-    let id = svc["id"].as_str().expect("id").to_string();
-    assert_eq!(svc["backend"], "slurm");
-    let job = svc["backend_ref"].as_str().expect("job id").to_string();
-    assert!(job.parse::<u64>().is_ok(), "{svc:#}");
-    let running = api.wait_service(&id, "running", Duration::from_secs(90));
-    assert_eq!(running["host"], "localhost", "{running:#}");
-    assert!(
-        running["detail"]
-            .as_str()
-            .unwrap_or("")
-            .contains("health check"),
-        "{running:#}"
-    );
-    assert_eq!(
-        http_get(&format!("http://127.0.0.1:{port}/"))
-            .expect("reachable")
-            .0,
-        200
-    );
-    let targets = api.get("/api/v1/services/targets").json();
-    assert_eq!(
-        targets[0]["targets"],
-        json!([format!("localhost:{port}")]),
-        "{targets:#}"
-    );
-    let a = api.send("DELETE", &format!("/api/v1/services/{id}"), None);
-    assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.json()["status"], "cancelled");
-    assert!(
-        wait_until(Duration::from_secs(60), || sacct_state(cluster, &job)
-            .is_some_and(|s| s.starts_with("CANCELLED"))),
-        "job {job} not cancelled in Slurm: {:?}",
-        sacct_state(cluster, &job)
-    );
-    assert!(wait_until(Duration::from_secs(30), || http_get(&format!(
-        "http://127.0.0.1:{port}/"
-    ))
-    .is_err()));
-    assert_eq!(api.service(&id)["status"], "cancelled");
-
-    // A failing job → failed with its exit code.
-    let flag = flag_dir.join("go-now");
-    std::fs::write(&flag, "").expect("flag");
-    let svc = api.create_service(
-        "exit-after",
-        json!({"flag": flag.to_str().expect("utf8"), "code": 3}),
-    );
-    let id = svc["id"].as_str().expect("id").to_string();
-    let failed = api.wait_service(&id, "failed", Duration::from_secs(90));
-    assert_eq!(failed["exit_code"], 3, "{failed:#}");
-    let job = failed["backend_ref"].as_str().expect("job");
-    assert_eq!(sacct_state(cluster, job).as_deref(), Some("FAILED|3:0"));
 }
 
 #[test]
@@ -134,7 +62,7 @@ fn slurm_services_run_cancel_fail_and_get_the_exporter() {
         &["--backend", "slurm", "--pushgateway", "http://127.0.0.1:9"],
         &cluster.env(),
     );
-    lifecycle(&api, &cluster, work.path());
+    lifecycle(&api, &cluster, work.path(), "slurm");
 
     // A GPU recipe gets the node exporter beside it.
     let svc = api.create_service("gpu-sleep", json!({}));
@@ -220,7 +148,7 @@ fn slurm_through_ssh_exec() {
     let toml = config(&slurm_over_ssh(&sshd, &cluster, work.path()));
     // No SLURM_CONF in the API's own environment: it only reaches Slurm over SSH.
     let api = Api::start(recipes.path(), &toml, &["--backend", "slurm"], &[]);
-    lifecycle(&api, &cluster, work.path());
+    lifecycle(&api, &cluster, work.path(), "slurm");
     // A benchmark run over SSH: sbatch, squeue and the result file (`cat`) all
     // go through the SSH runner.
     let svc = api.create_service("demo-http", json!({"port": free_port()}));

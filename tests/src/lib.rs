@@ -19,6 +19,7 @@ pub mod process;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod slurm;
+pub mod slurmrestd;
 pub mod sshd;
 pub mod text;
 pub mod victoria;
@@ -33,7 +34,8 @@ pub use prometheus::{
     raw_series, url_encode,
 };
 pub use pushgateway::Pushgateway;
-pub use slurm::SlurmCluster;
+pub use slurm::{SlurmCluster, SlurmOptions};
+pub use slurmrestd::{RestdAuth, RestdListen, SlurmRestd};
 pub use sshd::{KeyFormat, KeyKind, KeyPair, Sshd, SshdOptions};
 pub use text::{metric_value, metric_values};
 pub use victoria::VictoriaMetrics;

@@ -13,6 +13,10 @@
 //! - `slurmctld -D` and `slurmd -D -N localhost` run with `SLURM_CONF`
 //!   exported; ready when `sinfo -h -o %T` says `idle`.
 //!
+//! - With [`SlurmOptions::jwt`], `AuthAltTypes=auth/jwt` and a fresh
+//!   `jwt_hs256.key` (for slurmrestd: [`crate::SlurmRestd`]); tokens come from
+//!   [`SlurmCluster::token`] (`scontrol token`).
+//!
 //! Client commands need [`SlurmCluster::env`] (`SLURM_CONF`). Every daemon is
 //! stopped by PID when the handle drops; the directory is kept (and printed)
 //! when the test failed.
@@ -26,6 +30,27 @@ use std::time::Duration;
 use crate::process::{
     TestbedError, free_port, keep_if_panicking, require_binary, spawn_logged, terminate, wait_until,
 };
+
+/// How [`SlurmCluster::start_with`] sets the cluster up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SlurmOptions {
+    /// Accept JWTs besides munge (`AuthAltTypes=auth/jwt`), as slurmrestd's
+    /// `rest_auth/jwt` needs (Debian package `slurm-wlm-jwt-plugin`).
+    pub jwt: bool,
+}
+
+/// Where Debian's Slurm plugins are.
+fn plugin_present(name: &str) -> bool {
+    [
+        "/usr/lib/x86_64-linux-gnu/slurm-wlm",
+        "/usr/lib/aarch64-linux-gnu/slurm-wlm",
+        "/usr/lib/slurm-wlm",
+        "/usr/lib/slurm",
+        "/usr/lib64/slurm",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join(name).is_file())
+}
 
 /// A running single-node Slurm cluster.
 #[derive(Debug)]
@@ -41,7 +66,8 @@ fn chown_munge(path: &Path, uid: u32, gid: u32) -> Result<(), TestbedError> {
     Ok(())
 }
 
-fn user_ids(user: &str) -> Option<(u32, u32)> {
+/// The uid and gid of `user`, when it exists.
+pub(crate) fn user_ids(user: &str) -> Option<(u32, u32)> {
     let name = std::ffi::CString::new(user).ok()?;
     // SAFETY: getpwnam returns a pointer into static storage or null; the two
     // ids are copied out at once.
@@ -71,6 +97,21 @@ impl SlurmCluster {
     /// `slurmd`, `slurm-client`, `util-linux`), no `munge` user, or not ready
     /// within 30 s (with the end of the daemons' logs).
     pub fn start() -> Result<SlurmCluster, TestbedError> {
+        Self::start_with(SlurmOptions::default())
+    }
+
+    /// As [`SlurmCluster::start`], with `options`.
+    ///
+    /// # Errors
+    /// As [`SlurmCluster::start`]; with `jwt`, a missing `auth_jwt.so`
+    /// (package `slurm-wlm-jwt-plugin`).
+    pub fn start_with(options: SlurmOptions) -> Result<SlurmCluster, TestbedError> {
+        if options.jwt && !plugin_present("auth_jwt.so") {
+            return Err(TestbedError::MissingBinary {
+                binary: "auth_jwt.so (Slurm plugin)".into(),
+                package: "slurm-wlm-jwt-plugin".into(),
+            });
+        }
         let munged = require_binary("munged", "munge")?;
         let mungekey = require_binary("mungekey", "munge")?;
         let slurmctld = require_binary("slurmctld", "slurmctld")?;
@@ -121,6 +162,19 @@ impl SlurmCluster {
 
         let sock = mr.join("munge.sock");
         let conf = t.join("slurm.conf");
+        let jwt = if options.jwt {
+            let key = t.join("jwt_hs256.key");
+            let mut bytes = [0u8; 32];
+            File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+            std::fs::write(&key, bytes)?;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+            format!(
+                "AuthAltTypes=auth/jwt\nAuthAltParameters=jwt_key={}\n",
+                key.display()
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &conf,
             format!(
@@ -131,6 +185,7 @@ impl SlurmCluster {
                  AuthType=auth/munge\n\
                  CredType=cred/munge\n\
                  AuthInfo=socket={sock}\n\
+                 {jwt}\
                  CommunicationParameters=NoInAddrAny,NoCtldInAddrAny\n\
                  SlurmUser=root\n\
                  SlurmdUser=root\n\
@@ -157,6 +212,7 @@ impl SlurmCluster {
                 ctld_port = free_port(),
                 slurmd_port = free_port(),
                 sock = sock.display(),
+                jwt = jwt,
                 t = t.display(),
             ),
         )?;
@@ -272,6 +328,29 @@ impl SlurmCluster {
         vec![("SLURM_CONF".to_string(), self.conf.display().to_string())]
     }
 
+    /// A JWT for `user` valid `lifespan_s` seconds (`scontrol token`; the
+    /// cluster needs [`SlurmOptions::jwt`]).
+    ///
+    /// # Errors
+    /// When `scontrol` is missing or fails.
+    pub fn token(&self, user: &str, lifespan_s: u32) -> Result<String, TestbedError> {
+        let scontrol = require_binary("scontrol", "slurm-client")?;
+        let out = Command::new(scontrol)
+            .arg("token")
+            .arg(format!("username={user}"))
+            .arg(format!("lifespan={lifespan_s}"))
+            .env("SLURM_CONF", &self.conf)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.trim().strip_prefix("SLURM_JWT=") {
+            Some(t) if out.status.success() && !t.is_empty() => Ok(t.to_string()),
+            _ => Err(TestbedError::Io(std::io::Error::other(format!(
+                "scontrol token username={user} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))),
+        }
+    }
+
     /// The daemons' logs (their stdout/stderr plus Slurm's own log files).
     pub fn log_text(&self) -> String {
         let mut all = String::new();
@@ -295,14 +374,30 @@ impl SlurmCluster {
         if !self.daemons.is_empty()
             && let Ok(scancel) = require_binary("scancel", "slurm-client")
         {
-            let _ = Command::new(scancel)
-                .args(["--user", "root", "--full"])
-                .env("SLURM_CONF", &self.conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
             let squeue = self.sinfo.with_file_name("squeue");
             let conf = self.conf.clone();
+            // Every user's jobs (slurmrestd's run as an unprivileged user).
+            let ids: Vec<String> = Command::new(&squeue)
+                .args(["-h", "-o", "%i"])
+                .env("SLURM_CONF", &conf)
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !ids.is_empty() {
+                let _ = Command::new(scancel)
+                    .arg("--full")
+                    .args(&ids)
+                    .env("SLURM_CONF", &self.conf)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             wait_until(Duration::from_secs(10), || {
                 Command::new(&squeue)
                     .args(["-h", "-o", "%i"])

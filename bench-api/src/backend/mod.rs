@@ -6,6 +6,11 @@
 //! - [`slurm::SlurmBackend`]: Slurm jobs (`sbatch`, `squeue`, `sacct -c`,
 //!   `scancel`), through a [`runner::CommandRunner`] that runs them here or on a
 //!   login node over SSH.
+//! - [`slurm_rest::SlurmRestBackend`]: the same Slurm jobs through slurmrestd
+//!   (JWT or `rest_auth/local`), maybe over an SSH local forward.
+//!
+//! Both Slurm backends share the script, the resources and the state mapping
+//! ([`slurm_job`]).
 //!
 //! The API's monitor asks for [`JobState`]s and turns them into statuses; health
 //! checks and timeouts are the monitor's, not the backend's.
@@ -13,6 +18,8 @@
 pub mod local;
 pub mod runner;
 pub mod slurm;
+pub mod slurm_job;
+pub mod slurm_rest;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +51,25 @@ pub enum BackendError {
     /// The backend reference stored for a service is not one this backend made.
     #[error("invalid backend reference `{0}`")]
     BadRef(String),
+    /// A slurmrestd request failed (shared: one failure may answer for
+    /// several jobs).
+    #[error(transparent)]
+    Rest(std::sync::Arc<slurm_rest::SlurmRestError>),
+}
+
+impl From<slurm_rest::SlurmRestError> for BackendError {
+    fn from(e: slurm_rest::SlurmRestError) -> Self {
+        BackendError::Rest(std::sync::Arc::new(e))
+    }
+}
+
+impl BackendError {
+    /// True when the backend cannot tell a job's state until someone acts
+    /// (renews a token): the monitor shows the service `unknown` with this
+    /// error rather than keeping its last status.
+    pub fn state_unknowable(&self) -> bool {
+        matches!(self, BackendError::Rest(e) if e.is_credential_error())
+    }
 }
 
 /// What to start.
@@ -99,7 +125,7 @@ pub enum JobState {
 
 /// A place services run.
 pub trait Backend: Send + Sync {
-    /// `local` or `slurm`.
+    /// `local`, `slurm` or `slurm-rest`.
     fn kind(&self) -> &'static str;
 
     /// Starts a service.

@@ -16,22 +16,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use gpu_metrics::ssh::shell_join;
-
 use super::runner::{CommandOutput, CommandRunner};
-use super::{Backend, BackendError, Ending, JobState, LaunchSpec, Launched};
-use crate::config::{ExporterSettings, SlurmSettings};
-
-/// The node exporter to start beside GPU services.
-#[derive(Debug, Clone)]
-pub struct ExporterPlan {
-    /// Exporter binary and interval.
-    pub settings: ExporterSettings,
-    /// Pushgateway URL (as the job sees it: the reverse tunnel's when held).
-    pub pushgateway: String,
-    /// Remote-write URL (`--remote-write`), delivered to besides the Pushgateway.
-    pub remote_write: Option<String>,
-}
+pub use super::slurm_job::ExporterPlan;
+use super::slurm_job::{ExitStatus, JobResources, first_host, job_script, job_state};
+use super::{Backend, BackendError, JobState, LaunchSpec, Launched};
+use crate::config::SlurmSettings;
 
 /// Slurm jobs through a [`CommandRunner`].
 pub struct SlurmBackend {
@@ -48,57 +37,6 @@ impl std::fmt::Debug for SlurmBackend {
             .field("runner", &self.runner.describe())
             .field("log_dir", &self.log_dir)
             .finish_non_exhaustive()
-    }
-}
-
-/// Maps a Slurm job state name (`RUNNING`, `CANCELLED by 0`, …) to a coarse
-/// state; the exit code is filled in separately.
-fn classify(state: &str) -> Option<JobState> {
-    let base = state
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('+');
-    Some(match base {
-        "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" => {
-            JobState::Queued
-        }
-        "CONFIGURING" | "RUNNING" | "COMPLETING" | "RESIZING" | "SIGNALING" | "STAGE_OUT"
-        | "STOPPED" | "SUSPENDED" => JobState::Active { host: None },
-        "COMPLETED" => JobState::Ended(Ending::Exited(0)),
-        "FAILED" => JobState::Ended(Ending::Exited(1)),
-        "CANCELLED" => JobState::Ended(Ending::Cancelled),
-        "TIMEOUT" | "NODE_FAIL" | "PREEMPTED" | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY"
-        | "SPECIAL_EXIT" => JobState::Ended(Ending::SchedulerFailure(base.to_string())),
-        _ => return None,
-    })
-}
-
-/// `3:0` → exit 3; `0:15` → signal 15.
-fn parse_exit_code(s: &str) -> Option<Ending> {
-    let (code, signal) = s.trim().split_once(':')?;
-    let (code, signal): (i32, i32) = (code.parse().ok()?, signal.parse().ok()?);
-    Some(if signal != 0 {
-        Ending::Signalled(signal)
-    } else {
-        Ending::Exited(code)
-    })
-}
-
-/// The first host of a Slurm node list (`node[01-04,07]` → `node01`).
-pub fn first_host(nodelist: &str) -> Option<String> {
-    let nodelist = nodelist.trim();
-    if nodelist.is_empty() || nodelist == "(null)" {
-        return None;
-    }
-    match nodelist.find('[') {
-        None => nodelist.split(',').next().map(str::to_string),
-        Some(i) if i > 0 && !nodelist[..i].contains(',') => {
-            let prefix = &nodelist[..i];
-            let first = nodelist[i + 1..].split([',', '-', ']']).next()?;
-            Some(format!("{prefix}{first}"))
-        }
-        Some(_) => nodelist.split(',').next().map(str::to_string),
     }
 }
 
@@ -146,90 +84,16 @@ impl SlurmBackend {
         Ok(self.runner.run(&args)?)
     }
 
-    /// The job script (`sh`): the exporter in the background when the recipe
-    /// asks for GPUs, then the service; the service's exit status is the job's.
+    /// The job script (`sh`), the same for both Slurm backends
+    /// ([`job_script`]).
     pub fn script(&self, spec: &LaunchSpec<'_>) -> String {
-        let mut s = String::new();
-        s.push_str(&format!(
-            "# aif-bench-api service {} (recipe {})\n",
-            spec.service_id, spec.recipe.name
-        ));
-        let exporter = self
-            .exporter
-            .as_ref()
-            .filter(|_| spec.recipe.resources.gpus > 0);
-        if let Some(e) = exporter {
-            let args = [
-                e.settings.binary.to_string_lossy().into_owned(),
-                "--pushgateway".into(),
-                e.pushgateway.clone(),
-                "--job".into(),
-                "aif-service".into(),
-                "--instance".into(),
-            ];
-            let mut rest = vec![
-                "--label".to_string(),
-                format!("service_id={}", spec.service_id),
-                "--delete-on-exit".into(),
-                "--interval".into(),
-                e.settings.interval.clone(),
-                "--source".into(),
-                e.settings.source.clone(),
-            ];
-            if let Some(rw) = &e.remote_write {
-                rest.extend(["--remote-write".to_string(), rw.clone()]);
-            }
-            s.push_str(&format!(
-                "{} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}.sqlite\" &\n",
-                shell_join(&args),
-                shell_join(&rest)
-            ));
-            s.push_str("aif_exporter=$!\n");
-        }
-        s.push_str(&shell_join(spec.argv));
-        s.push('\n');
-        s.push_str("aif_rc=$?\n");
-        if exporter.is_some() {
-            s.push_str("kill -TERM \"$aif_exporter\" 2>/dev/null\nwait \"$aif_exporter\"\n");
-        }
-        s.push_str("exit \"$aif_rc\"\n");
-        s
+        job_script(spec, self.exporter.as_ref())
     }
 
     /// The `sbatch` argv for `spec`.
     pub fn sbatch_args(&self, spec: &LaunchSpec<'_>) -> Vec<String> {
-        let r = &spec.recipe.resources;
-        let log = |ext: &str| {
-            self.log_dir
-                .join(format!("{}-%j.{ext}", spec.service_id))
-                .to_string_lossy()
-                .into_owned()
-        };
-        let mut args = vec![
-            "sbatch".to_string(),
-            "--parsable".into(),
-            format!("--job-name=aif-{}", spec.service_id),
-            format!("--nodes={}", r.nodes),
-            "--ntasks-per-node=1".into(),
-            format!("--cpus-per-task={}", r.cpus),
-            format!("--output={}", log("out")),
-            format!("--error={}", log("err")),
-        ];
-        if r.gpus > 0 {
-            args.push(format!("--gres=gpu:{}", r.gpus));
-        }
-        if let Some(m) = &r.memory {
-            args.push(format!("--mem={m}"));
-        }
-        if let Some(t) = &r.time_limit {
-            args.push(format!("--time={t}"));
-        }
-        if let Some(p) = &self.settings.partition {
-            args.push(format!("--partition={p}"));
-        }
-        if let Some(a) = &self.settings.account {
-            args.push(format!("--account={a}"));
-        }
+        let mut args = vec!["sbatch".to_string(), "--parsable".into()];
+        args.extend(JobResources::of(spec, &self.settings, &self.log_dir).sbatch_options());
         args.extend(self.settings.extra_args.iter().cloned());
         args.push(format!("--wrap={}", self.script(spec)));
         self.env.iter().cloned().chain(args).collect()
@@ -263,12 +127,8 @@ impl SlurmBackend {
             if f.len() < 3 {
                 continue;
             }
-            let Some(state) = classify(f[1]) else {
+            let Some(state) = job_state(f[1], ExitStatus::from_sacct(f[2]), None) else {
                 continue;
-            };
-            let state = match (state, parse_exit_code(f[2])) {
-                (JobState::Ended(Ending::Exited(_)), Some(e)) => JobState::Ended(e),
-                (s, _) => s,
             };
             out.insert(f[0].to_string(), state);
         }
@@ -366,7 +226,12 @@ impl Backend for SlurmBackend {
             .copied()
             .filter(|id| match seen.get(*id) {
                 None => true,
-                Some((state, _)) => matches!(classify(state), Some(JobState::Ended(_)) | None),
+                Some((state, _)) => {
+                    matches!(
+                        job_state(state, None, None),
+                        Some(JobState::Ended(_)) | None
+                    )
+                }
             })
             .collect();
         let completed = if need_sacct.is_empty() {
@@ -380,11 +245,9 @@ impl Backend for SlurmBackend {
             }
             let state = match (seen.get(*r), completed.get(*r)) {
                 (_, Some(done)) => done.clone(),
-                (Some((state, host)), None) => match classify(state) {
-                    Some(JobState::Active { .. }) => JobState::Active { host: host.clone() },
-                    Some(s) => s,
-                    None => JobState::Missing,
-                },
+                (Some((state, host)), None) => {
+                    job_state(state, None, host.clone()).unwrap_or(JobState::Missing)
+                }
                 (None, None) => JobState::Missing,
             };
             out.insert((*sid).to_string(), Ok(state));
@@ -433,6 +296,7 @@ impl Backend for SlurmBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ExporterSettings;
     use crate::recipes::Recipe;
     use gpu_metrics::ssh::shell_quote;
     use std::path::Path;
@@ -442,17 +306,6 @@ mod tests {
         assert_eq!(sbatch_job_id("123\n").as_deref(), Some("123"));
         assert_eq!(sbatch_job_id("123;cluster\n").as_deref(), Some("123"));
         assert_eq!(sbatch_job_id("sbatch: error"), None);
-        assert_eq!(parse_exit_code("3:0"), Some(Ending::Exited(3)));
-        assert_eq!(parse_exit_code("0:15"), Some(Ending::Signalled(15)));
-        assert_eq!(first_host("node[01-04,07]").as_deref(), Some("node01"));
-        assert_eq!(first_host("localhost").as_deref(), Some("localhost"));
-        assert_eq!(first_host("a1,a2").as_deref(), Some("a1"));
-        assert_eq!(first_host(""), None);
-        assert_eq!(
-            classify("CANCELLED by 0"),
-            Some(JobState::Ended(Ending::Cancelled))
-        );
-        assert_eq!(classify("RUNNING"), Some(JobState::Active { host: None }));
     }
 
     struct NoRunner;

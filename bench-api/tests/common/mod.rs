@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod servers;
+pub mod slurm;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,363 @@
+//! What the two Slurm backends ([`super::slurm`]: commands; [`super::slurm_rest`]:
+//! slurmrestd) share, so that they submit the same job and read its fate the
+//! same way:
+//!
+//! - [`job_script`]: the batch script (the exporter beside GPU services, then
+//!   the service; the service's exit status is the job's);
+//! - [`JobResources`]: what the job asks Slurm for, from the recipe and the
+//!   `[slurm]` settings;
+//! - [`job_state`]: a Slurm state name plus exit code → our [`JobState`]
+//!   (`sacct`'s `3:0` and slurmrestd's numbers both become an [`ExitStatus`]).
+
+use gpu_metrics::ssh::shell_join;
+
+use super::{Ending, JobState, LaunchSpec};
+use crate::config::{ExporterSettings, SlurmSettings};
+
+/// The node exporter to start beside GPU services.
+#[derive(Debug, Clone)]
+pub struct ExporterPlan {
+    /// Exporter binary and interval.
+    pub settings: ExporterSettings,
+    /// Pushgateway URL (as the job sees it: the reverse tunnel's when held).
+    pub pushgateway: String,
+    /// Remote-write URL (`--remote-write`), delivered to besides the Pushgateway.
+    pub remote_write: Option<String>,
+}
+
+/// The job script (`sh`): the exporter in the background when the recipe asks
+/// for GPUs, then the service; the service's exit status is the job's. Every
+/// argument is single-quoted (client values are never parsed by the shell).
+pub fn job_script(spec: &LaunchSpec<'_>, exporter: Option<&ExporterPlan>) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# aif-bench-api service {} (recipe {})\n",
+        spec.service_id, spec.recipe.name
+    ));
+    let exporter = exporter.filter(|_| spec.recipe.resources.gpus > 0);
+    if let Some(e) = exporter {
+        let args = [
+            e.settings.binary.to_string_lossy().into_owned(),
+            "--pushgateway".into(),
+            e.pushgateway.clone(),
+            "--job".into(),
+            "aif-service".into(),
+            "--instance".into(),
+        ];
+        let mut rest = vec![
+            "--label".to_string(),
+            format!("service_id={}", spec.service_id),
+            "--delete-on-exit".into(),
+            "--interval".into(),
+            e.settings.interval.clone(),
+            "--source".into(),
+            e.settings.source.clone(),
+        ];
+        if let Some(rw) = &e.remote_write {
+            rest.extend(["--remote-write".to_string(), rw.clone()]);
+        }
+        s.push_str(&format!(
+            "{} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}.sqlite\" &\n",
+            shell_join(&args),
+            shell_join(&rest)
+        ));
+        s.push_str("aif_exporter=$!\n");
+    }
+    s.push_str(&shell_join(spec.argv));
+    s.push('\n');
+    s.push_str("aif_rc=$?\n");
+    if exporter.is_some() {
+        s.push_str("kill -TERM \"$aif_exporter\" 2>/dev/null\nwait \"$aif_exporter\"\n");
+    }
+    s.push_str("exit \"$aif_rc\"\n");
+    s
+}
+
+/// What a service's job asks Slurm for (the `sbatch` options, or the fields
+/// of slurmrestd's job description).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobResources {
+    /// `--job-name` (`aif-<service id>`).
+    pub name: String,
+    /// `--nodes`.
+    pub nodes: u32,
+    /// `--cpus-per-task` (one task per node).
+    pub cpus_per_task: u32,
+    /// `--gres=gpu:N` when above 0.
+    pub gpus: u32,
+    /// `--mem`, Slurm syntax (`16G`).
+    pub memory: Option<String>,
+    /// `--time`, Slurm syntax (`1-00:00:00`).
+    pub time_limit: Option<String>,
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--account`.
+    pub account: Option<String>,
+    /// `--output` (`%j` is the job id).
+    pub stdout: String,
+    /// `--error`.
+    pub stderr: String,
+}
+
+impl JobResources {
+    /// The resources of `spec` under `settings`, output in `log_dir`.
+    pub fn of(spec: &LaunchSpec<'_>, settings: &SlurmSettings, log_dir: &std::path::Path) -> Self {
+        let r = &spec.recipe.resources;
+        let log = |ext: &str| {
+            log_dir
+                .join(format!("{}-%j.{ext}", spec.service_id))
+                .to_string_lossy()
+                .into_owned()
+        };
+        JobResources {
+            name: format!("aif-{}", spec.service_id),
+            nodes: r.nodes,
+            cpus_per_task: r.cpus,
+            gpus: r.gpus,
+            memory: r.memory.clone(),
+            time_limit: r.time_limit.clone(),
+            partition: settings.partition.clone(),
+            account: settings.account.clone(),
+            stdout: log("out"),
+            stderr: log("err"),
+        }
+    }
+
+    /// As `sbatch` options.
+    pub fn sbatch_options(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--job-name={}", self.name),
+            format!("--nodes={}", self.nodes),
+            "--ntasks-per-node=1".into(),
+            format!("--cpus-per-task={}", self.cpus_per_task),
+            format!("--output={}", self.stdout),
+            format!("--error={}", self.stderr),
+        ];
+        if self.gpus > 0 {
+            args.push(format!("--gres=gpu:{}", self.gpus));
+        }
+        if let Some(m) = &self.memory {
+            args.push(format!("--mem={m}"));
+        }
+        if let Some(t) = &self.time_limit {
+            args.push(format!("--time={t}"));
+        }
+        if let Some(p) = &self.partition {
+            args.push(format!("--partition={p}"));
+        }
+        if let Some(a) = &self.account {
+            args.push(format!("--account={a}"));
+        }
+        args
+    }
+
+    /// `--mem` in MiB (slurmrestd's `memory_per_node`): no suffix is MiB, as
+    /// for sbatch; `None` when unset or not Slurm memory syntax.
+    pub fn memory_mib(&self) -> Option<Result<u64, String>> {
+        let m = self.memory.as_deref()?;
+        let (digits, factor) = match m.as_bytes().last() {
+            Some(b'K') => (&m[..m.len() - 1], 0),
+            Some(b'M') => (&m[..m.len() - 1], 1),
+            Some(b'G') => (&m[..m.len() - 1], 1024),
+            Some(b'T') => (&m[..m.len() - 1], 1024 * 1024),
+            _ => (m, 1),
+        };
+        Some(match digits.parse::<u64>() {
+            Ok(n) if factor == 0 => Ok(n.div_ceil(1024)),
+            Ok(n) => n.checked_mul(factor).ok_or_else(|| m.to_string()),
+            Err(_) => Err(m.to_string()),
+        })
+    }
+
+    /// `--time` in minutes (slurmrestd's `time_limit`), seconds rounded up,
+    /// from Slurm's forms `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`.
+    pub fn time_limit_minutes(&self) -> Option<Result<u32, String>> {
+        let t = self.time_limit.as_deref()?;
+        Some(slurm_minutes(t).ok_or_else(|| t.to_string()))
+    }
+}
+
+fn slurm_minutes(t: &str) -> Option<u32> {
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (days, rest) = match t.split_once('-') {
+        Some((d, r)) => (num(d)?, Some(r)),
+        None => (0, None),
+    };
+    let secs = match rest {
+        Some(r) => {
+            let p: Vec<&str> = r.split(':').collect();
+            match p.as_slice() {
+                [h] => num(h)? * 3600,
+                [h, m] => num(h)? * 3600 + num(m)? * 60,
+                [h, m, s] => num(h)? * 3600 + num(m)? * 60 + num(s)?,
+                _ => return None,
+            }
+        }
+        None => {
+            let p: Vec<&str> = t.split(':').collect();
+            match p.as_slice() {
+                [m] => num(m)? * 60,
+                [m, s] => num(m)? * 60 + num(s)?,
+                [h, m, s] => num(h)? * 3600 + num(m)? * 60 + num(s)?,
+                _ => return None,
+            }
+        }
+    };
+    u32::try_from((days * 86_400 + secs).div_ceil(60)).ok()
+}
+
+/// How a job's process ended, as Slurm reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Exit code (and no signal).
+    Code(i32),
+    /// Terminated by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// `sacct`'s `ExitCode` field: `3:0` → code 3; `0:15` → signal 15.
+    pub fn from_sacct(s: &str) -> Option<ExitStatus> {
+        let (code, signal) = s.trim().split_once(':')?;
+        Self::from_parts(code.parse().ok()?, signal.parse().ok()?)
+    }
+
+    /// An exit code and a signal number (0: none), as sacct prints them and
+    /// slurmrestd v0.0.40+ sends them.
+    pub fn from_parts(code: i32, signal: i32) -> Option<ExitStatus> {
+        Some(if signal != 0 {
+            ExitStatus::Signal(signal)
+        } else {
+            ExitStatus::Code(code)
+        })
+    }
+
+    /// A raw wait(2) status, as slurmrestd v0.0.38 sends `exit_code`
+    /// (`768` → code 3, `15` → signal 15).
+    pub fn from_wait_status(status: i64) -> Option<ExitStatus> {
+        let status = i32::try_from(status).ok()?;
+        let signal = status & 0x7f;
+        Self::from_parts((status >> 8) & 0xff, signal)
+    }
+}
+
+/// The state of a job from Slurm's state name (`RUNNING`, `CANCELLED by 0`,
+/// `FAILED`, …; squeue/sacct print it, slurmrestd sends it) and, for an ended
+/// job, its exit status; `None` for a state name we do not know.
+///
+/// Both Slurm backends map through this one function.
+pub fn job_state(state: &str, exit: Option<ExitStatus>, host: Option<String>) -> Option<JobState> {
+    let base = state
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('+');
+    Some(match base {
+        "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" => {
+            JobState::Queued
+        }
+        "CONFIGURING" | "RUNNING" | "COMPLETING" | "RESIZING" | "SIGNALING" | "STAGE_OUT"
+        | "STOPPED" | "SUSPENDED" => JobState::Active { host },
+        "COMPLETED" | "FAILED" => JobState::Ended(match exit {
+            Some(ExitStatus::Code(c)) => Ending::Exited(c),
+            Some(ExitStatus::Signal(s)) => Ending::Signalled(s),
+            None if base == "COMPLETED" => Ending::Exited(0),
+            None => Ending::Exited(1),
+        }),
+        "CANCELLED" => JobState::Ended(Ending::Cancelled),
+        "TIMEOUT" | "NODE_FAIL" | "PREEMPTED" | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY"
+        | "SPECIAL_EXIT" | "LAUNCH_FAILED" => {
+            JobState::Ended(Ending::SchedulerFailure(base.to_string()))
+        }
+        _ => return None,
+    })
+}
+
+/// The first host of a Slurm node list (`node[01-04,07]` → `node01`).
+pub fn first_host(nodelist: &str) -> Option<String> {
+    let nodelist = nodelist.trim();
+    if nodelist.is_empty() || nodelist == "(null)" {
+        return None;
+    }
+    match nodelist.find('[') {
+        None => nodelist.split(',').next().map(str::to_string),
+        Some(i) if i > 0 && !nodelist[..i].contains(',') => {
+            let prefix = &nodelist[..i];
+            let first = nodelist[i + 1..].split([',', '-', ']']).next()?;
+            Some(format!("{prefix}{first}"))
+        }
+        Some(_) => nodelist.split(',').next().map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses_and_states() {
+        assert_eq!(ExitStatus::from_sacct("3:0"), Some(ExitStatus::Code(3)));
+        assert_eq!(ExitStatus::from_sacct("0:15"), Some(ExitStatus::Signal(15)));
+        assert_eq!(ExitStatus::from_wait_status(768), Some(ExitStatus::Code(3)));
+        assert_eq!(
+            ExitStatus::from_wait_status(15),
+            Some(ExitStatus::Signal(15))
+        );
+        assert_eq!(first_host("node[01-04,07]").as_deref(), Some("node01"));
+        assert_eq!(first_host("localhost").as_deref(), Some("localhost"));
+        assert_eq!(first_host("a1,a2").as_deref(), Some("a1"));
+        assert_eq!(first_host(""), None);
+        assert_eq!(
+            job_state("CANCELLED by 0", None, None),
+            Some(JobState::Ended(Ending::Cancelled))
+        );
+        assert_eq!(
+            job_state("RUNNING", None, Some("n1".into())),
+            Some(JobState::Active {
+                host: Some("n1".into())
+            })
+        );
+        assert_eq!(
+            job_state("FAILED", Some(ExitStatus::Code(3)), None),
+            Some(JobState::Ended(Ending::Exited(3)))
+        );
+        assert_eq!(job_state("WHATEVER", None, None), None);
+    }
+
+    #[test]
+    fn memory_and_time_conversions() {
+        let mut r = JobResources {
+            name: "n".into(),
+            nodes: 1,
+            cpus_per_task: 1,
+            gpus: 0,
+            memory: Some("16G".into()),
+            time_limit: Some("1-02:03:04".into()),
+            partition: None,
+            account: None,
+            stdout: "o".into(),
+            stderr: "e".into(),
+        };
+        assert_eq!(r.memory_mib(), Some(Ok(16 * 1024)));
+        assert_eq!(r.time_limit_minutes(), Some(Ok(24 * 60 + 2 * 60 + 4)));
+        for (t, m) in [
+            ("90", 90),
+            ("10:30", 11),
+            ("2:00:00", 120),
+            ("2-3", 51 * 60),
+        ] {
+            r.time_limit = Some(t.into());
+            assert_eq!(r.time_limit_minutes(), Some(Ok(m)), "{t}");
+        }
+        r.time_limit = Some("1:2:3:4".into());
+        assert_eq!(r.time_limit_minutes(), Some(Err("1:2:3:4".into())));
+        for (mem, mib) in [("512", 512), ("2048K", 2), ("3M", 3), ("1T", 1024 * 1024)] {
+            r.memory = Some(mem.into());
+            assert_eq!(r.memory_mib(), Some(Ok(mib)), "{mem}");
+        }
+    }
+}

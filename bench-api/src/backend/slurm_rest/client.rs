@@ -1,0 +1,828 @@
+//! The slurmrestd client: transport (TCP through ureq, maybe over the SSH
+//! local forward, or a Unix socket), authentication (JWT headers from a token
+//! file, or `rest_auth/local` on a socket), version discovery, and the
+//! translation of answers into [`SlurmRestError`]s.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use gpu_metrics::sink::Secret;
+use serde_json::Value;
+
+use super::version::{
+    ApiVersion, ESLURM_INVALID_JOB_ID, RestErrorEntry, SLURM_PROTOCOL_AUTHENTICATION_ERROR, errors,
+};
+
+/// The most an answer may hold (an OpenAPI document of four API versions is
+/// about 2 MiB).
+pub const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+/// How much of a body an error shows.
+const EXCERPT: usize = 300;
+
+/// Why a slurmrestd request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmRestError {
+    /// The token file could not be read.
+    #[error("slurm-rest: cannot read token file {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The token file does not hold one JWT.
+    #[error("slurm-rest: token file {path}: {reason}")]
+    TokenInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The token's `exp` has passed: renew it (`scontrol token`).
+    #[error(
+        "slurm-rest: the token in {path} expired {ago_s} s ago; write a new one (`scontrol token username={user} lifespan=…`)"
+    )]
+    TokenExpired {
+        /// The file.
+        path: PathBuf,
+        /// `X-SLURM-USER-NAME`.
+        user: String,
+        /// Seconds since it expired.
+        ago_s: u64,
+    },
+    /// slurmrestd or slurmctld refused the credentials (HTTP 401/403, or an
+    /// authentication error in the answer).
+    #[error("slurm-rest: {url} refused the credentials of user `{user}` (HTTP {status}): {detail}")]
+    Unauthorized {
+        /// The request.
+        url: String,
+        /// `X-SLURM-USER-NAME` (or the socket's user).
+        user: String,
+        /// HTTP status.
+        status: u16,
+        /// What the server said, and what to do.
+        detail: String,
+    },
+    /// The connection failed or timed out.
+    #[error("slurm-rest: {url}: {detail}")]
+    Transport {
+        /// The request.
+        url: String,
+        /// The transport error.
+        detail: String,
+    },
+    /// An HTTP error status without Slurm errors we know.
+    #[error("slurm-rest: {url}: HTTP {status}: {body_excerpt}")]
+    Http {
+        /// The request.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The start of the body.
+        body_excerpt: String,
+    },
+    /// Slurm reported errors (`errors` of the answer).
+    #[error("slurm-rest: {url}: HTTP {status}: {errors}")]
+    Slurm {
+        /// The request.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The errors, `source: error: description; …`.
+        errors: String,
+        /// The first error number.
+        number: i64,
+    },
+    /// The answer is not what the API version promises.
+    #[error("slurm-rest: {url}: unexpected answer: {reason}")]
+    BadAnswer {
+        /// The request.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The server offers no API version we speak.
+    #[error(
+        "slurm-rest: {url} offers API versions {offered:?}; this client speaks v0.0.38, v0.0.40, v0.0.41"
+    )]
+    UnsupportedVersions {
+        /// The discovery URL.
+        url: String,
+        /// What it offers.
+        offered: Vec<String>,
+    },
+    /// A recipe value slurmrestd needs as a number could not be converted.
+    #[error("slurm-rest: resources.{field} `{value}` cannot be given to slurmrestd")]
+    Unconvertible {
+        /// `memory` or `time_limit`.
+        field: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// The settings cannot make a client (normally caught by the config check).
+    #[error("slurm-rest: config key `{key}`: {reason}")]
+    Config {
+        /// The key (`slurm.rest.url`).
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The SSH local forward to the login node could not start.
+    #[error("slurm-rest: SSH forward to {destination}: {source}")]
+    Tunnel {
+        /// `user@host:port`.
+        destination: String,
+        /// The SSH error.
+        source: Box<gpu_metrics::ssh::SshError>,
+    },
+}
+
+impl SlurmRestError {
+    /// True when the credentials are at fault (renewing the token helps, not
+    /// retrying): the service state cannot be known until then.
+    pub fn is_credential_error(&self) -> bool {
+        matches!(
+            self,
+            SlurmRestError::TokenFile { .. }
+                | SlurmRestError::TokenInvalid { .. }
+                | SlurmRestError::TokenExpired { .. }
+                | SlurmRestError::Unauthorized { .. }
+        )
+    }
+
+    /// True for errors a later attempt may not see (connection, 5xx, 429).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SlurmRestError::Transport { .. } => true,
+            SlurmRestError::Http { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// Where slurmrestd listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `http://host:port` (maybe the loopback end of the SSH forward).
+    Http(String),
+    /// A Unix socket (`unix:/run/slurmrestd.socket`).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Http(u) => f.write_str(u),
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// `http://host:port` → (`host`, `port`); no path, no https (ureq is built
+/// without TLS here: reach a TLS-only slurmrestd through the SSH forward).
+///
+/// # Errors
+/// What is wrong with `url`.
+pub fn host_port(url: &str) -> Result<(String, u16), &'static str> {
+    if url.starts_with("https://") {
+        return Err(
+            "https is not supported; use http:// on the login node's loopback through [slurm.rest.ssh]",
+        );
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("must be http://host:port or unix:/path")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err("must be http://host:port with no path");
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h,
+            p.parse::<u16>().map_err(|_| "the port must be 1..=65535")?,
+        ),
+        _ => return Err("must name the port (slurmrestd has no default)"),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err("must be http://host:port");
+    }
+    Ok((host.to_string(), port))
+}
+
+/// How requests authenticate.
+#[derive(Debug)]
+pub enum Auth {
+    /// `X-SLURM-USER-NAME` + `X-SLURM-USER-TOKEN` (rest_auth/jwt), the token
+    /// read from `path` and read again whenever the file changes.
+    Jwt(TokenFile),
+    /// `rest_auth/local`: slurmrestd knows the socket's peer; no headers.
+    Local {
+        /// For messages only.
+        user: String,
+    },
+}
+
+impl Auth {
+    fn user(&self) -> &str {
+        match self {
+            Auth::Jwt(t) => &t.user,
+            Auth::Local { user } => user,
+        }
+    }
+}
+
+struct CachedToken {
+    modified: Option<SystemTime>,
+    len: u64,
+    token: Secret,
+    expires: Option<u64>,
+}
+
+/// A token file (`scontrol token` output, or the bare token), re-read when its
+/// modification time or size changes. Never shown (`Debug` names the file).
+pub struct TokenFile {
+    path: PathBuf,
+    user: String,
+    cache: Mutex<Option<CachedToken>>,
+}
+
+impl std::fmt::Debug for TokenFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenFile")
+            .field("path", &self.path)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The `exp` claim of a JWT (not verified: only slurmctld can).
+///
+/// # Errors
+/// What is wrong when `token` is not three base64url parts with a JSON payload.
+pub fn jwt_expiry(token: &str) -> Result<Option<u64>, &'static str> {
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("does not hold a JWT (three base64url parts joined by `.`)");
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| "the JWT's payload is not base64url")?;
+    let claims: Value =
+        serde_json::from_slice(&bytes).map_err(|_| "the JWT's payload is not JSON")?;
+    Ok(claims.get("exp").and_then(Value::as_u64))
+}
+
+impl TokenFile {
+    /// The token of `user` in `path` (read on first use).
+    pub fn new(path: PathBuf, user: String) -> TokenFile {
+        TokenFile {
+            path,
+            user,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The current token, read again when the file changed.
+    ///
+    /// # Errors
+    /// An unreadable file, no JWT in it, or an expired one.
+    pub fn token(&self) -> Result<Secret, SlurmRestError> {
+        let meta = std::fs::metadata(&self.path).map_err(|source| SlurmRestError::TokenFile {
+            path: self.path.clone(),
+            source,
+        })?;
+        let (modified, len) = (meta.modified().ok(), meta.len());
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|c| c.modified == modified && c.len == len && modified.is_some());
+        if !fresh {
+            let read = self.read()?;
+            log::info!(
+                "slurm-rest: token of user {} read from {}{}",
+                self.user,
+                self.path.display(),
+                read.1
+                    .map(|e| format!(" (expires in {} s)", e.saturating_sub(now_s())))
+                    .unwrap_or_default()
+            );
+            *cache = Some(CachedToken {
+                modified,
+                len,
+                token: read.0,
+                expires: read.1,
+            });
+        }
+        let c = cache.as_ref().ok_or(SlurmRestError::TokenInvalid {
+            path: self.path.clone(),
+            reason: "is empty",
+        })?;
+        if let Some(exp) = c.expires
+            && exp <= now_s()
+        {
+            return Err(SlurmRestError::TokenExpired {
+                path: self.path.clone(),
+                user: self.user.clone(),
+                ago_s: now_s() - exp,
+            });
+        }
+        Ok(c.token.clone())
+    }
+
+    fn read(&self) -> Result<(Secret, Option<u64>), SlurmRestError> {
+        let text =
+            std::fs::read_to_string(&self.path).map_err(|source| SlurmRestError::TokenFile {
+                path: self.path.clone(),
+                source,
+            })?;
+        let invalid = |reason| SlurmRestError::TokenInvalid {
+            path: self.path.clone(),
+            reason,
+        };
+        let t = text.trim();
+        // `scontrol token` prints `SLURM_JWT=…`.
+        let t = t.strip_prefix("SLURM_JWT=").unwrap_or(t);
+        if t.is_empty() {
+            return Err(invalid("is empty"));
+        }
+        if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("must hold one token without spaces"));
+        }
+        let exp = jwt_expiry(t).map_err(invalid)?;
+        Ok((Secret::new(t), exp))
+    }
+}
+
+/// An answer: status and body.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: String,
+}
+
+/// A slurmrestd client for one endpoint and identity.
+pub struct SlurmRestClient {
+    endpoint: Endpoint,
+    auth: Auth,
+    agent: ureq::Agent,
+    timeout: Duration,
+    pinned: Option<ApiVersion>,
+    version: Mutex<Option<ApiVersion>>,
+}
+
+impl std::fmt::Debug for SlurmRestClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlurmRestClient")
+            .field("endpoint", &self.endpoint)
+            .field("auth", &self.auth)
+            .field("pinned", &self.pinned)
+            .finish_non_exhaustive()
+    }
+}
+
+fn excerpt(body: &str) -> String {
+    let t = body.trim();
+    match t.char_indices().nth(EXCERPT) {
+        Some((i, _)) => format!("{}…", &t[..i]),
+        None => t.to_string(),
+    }
+}
+
+fn joined(errs: &[RestErrorEntry]) -> String {
+    errs.iter()
+        .map(|e| e.text.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl SlurmRestClient {
+    /// A client; `pinned` skips discovery.
+    pub fn new(
+        endpoint: Endpoint,
+        auth: Auth,
+        timeout: Duration,
+        pinned: Option<ApiVersion>,
+    ) -> SlurmRestClient {
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_idle_connections(2)
+            .user_agent(concat!("aif-bench-api/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        SlurmRestClient {
+            endpoint,
+            auth,
+            agent,
+            timeout,
+            pinned,
+            version: Mutex::new(pinned),
+        }
+    }
+
+    /// The endpoint, for messages.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The user requests run as.
+    pub fn user(&self) -> &str {
+        self.auth.user()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint)
+    }
+
+    /// One request; the body is JSON when given.
+    ///
+    /// # Errors
+    /// Credentials ([`SlurmRestError::TokenExpired`], …), transport, or a 401/403.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, SlurmRestError> {
+        let url = self.url(path);
+        let token = match &self.auth {
+            Auth::Jwt(t) => Some(t.token()?),
+            Auth::Local { .. } => None,
+        };
+        let mut headers: Vec<(&str, String)> = Vec::new();
+        if let Some(t) = &token {
+            headers.push(("X-SLURM-USER-NAME", self.auth.user().to_string()));
+            headers.push(("X-SLURM-USER-TOKEN", t.expose().to_string()));
+        }
+        let payload = body.map(Value::to_string);
+        let answer = match &self.endpoint {
+            Endpoint::Http(_) => self.http(method, &url, &headers, payload.as_deref()),
+            Endpoint::Unix(sock) => unix_request(
+                sock,
+                self.timeout,
+                method,
+                path,
+                &headers,
+                payload.as_deref(),
+            )
+            .map_err(|detail| SlurmRestError::Transport {
+                url: url.clone(),
+                detail,
+            }),
+        }?;
+        log::debug!(
+            "slurm-rest: {method} {url} as {} → {}",
+            self.auth.user(),
+            answer.status
+        );
+        if answer.status == 401 || answer.status == 403 {
+            return Err(SlurmRestError::Unauthorized {
+                url,
+                user: self.auth.user().to_string(),
+                status: answer.status,
+                detail: format!(
+                    "{}; check the token file (a new one: `scontrol token username={}`) and the user name",
+                    excerpt(&answer.body),
+                    self.auth.user()
+                ),
+            });
+        }
+        Ok(answer)
+    }
+
+    fn http(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        payload: Option<&str>,
+    ) -> Result<Answer, SlurmRestError> {
+        let transport = |e: ureq::Error| SlurmRestError::Transport {
+            url: url.to_string(),
+            detail: e.to_string(),
+        };
+        let result = match (method, payload) {
+            ("POST", Some(p)) => {
+                let mut req = self
+                    .agent
+                    .post(url)
+                    .header("Content-Type", "application/json");
+                for (k, v) in headers {
+                    req = req.header(*k, v);
+                }
+                req.send(p)
+            }
+            ("DELETE", _) => {
+                let mut req = self.agent.delete(url);
+                for (k, v) in headers {
+                    req = req.header(*k, v);
+                }
+                req.call()
+            }
+            _ => {
+                let mut req = self.agent.get(url);
+                for (k, v) in headers {
+                    req = req.header(*k, v);
+                }
+                req.call()
+            }
+        };
+        let mut resp = result.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .map_err(transport)?;
+        Ok(Answer { status, body })
+    }
+
+    /// The API version to use: pinned, or discovered once from the server's
+    /// OpenAPI document (`/openapi/v3`, else `/openapi`) as the newest one
+    /// both sides speak.
+    ///
+    /// # Errors
+    /// The server could not be asked, or offers no version we speak.
+    pub fn version(&self) -> Result<ApiVersion, SlurmRestError> {
+        if let Some(v) = *self.version.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Ok(v);
+        }
+        let mut last = None;
+        for path in ["/openapi/v3", "/openapi"] {
+            let a = self.request("GET", path, None)?;
+            if a.status != 200 {
+                last = Some(SlurmRestError::Http {
+                    url: self.url(path),
+                    status: a.status,
+                    body_excerpt: excerpt(&a.body),
+                });
+                continue;
+            }
+            #[derive(serde::Deserialize)]
+            struct Doc {
+                paths: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+            }
+            let doc: Doc =
+                serde_json::from_str(&a.body).map_err(|e| SlurmRestError::BadAnswer {
+                    url: self.url(path),
+                    reason: format!("not an OpenAPI document: {e}"),
+                })?;
+            let offered = ApiVersion::offered(doc.paths.keys().map(String::as_str));
+            let Some(v) = ApiVersion::newest_common(&offered) else {
+                return Err(SlurmRestError::UnsupportedVersions {
+                    url: self.url(path),
+                    offered,
+                });
+            };
+            log::info!(
+                "slurm-rest: {} offers {offered:?}; using {}",
+                self.endpoint,
+                v.as_str()
+            );
+            *self.version.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+            return Ok(v);
+        }
+        Err(last.unwrap_or(SlurmRestError::BadAnswer {
+            url: self.url("/openapi"),
+            reason: "no OpenAPI document".into(),
+        }))
+    }
+
+    /// A JSON request of API version `v`: `Ok` with the answer when it is a
+    /// 2xx JSON document without `errors`; a Slurm error otherwise. A failure
+    /// that slurmctld gives no reason for ("Unspecified error", Slurm 22.05's
+    /// answer to a token it refused) is checked with a ping: when that fails
+    /// too, the credentials are reported as refused.
+    ///
+    /// # Errors
+    /// [`SlurmRestError`].
+    pub fn call(
+        &self,
+        v: ApiVersion,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, SlurmRestError> {
+        let url = self.url(path);
+        let a = self.request(method, path, body)?;
+        let json: Option<Value> = serde_json::from_str(&a.body).ok();
+        let errs = json.as_ref().map(errors).unwrap_or_default();
+        if (200..300).contains(&a.status) && errs.is_empty() {
+            return json.ok_or_else(|| SlurmRestError::BadAnswer {
+                url,
+                reason: format!("not JSON: {}", excerpt(&a.body)),
+            });
+        }
+        if errs.is_empty() {
+            return Err(SlurmRestError::Http {
+                url,
+                status: a.status,
+                body_excerpt: excerpt(&a.body),
+            });
+        }
+        let auth = errs.iter().any(|e| {
+            e.number == SLURM_PROTOCOL_AUTHENTICATION_ERROR
+                || e.text.to_ascii_lowercase().contains("authentication")
+        });
+        if auth || (errs.iter().all(|e| e.number == -1) && !self.ping_ok(v)) {
+            return Err(SlurmRestError::Unauthorized {
+                url,
+                user: self.auth.user().to_string(),
+                status: a.status,
+                detail: format!(
+                    "{}; slurmctld refused the request and a ping as well: the token is wrong or expired (or slurmctld is down); a new one: `scontrol token username={}`",
+                    joined(&errs),
+                    self.auth.user()
+                ),
+            });
+        }
+        Err(SlurmRestError::Slurm {
+            url,
+            status: a.status,
+            errors: joined(&errs),
+            number: errs.first().map_or(-1, |e| e.number),
+        })
+    }
+
+    fn ping_ok(&self, v: ApiVersion) -> bool {
+        self.request("GET", &v.ping_path(), None)
+            .is_ok_and(|a| a.status == 200)
+    }
+}
+
+/// True when `e` says the controller has no such job.
+pub fn is_invalid_job(e: &SlurmRestError) -> bool {
+    matches!(e, SlurmRestError::Slurm { number, .. } if *number == ESLURM_INVALID_JOB_ID)
+}
+
+/// One HTTP/1.1 request over a Unix socket (`Connection: close`), bounded by
+/// `timeout` per read/write and [`MAX_ANSWER_BYTES`].
+fn unix_request(
+    sock: &Path,
+    timeout: Duration,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    payload: Option<&str>,
+) -> Result<Answer, String> {
+    let mut s = std::os::unix::net::UnixStream::connect(sock)
+        .map_err(|e| format!("connect {}: {e}", sock.display()))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAccept: application/json\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = payload.unwrap_or("");
+    if payload.is_some() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes())
+        .and_then(|()| s.write_all(body.as_bytes()))
+        .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    (&mut s)
+        .take(MAX_ANSWER_BYTES + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read: {e}"))?;
+    if raw.len() as u64 > MAX_ANSWER_BYTES {
+        return Err(format!("answer over {MAX_ANSWER_BYTES} bytes"));
+    }
+    parse_http_answer(&raw)
+}
+
+/// Status and body of a whole HTTP/1.1 answer (`Content-Length`, chunked, or
+/// up to the close).
+fn parse_http_answer(raw: &[u8]) -> Result<Answer, String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of the answer's head")?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "answer head is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line `{}`", excerpt(status_line)))?;
+    let mut chunked = false;
+    let mut length: Option<usize> = None;
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            } else if k == "content-length" {
+                length = v.parse().ok();
+            }
+        }
+    }
+    let rest = &raw[end + 4..];
+    let body = if chunked {
+        let mut out = Vec::new();
+        let mut r = rest;
+        loop {
+            let nl = r
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or("truncated chunk")?;
+            let size_text = std::str::from_utf8(&r[..nl]).map_err(|_| "bad chunk size")?;
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| "bad chunk size")?;
+            r = &r[nl + 2..];
+            if size == 0 {
+                break;
+            }
+            if r.len() < size {
+                return Err("truncated chunk".into());
+            }
+            out.extend_from_slice(&r[..size]);
+            r = r.get(size + 2..).unwrap_or(&[]);
+        }
+        out
+    } else if let Some(n) = length {
+        rest.get(..n).ok_or("truncated body")?.to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(Answer {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(exp: u64) -> String {
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!(
+            "{}.{}.sig",
+            enc(r#"{"alg":"HS256","typ":"JWT"}"#),
+            enc(&format!(r#"{{"exp":{exp},"iat":1,"sun":"svc"}}"#))
+        )
+    }
+
+    #[test]
+    fn token_file_is_reread_when_it_changes_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwt");
+        let first = jwt(now_s() + 600);
+        std::fs::write(&path, format!("SLURM_JWT={first}\n")).unwrap();
+        let tf = TokenFile::new(path.clone(), "svc".into());
+        assert_eq!(tf.token().unwrap().expose(), first);
+        let shown = format!("{tf:?}");
+        assert!(!shown.contains(&first), "{shown}");
+        // Expired: a clear error naming the file and how to renew.
+        std::fs::write(&path, jwt(now_s() - 30)).unwrap();
+        let e = tf.token().unwrap_err();
+        assert!(matches!(e, SlurmRestError::TokenExpired { .. }), "{e}");
+        assert!(e.is_credential_error());
+        assert!(e.to_string().contains("scontrol token username=svc"), "{e}");
+        // Renewed (same length, so the change is seen by mtime or size).
+        let renewed = format!("{}x", jwt(now_s() + 900));
+        std::fs::write(&path, &renewed).unwrap();
+        assert_eq!(tf.token().unwrap().expose(), renewed);
+        std::fs::write(&path, "not a jwt").unwrap();
+        assert!(matches!(
+            tf.token().unwrap_err(),
+            SlurmRestError::TokenInvalid { .. }
+        ));
+    }
+
+    #[test]
+    fn http_answers_are_parsed_bounded() {
+        let a = parse_http_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}extra").unwrap();
+        assert_eq!((a.status, a.body.as_str()), (200, "{}"));
+        let a = parse_http_answer(
+            b"HTTP/1.1 500 x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((a.status, a.body.as_str()), (500, "abcde"));
+        assert!(parse_http_answer(b"HTTP/1.1 200 OK\r\n").is_err());
+        assert!(parse_http_answer(b"garbage\r\n\r\n").is_err());
+    }
+}
