@@ -17,14 +17,43 @@
 
 use std::fmt::Write as _;
 
-use crate::catalogue;
-use crate::sample::{Batch, MetricKind};
+use std::sync::Arc;
 
-/// Renders batches as Prometheus text exposition. Holds scratch space reused
-/// between renders.
+use crate::catalogue;
+use crate::sample::{Batch, MetricKind, Series};
+
+/// Renders batches as Prometheus text exposition.
+///
+/// Consecutive batches usually carry the same series (the same `Arc`s, in the
+/// same order: the namer reuses them), so the renderer keeps the last batch's
+/// *layout*: for each line, in output order, the text before the value
+/// (`# HELP`/`# TYPE` where a metric starts, then `name{labels} `) and the
+/// sample it prints. A batch with the same series pointers in the same order
+/// only writes its values; any other batch rebuilds the layout first.
 #[derive(Debug, Default)]
 pub struct Exposition {
     groups: Vec<(usize, Vec<usize>)>,
+    layout: Layout,
+}
+
+#[derive(Debug, Default)]
+struct Layout {
+    /// The series of the batch the layout was built for, in batch order
+    /// (held, so a pointer cannot be reused while it is compared).
+    series: Vec<Arc<Series>>,
+    /// `(text before the value, sample index)` in output order.
+    lines: Vec<(String, usize)>,
+}
+
+impl Layout {
+    fn matches(&self, batch: &Batch) -> bool {
+        self.series.len() == batch.samples.len()
+            && self
+                .series
+                .iter()
+                .zip(&batch.samples)
+                .all(|(a, s)| Arc::ptr_eq(a, &s.series))
+    }
 }
 
 /// Appends `v` escaped as a label value of the Prometheus text format:
@@ -99,6 +128,19 @@ impl Exposition {
 
     /// As [`Exposition::render`], appending to `out`.
     pub fn render_into(&mut self, batch: &Batch, out: &mut String) {
+        if !self.layout.matches(batch) {
+            self.rebuild(batch);
+        }
+        for (text, i) in &self.layout.lines {
+            out.push_str(text);
+            write_value(out, batch.samples[*i].value);
+            out.push('\n');
+        }
+    }
+
+    /// Builds the layout of `batch`: samples grouped by metric name in order
+    /// of first appearance, each group led by its `# HELP` and `# TYPE`.
+    fn rebuild(&mut self, batch: &Batch) {
         self.groups.iter_mut().for_each(|(_, v)| v.clear());
         let mut used = 0;
         for (i, s) in batch.samples.iter().enumerate() {
@@ -118,37 +160,44 @@ impl Exposition {
                 }
             }
         }
+        let layout = &mut self.layout;
+        layout.series.clear();
+        layout
+            .series
+            .extend(batch.samples.iter().map(|s| Arc::clone(&s.series)));
+        layout.lines.clear();
         for (first, members) in &self.groups[..used] {
             let series = &batch.samples[*first].series;
-            out.push_str("# HELP ");
-            out.push_str(&series.name);
-            out.push(' ');
-            escape_help(out, catalogue::help(&series.name));
-            out.push_str("\n# TYPE ");
-            out.push_str(&series.name);
-            out.push_str(match series.kind {
+            let mut head = String::new();
+            head.push_str("# HELP ");
+            head.push_str(&series.name);
+            head.push(' ');
+            escape_help(&mut head, catalogue::help(&series.name));
+            head.push_str("\n# TYPE ");
+            head.push_str(&series.name);
+            head.push_str(match series.kind {
                 MetricKind::Gauge => " gauge\n",
                 MetricKind::Counter => " counter\n",
             });
             for &i in members {
+                let mut text = std::mem::take(&mut head);
                 let sample = &batch.samples[i];
-                out.push_str(&sample.series.name);
+                text.push_str(&sample.series.name);
                 if !sample.series.labels.is_empty() {
-                    out.push('{');
+                    text.push('{');
                     for (n, (k, v)) in sample.series.labels.iter().enumerate() {
                         if n > 0 {
-                            out.push(',');
+                            text.push(',');
                         }
-                        out.push_str(k);
-                        out.push_str("=\"");
-                        escape_label_value(out, v);
-                        out.push('"');
+                        text.push_str(k);
+                        text.push_str("=\"");
+                        escape_label_value(&mut text, v);
+                        text.push('"');
                     }
-                    out.push('}');
+                    text.push('}');
                 }
-                out.push(' ');
-                write_value(out, sample.value);
-                out.push('\n');
+                text.push(' ');
+                layout.lines.push((text, i));
             }
         }
     }
@@ -157,8 +206,7 @@ impl Exposition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::{Labels, Series};
-    use std::sync::Arc;
+    use crate::sample::Labels;
 
     fn series(name: &str, kind: MetricKind, gpu: &str) -> Arc<Series> {
         Arc::new(Series::new(name, kind, Labels::from_pairs([("gpu", gpu)])))
@@ -226,5 +274,37 @@ mod tests {
         assert!(!text.contains("gpu=\"1\""), "{text}");
         assert_eq!(text.matches("# TYPE").count(), 1);
         assert_eq!(e.render(&Batch::new(3)), "");
+    }
+
+    #[test]
+    fn a_batch_of_the_same_series_reuses_the_layout_with_its_own_values() {
+        let mut e = Exposition::new();
+        let up0 = series("aif_gpu_up", MetricKind::Gauge, "0");
+        let power0 = series("aif_gpu_power_watts", MetricKind::Gauge, "0");
+        let up1 = series("aif_gpu_up", MetricKind::Gauge, "1");
+        let batch = |a: f64, b: f64, c: f64| {
+            let mut x = Batch::new(1);
+            x.push(Arc::clone(&up0), a);
+            x.push(Arc::clone(&power0), b);
+            x.push(Arc::clone(&up1), c);
+            x
+        };
+        let first = e.render(&batch(1.0, 300.5, 1.0));
+        let second = e.render(&batch(0.0, 12.25, 1.0));
+        assert_eq!(
+            second,
+            first
+                .replace("aif_gpu_up{gpu=\"0\"} 1", "aif_gpu_up{gpu=\"0\"} 0")
+                .replace("300.5", "12.25")
+        );
+        // Other series, even equal by value, in another order: rebuilt.
+        let mut other = Batch::new(2);
+        other.push(series("aif_gpu_power_watts", MetricKind::Gauge, "0"), 7.0);
+        other.push(series("aif_gpu_up", MetricKind::Gauge, "0"), 1.0);
+        let text = e.render(&other);
+        assert!(text.starts_with("# HELP aif_gpu_power_watts"), "{text}");
+        assert!(text.ends_with("aif_gpu_up{gpu=\"0\"} 1\n"), "{text}");
+        // And back: the first layout again, fresh values.
+        assert_eq!(e.render(&batch(1.0, 300.5, 1.0)), first);
     }
 }

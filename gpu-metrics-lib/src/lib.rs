@@ -35,6 +35,7 @@ pub mod buffer;
 pub mod catalogue;
 pub mod delivery;
 pub mod exposition;
+mod fasthash;
 pub mod naming;
 pub mod retry;
 pub mod sample;

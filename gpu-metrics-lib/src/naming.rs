@@ -7,6 +7,8 @@
 //! device's identity does not change, so a tick allocates no strings.
 
 use std::collections::HashMap;
+
+use crate::fasthash::FastMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -245,7 +247,7 @@ struct DeviceSeries {
     identity: Identity,
     /// Labels every series of this device carries.
     base: Labels,
-    fixed: HashMap<Field, Arc<Series>>,
+    fixed: FastMap<Field, Arc<Series>>,
     throttle: HashMap<&'static str, Arc<Series>>,
     /// Previous NVLink total (timestamp ms, TX + RX KiB), for DCGM's rate.
     nvlink_last: Option<(i64, u64)>,
@@ -260,7 +262,7 @@ pub struct Namer {
     attribution: Labels,
     hostname: String,
     host_label: HostLabel,
-    devices: HashMap<(u32, Option<u32>), DeviceSeries>,
+    devices: FastMap<(u32, Option<u32>), DeviceSeries>,
 }
 
 impl Namer {
@@ -273,7 +275,7 @@ impl Namer {
             attribution,
             hostname: hostname.into(),
             host_label: HostLabel::default(),
-            devices: HashMap::new(),
+            devices: FastMap::default(),
         }
     }
 
@@ -359,7 +361,7 @@ impl Namer {
         if stale {
             let identity = Identity::of(r);
             let base = self.base_labels(r);
-            let mut fixed = HashMap::new();
+            let mut fixed = FastMap::default();
             for (field, def) in self.table() {
                 let mut labels = base.clone();
                 match field {

@@ -1,6 +1,8 @@
 //! The writer: [`Buffer`], owned by the sampling thread.
 
 use std::collections::HashMap;
+
+use crate::fasthash::FastMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,10 +30,10 @@ const GC_INTERVAL: u32 = 256;
 #[derive(Debug, Default)]
 struct SeriesCache {
     /// Fast path: the caller's `Arc` (held here, so the address is not reused).
-    by_ptr: HashMap<usize, (Arc<Series>, i64)>,
+    by_ptr: FastMap<usize, (Arc<Series>, i64)>,
     by_value: HashMap<Arc<Series>, i64>,
     /// id → (series, `last_batch` as stored).
-    by_id: HashMap<i64, (Arc<Series>, i64)>,
+    by_id: FastMap<i64, (Arc<Series>, i64)>,
 }
 
 impl SeriesCache {
@@ -103,6 +105,48 @@ pub struct Buffer {
     /// Shared with every reader: one write transaction at a time in this
     /// process (see [`WriteGate`]).
     gate: WriteGate,
+}
+
+/// A `BEGIN IMMEDIATE` … `COMMIT` transaction through cached statements (as
+/// `rusqlite::Transaction`, which parses both statements anew each time: a
+/// visible share of an append's CPU). Rolled back when dropped uncommitted.
+struct Immediate<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> Immediate<'c> {
+    fn begin(conn: &'c Connection) -> rusqlite::Result<Self> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(Immediate { conn, open: true })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Immediate<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Immediate<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.conn.is_autocommit() {
+            if let Err(e) = self
+                .conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut st| st.execute([]))
+            {
+                log::warn!("buffer: rolling back a failed append failed: {e}");
+            }
+        }
+    }
 }
 
 /// How long [`Buffer::open`] waits for another writer's lock to go away.
@@ -472,10 +516,7 @@ impl Buffer {
         let path = &self.config.path;
         let err = |op| super::error::on(path, op);
         let _turn = self.gate.enter_first();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err("begin append"))?;
+        let tx = Immediate::begin(&self.conn).map_err(err("begin append"))?;
         if !new_series.is_empty() {
             let mut st = tx
                 .prepare_cached(
@@ -628,9 +669,15 @@ impl Buffer {
     }
 }
 
+/// `(page_count, freelist_count)`, with cached statements (this runs in
+/// every append).
 pub(crate) fn page_counts(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
-    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
-    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+    let pages: i64 = conn
+        .prepare_cached("PRAGMA page_count")?
+        .query_row([], |r| r.get(0))?;
+    let free: i64 = conn
+        .prepare_cached("PRAGMA freelist_count")?
+        .query_row([], |r| r.get(0))?;
     Ok((pages.max(0) as u64, free.max(0) as u64))
 }
 

@@ -99,8 +99,9 @@ pub trait Sink: Send {
     /// # Errors
     /// A [`SinkFailure`] whose class decides what the loop does.
     fn deliver(&mut self, batches: &[Arc<Batch>]) -> Result<Delivered, Box<dyn SinkFailure>>;
-    /// Whether the loop makes one last delivery on clean shutdown.
-    fn flush_on_shutdown(&self) -> bool {
+    /// Whether the loop makes one last delivery on clean shutdown; called
+    /// once, then, before that delivery.
+    fn flush_on_shutdown(&mut self) -> bool {
         true
     }
     /// Called once on clean shutdown, after the last delivery (e.g. to

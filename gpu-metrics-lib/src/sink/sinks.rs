@@ -1,6 +1,7 @@
 //! The [`Sink`] adapters of the two clients: what each delivers and how.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -18,12 +19,22 @@ pub const PUSHGATEWAY_SINK: &str = "pushgateway";
 /// The remote-write sink's name in the buffer and in self-metrics.
 pub const REMOTE_WRITE_SINK: &str = "remote_write";
 
-/// The live view: `PUT`s the newest batch, followed by the self-metrics, to
-/// the Pushgateway group; on shutdown flushes it or deletes the group.
+/// How long the Pushgateway sink reuses its rendering of the self-metrics
+/// (the agent refreshes its buffer gauges this often too, `STATS_EVERY`):
+/// rendering the recorder is most of a push's CPU, and the same figures are
+/// live on `--listen`'s `/metrics`. The last push on shutdown renders them
+/// fresh.
+pub const SELF_METRICS_EVERY: Duration = Duration::from_secs(5);
+
+/// The live view: `PUT`s the newest batch, followed by the self-metrics
+/// (rendered at most every [`SELF_METRICS_EVERY`]), to the Pushgateway group;
+/// on shutdown flushes it or deletes the group.
 pub struct PushgatewaySink {
     client: PushgatewayClient,
     exposition: Exposition,
     self_metrics: Option<PrometheusHandle>,
+    /// The self-metrics as last rendered, and when.
+    self_text: Option<(Instant, String)>,
     delete_on_exit: bool,
 }
 
@@ -40,6 +51,7 @@ impl PushgatewaySink {
             client,
             exposition: Exposition::new(),
             self_metrics,
+            self_text: None,
             delete_on_exit,
         }
     }
@@ -68,7 +80,16 @@ impl Sink for PushgatewaySink {
         };
         let mut text = self.exposition.render(batch);
         if let Some(h) = &self.self_metrics {
-            text.push_str(&h.render());
+            let stale = self
+                .self_text
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= SELF_METRICS_EVERY);
+            if stale {
+                self.self_text = Some((Instant::now(), h.render()));
+            }
+            if let Some((_, own)) = &self.self_text {
+                text.push_str(own);
+            }
         }
         self.client.push(&text).map_err(|e| Box::new(e) as _)?;
         Ok(Delivered {
@@ -77,7 +98,8 @@ impl Sink for PushgatewaySink {
         })
     }
 
-    fn flush_on_shutdown(&self) -> bool {
+    fn flush_on_shutdown(&mut self) -> bool {
+        self.self_text = None; // the last push shows the final figures
         !self.delete_on_exit
     }
 

@@ -11,6 +11,8 @@
 //! reference (tested), field for field.
 
 use std::collections::HashMap;
+
+use crate::fasthash::FastMap;
 use std::sync::Arc;
 
 use super::remote_write::Piece;
@@ -27,13 +29,13 @@ const CACHE_LIMIT: usize = 65_536;
 #[derive(Debug, Default)]
 pub(crate) struct WireEncoder {
     /// `Arc<Series>` address → (the `Arc`, kept alive; its interned id).
-    by_ptr: HashMap<usize, (Arc<Series>, usize)>,
+    by_ptr: FastMap<usize, (Arc<Series>, usize)>,
     /// Encoded labels → interned id.
     interned: HashMap<Vec<u8>, usize>,
     /// Interned id → encoded labels.
     encoded: Vec<Vec<u8>>,
     /// This request: interned id → slot.
-    slot_of: HashMap<usize, usize>,
+    slot_of: FastMap<usize, usize>,
     /// This request's series (interned id, samples); reused between requests.
     slots: Vec<(usize, Vec<(i64, f64)>)>,
     used: usize,
