@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use aif_testbed::{SlurmCluster, Sshd, free_port, wait_until};
-use common::slurm::{lifecycle, sacct_state};
+use aif_testbed::{SlurmCluster, Sshd, wait_until};
+use common::slurm::{benchmark_run_completes, lifecycle, sacct_state};
 use common::{Api, EXIT_AFTER_RECIPE, recipes_with, slurm_over_ssh};
 use serde_json::json;
 
@@ -151,28 +151,7 @@ fn slurm_through_ssh_exec() {
     lifecycle(&api, &cluster, work.path(), "slurm");
     // A benchmark run over SSH: sbatch, squeue and the result file (`cat`) all
     // go through the SSH runner.
-    let svc = api.create_service("demo-http", json!({"port": free_port()}));
-    let sid = svc["id"].as_str().expect("id").to_string();
-    api.wait_service(&sid, "running", Duration::from_secs(90));
-    let a = api.post(
-        "/api/v1/benchmarks",
-        &json!({"service_id": sid, "duration_seconds": 2}),
-    );
-    assert_eq!(a.status, 201, "{}", a.body);
-    let rid = a.json()["id"].as_str().expect("id").to_string();
-    let mut run = serde_json::Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(120), || {
-            run = api.get(&format!("/api/v1/benchmarks/{rid}")).json();
-            run["status"] == "completed"
-        }),
-        "{run:#}\n{}",
-        api.log()
-    );
-    assert!(
-        run["result"]["completed"].as_u64().unwrap_or(0) > 0,
-        "{run:#}"
-    );
+    benchmark_run_completes(&api);
     assert!(
         sshd.log_text().contains("Accepted publickey"),
         "{}",

@@ -14,7 +14,7 @@ use aif_testbed::{
     KeyFormat, KeyKind, RestdAuth, RestdListen, SlurmCluster, SlurmOptions, SlurmRestd, Sshd,
     free_port, wait_until,
 };
-use common::slurm::{lifecycle, sacct_state};
+use common::slurm::{benchmark_run_completes, lifecycle, sacct_state};
 use common::{Api, EXIT_AFTER_RECIPE, recipes_with};
 use serde_json::json;
 
@@ -355,28 +355,7 @@ fn slurm_rest_through_the_ssh_local_forward() {
     assert!(api.log().contains("SSH forward"), "{}", api.log());
     // A benchmark run is a job too: submitted, watched and collected through
     // the forward (its result file is in the shared `log_dir`).
-    let svc = api.create_service("demo-http", json!({"port": free_port()}));
-    let sid = svc["id"].as_str().expect("id").to_string();
-    api.wait_service(&sid, "running", Duration::from_secs(90));
-    let a = api.post(
-        "/api/v1/benchmarks",
-        &json!({"service_id": sid, "duration_seconds": 2}),
-    );
-    assert_eq!(a.status, 201, "{}", a.body);
-    let rid = a.json()["id"].as_str().expect("id").to_string();
-    let mut run = serde_json::Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(120), || {
-            run = api.get(&format!("/api/v1/benchmarks/{rid}")).json();
-            run["status"] == "completed"
-        }),
-        "{run:#}\n{}",
-        api.log()
-    );
-    assert!(
-        run["result"]["completed"].as_u64().unwrap_or(0) > 0,
-        "{run:#}"
-    );
+    benchmark_run_completes(&api);
     assert!(
         sshd.log_text().contains("Accepted publickey"),
         "{}",

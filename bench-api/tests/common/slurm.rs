@@ -88,3 +88,30 @@ pub fn lifecycle(api: &Api, cluster: &SlurmCluster, flag_dir: &Path, backend: &s
         sacct_state(cluster, job)
     );
 }
+
+/// A 2 s benchmark run against a fresh `demo-http` service completes with
+/// requests counted (submitted, watched and collected through the backend).
+pub fn benchmark_run_completes(api: &Api) {
+    let svc = api.create_service("demo-http", json!({"port": free_port()}));
+    let sid = svc["id"].as_str().expect("id").to_string();
+    api.wait_service(&sid, "running", Duration::from_secs(90));
+    let a = api.post(
+        "/api/v1/benchmarks",
+        &json!({"service_id": sid, "duration_seconds": 2}),
+    );
+    assert_eq!(a.status, 201, "{}", a.body);
+    let rid = a.json()["id"].as_str().expect("id").to_string();
+    let mut run = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            run = api.get(&format!("/api/v1/benchmarks/{rid}")).json();
+            run["status"] == "completed"
+        }),
+        "{run:#}\n{}",
+        api.log()
+    );
+    assert!(
+        run["result"]["completed"].as_u64().unwrap_or(0) > 0,
+        "{run:#}"
+    );
+}
