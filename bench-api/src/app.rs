@@ -797,14 +797,9 @@ impl App {
                 }
             }
         }
-        self.monitor_runs();
+        let runs_open = self.monitor_runs();
         if let Some(t) = &self.reverse_tunnel {
-            // Unreadable run jobs count as work: never close on an error.
-            let runs = self
-                .store
-                .open_run_jobs()
-                .map_or(true, |j| j.iter().any(|j| !j.collected));
-            t.update(!open.is_empty() || runs);
+            t.update(!open.is_empty() || runs_open);
         }
     }
 

@@ -458,12 +458,14 @@ impl App {
     }
 
     /// One pass over the generator jobs: states, progress, results, energy.
-    pub fn monitor_runs(&self) {
+    /// Returns whether any generator job was still uncollected at its start
+    /// (`true` when they could not be listed: unknown counts as work).
+    pub fn monitor_runs(&self) -> bool {
         let jobs = match self.store.open_run_jobs() {
             Ok(j) => j,
             Err(e) => {
                 log::error!("monitor: cannot list run jobs: {e}");
-                return;
+                return true;
             }
         };
         let live: Vec<(&str, &str)> = jobs
@@ -530,6 +532,7 @@ impl App {
                 }
             }
         }
+        !live.is_empty()
     }
 
     fn collect(&self, job: &RunJob, run: &Run, ending: &Ending) {

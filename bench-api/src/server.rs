@@ -69,12 +69,8 @@ fn build_backend(config: &Config) -> Result<Box<dyn Backend>, StartError> {
         BackendKind::Local => {
             let exe = std::env::current_exe().map_err(StartError::CurrentExe)?;
             let local = LocalBackend::new(&config.log_dir, exe, config.kill_grace)?;
-            Ok(Box::new(match config.job_pushgateway() {
-                Some(pgw) => local.with_exporter(ExporterPlan {
-                    settings: config.exporter.clone(),
-                    pushgateway: pgw.to_string(),
-                    remote_write: config.job_remote_write().map(str::to_string),
-                }),
+            Ok(Box::new(match exporter_plan(config) {
+                Some(plan) => local.with_exporter(plan),
                 None => local,
             }))
         }
@@ -87,27 +83,10 @@ fn build_backend(config: &Config) -> Result<Box<dyn Backend>, StartError> {
                         Box::new(SshRunner::new(ssh, timeout).map_err(BackendError::from)?),
                         "aif-bench-logs".into(),
                     ),
-                    None => {
-                        std::fs::create_dir_all(&config.log_dir).map_err(|source| {
-                            BackendError::Io {
-                                what: format!("create {}", config.log_dir.display()),
-                                source,
-                            }
-                        })?;
-                        let dir = config
-                            .log_dir
-                            .canonicalize()
-                            .unwrap_or_else(|_| config.log_dir.clone());
-                        (Box::new(LocalRunner::new(timeout)), dir)
-                    }
+                    None => (Box::new(LocalRunner::new(timeout)), local_log_dir(config)?),
                 };
             let log_dir = config.slurm.log_dir.clone().unwrap_or(default_log_dir);
-            // Through the reverse tunnel's port on the login node when there is one.
-            let exporter = config.job_pushgateway().map(|pgw| ExporterPlan {
-                settings: config.exporter.clone(),
-                pushgateway: pgw.to_string(),
-                remote_write: config.job_remote_write().map(str::to_string),
-            });
+            let exporter = exporter_plan(config);
             if exporter.is_none() {
                 log::warn!(
                     "slurm: no pushgateway configured; GPU services start without a node exporter"
@@ -122,6 +101,29 @@ fn build_backend(config: &Config) -> Result<Box<dyn Backend>, StartError> {
             )))
         }
     }
+}
+
+/// The node exporter GPU jobs start beside the service, when there is a
+/// Pushgateway (through the reverse tunnel's port on the login node when
+/// there is one).
+fn exporter_plan(config: &Config) -> Option<ExporterPlan> {
+    config.job_pushgateway().map(|pgw| ExporterPlan {
+        settings: config.exporter.clone(),
+        pushgateway: pgw.to_string(),
+        remote_write: config.job_remote_write().map(str::to_string),
+    })
+}
+
+/// `log_dir` here, created, as an absolute path (jobs run elsewhere).
+fn local_log_dir(config: &Config) -> Result<std::path::PathBuf, BackendError> {
+    std::fs::create_dir_all(&config.log_dir).map_err(|source| BackendError::Io {
+        what: format!("create {}", config.log_dir.display()),
+        source,
+    })?;
+    Ok(config
+        .log_dir
+        .canonicalize()
+        .unwrap_or_else(|_| config.log_dir.clone()))
 }
 
 /// The `slurm-rest` backend: the client (through the SSH forward when
@@ -156,13 +158,7 @@ fn build_slurm_rest(config: &Config) -> Result<Box<dyn Backend>, StartError> {
                 source: Box::new(source),
             })
         };
-        let cfg = gpu_metrics::ssh::SshConfig::builder(&ssh.host, &ssh.user, &ssh.identity_file)
-            .port(ssh.port)
-            .known_hosts(&ssh.known_hosts)
-            .accept_new(ssh.accept_new)
-            .connect_timeout(timeout.min(Duration::from_secs(15)))
-            .build()
-            .map_err(ssh_err)?;
+        let cfg = ssh.ssh_config(timeout).map_err(ssh_err)?;
         let fwd = gpu_metrics::tunnel::LocalForward::start(&cfg, &host, port).map_err(ssh_err)?;
         let local = format!("http://{}", fwd.local_addr());
         log::info!(
@@ -190,22 +186,9 @@ fn build_slurm_rest(config: &Config) -> Result<Box<dyn Backend>, StartError> {
     let client = SlurmRestClient::new(endpoint, auth, timeout, pinned);
     let log_dir = match &config.slurm.log_dir {
         Some(d) => d.clone(),
-        None => {
-            std::fs::create_dir_all(&config.log_dir).map_err(|source| BackendError::Io {
-                what: format!("create {}", config.log_dir.display()),
-                source,
-            })?;
-            config
-                .log_dir
-                .canonicalize()
-                .unwrap_or_else(|_| config.log_dir.clone())
-        }
+        None => local_log_dir(config)?,
     };
-    let exporter = config.job_pushgateway().map(|pgw| ExporterPlan {
-        settings: config.exporter.clone(),
-        pushgateway: pgw.to_string(),
-        remote_write: config.job_remote_write().map(str::to_string),
-    });
+    let exporter = exporter_plan(config);
     let environment = rest.environment.clone().unwrap_or_else(|| {
         [(
             "PATH".to_string(),

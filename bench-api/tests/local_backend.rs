@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use aif_testbed::{free_port, http_get, wait_until};
+use aif_testbed::{free_port, http_get, metric_value, wait_until};
 use common::{Api, EXIT_AFTER_RECIPE, group_alive, recipes_with, shipped_recipes};
 use serde_json::json;
 
@@ -97,11 +97,12 @@ fn demo_service_runs_is_reachable_and_cancels_cleanly() {
         200
     );
     let ticks = || {
-        let text = api.get("/metrics").body;
-        text.lines()
-            .find_map(|l| l.strip_prefix("aif_api_monitor_ticks_total "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .expect("aif_api_monitor_ticks_total")
+        metric_value(
+            &api.get("/metrics").body,
+            "aif_api_monitor_ticks_total",
+            &[],
+        )
+        .expect("aif_api_monitor_ticks_total") as u64
     };
     let after_delete = ticks();
     assert!(

@@ -5,12 +5,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aif_testbed::{
-    Prometheus, Pushgateway, SlurmCluster, Sshd, free_port, raw_samples, wait_until,
+    Prometheus, Pushgateway, SlurmCluster, Sshd, free_port, metric_value, port_open, raw_samples,
+    wait_until,
 };
 use common::{Api, recipes_with, slurm_over_ssh};
 use gpu_metrics::sink::{RemoteWriteBuilder, RemoteWriteSink, Sink};
@@ -78,11 +79,11 @@ fn tunnel_metric(api: &Api, name: &str, port: u16) -> Option<f64> {
 
 /// The value of the series `name{forward="FORWARD",port="PORT"}`.
 fn forward_metric(api: &Api, name: &str, forward: &str, port: u16) -> Option<f64> {
-    let text = api.get("/metrics").body;
-    let prefix = format!("{name}{{forward=\"{forward}\",port=\"{port}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
+    metric_value(
+        &api.get("/metrics").body,
+        name,
+        &[("forward", forward), ("port", &port.to_string())],
+    )
 }
 
 /// Waits until the Pushgateway forward's `up` gauge reads `want` (and, when
@@ -111,7 +112,7 @@ fn push_arrives(pgw: &Pushgateway, base: &str, value: u64) {
         "no push through {base}"
     );
     assert_eq!(
-        pushed(pgw, "aif_rt_test", "job=\"reverse-tunnel-test\""),
+        pushed(pgw, "aif_rt_test", &[("job", "reverse-tunnel-test")]),
         Some(value as f64)
     );
 }
@@ -134,12 +135,9 @@ fn has_series(pgw: &Pushgateway, needle: &str) -> bool {
     pgw.metrics_text().is_ok_and(|t| t.contains(needle))
 }
 
-/// The value of the pushed series `name{…label…}` in the Pushgateway.
-fn pushed(pgw: &Pushgateway, name: &str, label: &str) -> Option<f64> {
-    let text = pgw.metrics_text().ok()?;
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
-        .find_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
+/// The value of the pushed series `name{…labels…}` in the Pushgateway.
+fn pushed(pgw: &Pushgateway, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metric_value(&pgw.metrics_text().ok()?, name, labels)
 }
 
 /// Remote-writes one sample `aif_rt_remote_write{via="tunnel"} 1` to `url`.
@@ -164,11 +162,7 @@ fn remote_write(url: &str, ts: i64) -> bool {
 }
 
 fn listening(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(500),
-    )
-    .is_ok()
+    port_open(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 #[test]
@@ -243,8 +237,7 @@ fn reverse_tunnel_carries_job_pushes_comes_back_after_sshd_restarts_and_closes_w
             .any(|w| w == ["--remote-write", forwarded_rw.as_str()]),
         "{lines:?}"
     );
-    let sid_label = format!("service_id=\"{sid}\"");
-    let exporter_pushes = || pushed(&pgw, "aif_fake_exporter_pushes", &sid_label);
+    let exporter_pushes = || pushed(&pgw, "aif_fake_exporter_pushes", &[("service_id", &sid)]);
     assert!(
         wait_until(WAIT, || exporter_pushes().is_some()),
         "the exporter's push never arrived:\n{}\n{}",

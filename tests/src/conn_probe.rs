@@ -6,8 +6,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::wait_until;
-
 /// Raises this process's soft `RLIMIT_NOFILE` to at least `want` (up to the
 /// hard limit); children started afterwards inherit it. Returns the new soft
 /// limit.
@@ -116,10 +114,4 @@ pub fn wait_closed(socks: &mut [TcpStream], deadline: Instant) -> Vec<Closed> {
             }
         })
         .collect()
-}
-
-/// Waits (up to `timeout`) until process `pid` holds at least `n` open files:
-/// the kernel completes a connect before the server accepts it.
-pub fn wait_fds_at_least(pid: u32, n: usize, timeout: Duration) -> bool {
-    wait_until(timeout, || open_fds(pid) >= n)
 }

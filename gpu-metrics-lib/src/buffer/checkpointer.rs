@@ -195,9 +195,8 @@ struct HookContext {
 unsafe impl Send for WalHook {}
 
 impl WalHook {
-    /// Installs the hook on `conn` (the writer's connection). Replaces
-    /// `wal_autocheckpoint` for that connection (SQLite implements the
-    /// autocheckpoint with this same hook).
+    /// Installs the hook on `conn` (the writer's connection), in the place of
+    /// SQLite's autocheckpoint (which is this same hook, and off here).
     ///
     /// # Safety
     /// The returned value must be dropped before `conn` is closed.

@@ -81,9 +81,8 @@
 //! Settings: `page_size = 4096`, `auto_vacuum = INCREMENTAL` (fixed at
 //! creation), `journal_mode = WAL` (persistent); per connection
 //! `synchronous` (from [`Durability`]), `busy_timeout = 10 s`,
-//! `journal_size_limit` (from the cap); the writer's connection replaces
-//! `wal_autocheckpoint` with its WAL hook (same threshold), the readers set it
-//! to 0.
+//! `journal_size_limit` (from the cap), `wal_autocheckpoint = 0`: the
+//! writer's WAL hook and the checkpointer thread checkpoint instead.
 //!
 //! A series is stored once and referenced by id. The writer keeps the
 //! series → id map in memory (loaded at open) and refreshes a series'

@@ -86,10 +86,8 @@ impl SinkReader {
         let conn = Connection::open_with_flags(&path, flags)
             .map_err(|e| BufferError::sqlite(&path, "open reader", e))?;
         schema::configure(&conn, &path, config.durability, plan)?;
-        // A reader's commits never checkpoint on their own: after large acks
-        // it wakes the writer's checkpointer thread (see `ack_through`).
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(|e| BufferError::sqlite(&path, "set wal_autocheckpoint", e))?;
+        // Its commits never checkpoint (`configure`): after large acks it wakes
+        // the writer's checkpointer thread (see `ack_through`).
         Ok(SinkReader {
             conn,
             gate,
@@ -258,53 +256,45 @@ impl SinkReader {
 
     /// The ack's write transactions, each in this process's write turn.
     fn ack_in_turn(&mut self, id: BatchId) -> Result<u64, BufferError> {
-        let turn = self.gate.enter();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| BufferError::sqlite(&self.dec.path, "begin ack", e))?;
-        let cursor = stats::cursor_of(&tx, &self.dec.sink)
-            .map_err(|e| BufferError::sqlite(&self.dec.path, "read cursor", e))?
-            .ok_or_else(|| BufferError::UnknownSink {
-                sink: self.dec.sink.clone(),
-            })?;
-        if id.0 <= cursor {
-            return Ok(0);
-        }
         let path = &self.dec.path;
+        let sink = &self.dec.sink;
         let err = |op| super::error::on(path, op);
-        let head = stats::head(&tx).map_err(err("read head"))?;
-        if id.0 > head {
-            return Err(BufferError::AckBeyondHead {
-                sink: self.dec.sink.clone(),
-                id,
-                head,
-            });
-        }
-        let range = stats::id_range(&tx).map_err(err("read batch range"))?;
-        let covered = stats::count_in(range, cursor, id.0);
-        tx.prepare_cached("UPDATE cursors SET acked_through = ?1 WHERE sink = ?2")
-            .and_then(|mut st| st.execute(params![id.0, self.dec.sink]))
-            .map_err(err("move cursor"))?;
-        let deleted =
-            stats::delete_taken(&tx, super::DELETE_CHUNK).map_err(err("delete taken batches"))?;
-        tx.commit().map_err(err("commit ack"))?;
-        drop(turn);
-        // More chunks, each in its own turn, while there is more to delete and
-        // the sampler is not waiting for the turn.
-        let mut last = deleted;
-        for _ in 1..super::ACK_DELETE_ROUNDS {
-            if (last as i64) < super::DELETE_CHUNK || self.gate.sampler_waits() {
-                break;
-            }
+        let mut covered = 0;
+        // The first turn moves the cursor; each turn deletes a chunk. More
+        // turns while there is more to delete and the sampler is not waiting.
+        for round in 0..super::ACK_DELETE_ROUNDS {
             let _turn = self.gate.enter();
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err("begin delete"))?;
-            last = stats::delete_taken(&tx, super::DELETE_CHUNK)
+                .map_err(err("begin ack"))?;
+            if round == 0 {
+                let cursor = stats::cursor_of(&tx, sink)
+                    .map_err(err("read cursor"))?
+                    .ok_or_else(|| BufferError::UnknownSink { sink: sink.clone() })?;
+                if id.0 <= cursor {
+                    return Ok(0);
+                }
+                let head = stats::head(&tx).map_err(err("read head"))?;
+                if id.0 > head {
+                    return Err(BufferError::AckBeyondHead {
+                        sink: sink.clone(),
+                        id,
+                        head,
+                    });
+                }
+                let range = stats::id_range(&tx).map_err(err("read batch range"))?;
+                covered = stats::count_in(range, cursor, id.0);
+                tx.prepare_cached("UPDATE cursors SET acked_through = ?1 WHERE sink = ?2")
+                    .and_then(|mut st| st.execute(params![id.0, sink]))
+                    .map_err(err("move cursor"))?;
+            }
+            let deleted = stats::delete_taken(&tx, super::DELETE_CHUNK)
                 .map_err(err("delete taken batches"))?;
-            tx.commit().map_err(err("commit delete"))?;
+            tx.commit().map_err(err("commit ack"))?;
+            if (deleted as i64) < super::DELETE_CHUNK || self.gate.sampler_waits() {
+                break;
+            }
         }
         Ok(covered)
     }

@@ -114,7 +114,9 @@ pub(crate) fn configure(
         .map_err(err("set synchronous"))?;
     conn.pragma_update(None, "journal_size_limit", plan.wal_limit_bytes as i64)
         .map_err(err("set journal_size_limit"))?;
-    conn.pragma_update(None, "wal_autocheckpoint", plan.wal_pages() as i64)
+    // No commit checkpoints by itself: the writer's WAL hook and the
+    // checkpointer thread do (`checkpointer.rs`).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(err("set wal_autocheckpoint"))?;
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(err("set temp_store"))?;

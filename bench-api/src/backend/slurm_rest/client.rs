@@ -152,15 +152,6 @@ impl SlurmRestError {
                 | SlurmRestError::Unauthorized { .. }
         )
     }
-
-    /// True for errors a later attempt may not see (connection, 5xx, 429).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            SlurmRestError::Transport { .. } => true,
-            SlurmRestError::Http { status, .. } => *status >= 500 || *status == 429,
-            _ => false,
-        }
-    }
 }
 
 /// Where slurmrestd listens.
@@ -534,12 +525,21 @@ impl SlurmRestClient {
                 }
                 req.call()
             }
-            _ => {
+            ("GET", None) => {
                 let mut req = self.agent.get(url);
                 for (k, v) in headers {
                     req = req.header(*k, v);
                 }
                 req.call()
+            }
+            (other, body) => {
+                return Err(SlurmRestError::Transport {
+                    url: url.to_string(),
+                    detail: format!(
+                        "no such request: {other} {} a body",
+                        if body.is_some() { "with" } else { "without" }
+                    ),
+                });
             }
         };
         let mut resp = result.map_err(transport)?;
