@@ -1,9 +1,13 @@
 //! Compiles every `recipes/*.toml` into the binary (`include_str!`), so the API
-//! starts from any directory; `--recipes DIR` adds to or overrides them.
+//! starts from any directory; `--recipes DIR` adds to or overrides them. Also
+//! sets `AIF_GIT_COMMIT` (the commit shown by `--version` of both binaries).
 
 use std::fmt::Write as _;
 
+include!("../build-support/git_commit.rs");
+
 fn main() {
+    emit_git_commit();
     let dir = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir"))
         .join("recipes");
     println!("cargo:rerun-if-changed={}", dir.display());

@@ -12,10 +12,12 @@ PACKAGES=(
   prometheus prometheus-pushgateway      # testbed: Prometheus, promtool, Pushgateway
   victoria-metrics                       # testbed: a second remote-write receiver; vmagent (footprint peer)
   openssh-server openssh-client          # testbed: private sshd, ssh-keygen
+  iproute2                               # testbed: hosts as network namespaces (ip netns, veth; tests/src/netns.rs)
   apache2-utils                          # htpasswd (bcrypt) for Pushgateway basic auth
   slurmctld slurmd slurm-client munge    # testbed: single-node Slurm cluster
   slurmrestd slurm-wlm-jwt-plugin        # testbed: slurmrestd (rest_auth/jwt) for the slurm-rest backend
   gcc libc6-dev make perl pkg-config     # fake libnvidia-ml.so.1; static OpenSSL/zlib for libssh2
+  binutils                               # objdump: the release binaries' glibc baseline (scripts/dist-check.sh)
   python3                                # the demo service recipe, free ports in scripts
   python3-venv                           # schemathesis (PyPI) in target/schemathesis-venv
   curl ca-certificates wrk nginx         # benches (wrk: the API bench; nginx: the load generator's target)

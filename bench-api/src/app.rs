@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, Ending, JobState, LaunchSpec};
+use crate::backend::{Backend, Ending, JobState, LaunchSpec, Runnable};
 use crate::config::Config;
 use crate::cors::Cors;
 use crate::metrics::ApiMetrics;
@@ -14,7 +14,7 @@ use crate::model::{
     CancelRequest, CreateRun, CreateService, LoadMode, Run, RunSpec, Service, SetServiceStatus,
     Status, Workload, new_id, now_ms, rfc3339,
 };
-use crate::recipes::Catalogue;
+use crate::recipes::{Catalogue, Recipe};
 use crate::state::{StateError, Store, Transition};
 use crate::tunnel::ReverseTunnel;
 use crate::validate::{ApiError, in_range, parse_json, parse_query};
@@ -30,6 +30,18 @@ pub enum Payload {
     Text(String),
     /// Nothing (204).
     Empty,
+}
+
+/// A recipe as `GET /api/v1/recipes` lists it: its fields, and whether this
+/// API's backend can run it.
+#[derive(Debug, serde::Serialize)]
+struct RecipeView<'a> {
+    #[serde(flatten)]
+    recipe: &'a Recipe,
+    /// `yes`, `no` or `unknown`.
+    runnable: Runnable,
+    /// Why, always given.
+    runnable_reason: String,
 }
 
 /// A successful answer.
@@ -78,7 +90,6 @@ pub struct App {
     pub cors: Cors,
     /// The remote forward on the Slurm login node (`--reverse-tunnel`).
     pub reverse_tunnel: Option<ReverseTunnel>,
-    recipes_json: Vec<u8>,
     openapi_json: Vec<u8>,
     started: Instant,
     starting_since: Mutex<HashMap<String, Instant>>,
@@ -113,8 +124,6 @@ fn status_filter(value: &str, field: &str) -> Result<Vec<Status>, ApiError> {
 impl App {
     /// Assembles the application.
     pub fn new(config: Config, store: Store, recipes: Catalogue, backend: Box<dyn Backend>) -> App {
-        let recipes_json = serde_json::to_vec(&recipes.all().collect::<Vec<_>>())
-            .unwrap_or_else(|_| b"[]".to_vec());
         let openapi_json =
             serde_json::to_vec_pretty(&crate::openapi::document(config.token.is_some(), &recipes))
                 .unwrap_or_default();
@@ -132,7 +141,6 @@ impl App {
             recipes,
             backend,
             metrics: ApiMetrics::default(),
-            recipes_json,
             openapi_json,
             started: Instant::now(),
             starting_since: Mutex::new(HashMap::new()),
@@ -153,13 +161,23 @@ impl App {
         )
     }
 
-    /// `GET /api/v1/recipes`.
+    /// `GET /api/v1/recipes`: every recipe with `runnable` and
+    /// `runnable_reason`, checked now (a program installed since the last
+    /// call is seen).
     pub fn list_recipes(&self) -> Result<Reply, ApiError> {
-        Ok(Reply {
-            status: 200,
-            payload: Payload::Json(self.recipes_json.clone()),
-            headers: Vec::new(),
-        })
+        let views: Vec<RecipeView<'_>> = self
+            .recipes
+            .all()
+            .map(|recipe| {
+                let r = self.backend.runnable(recipe);
+                RecipeView {
+                    recipe,
+                    runnable: r.state,
+                    runnable_reason: r.reason,
+                }
+            })
+            .collect();
+        Reply::json(200, &views)
     }
 
     /// `GET /openapi.json`.
@@ -249,6 +267,19 @@ impl App {
             )
         })?;
         let resolved = recipe.resolve(&req.params)?;
+        let runnable = self.backend.runnable(recipe);
+        if runnable.state == Runnable::No {
+            return Err(ApiError::field(
+                409,
+                "recipe",
+                format!(
+                    "recipe `{}` cannot run on the {} backend: {}",
+                    recipe.name,
+                    self.backend.kind(),
+                    runnable.reason
+                ),
+            ));
+        }
         if self.backend.kind() == "local"
             && let Some(port) = resolved.port
         {
@@ -751,10 +782,7 @@ impl App {
             match state {
                 Err(e) if e.state_unknowable() => {
                     log::warn!("monitor: service {}: cannot get state: {e}", svc.id);
-                    let detail = format!("cannot get the state: {e}");
-                    if svc.status != Status::Unknown || svc.detail.as_deref() != Some(&detail) {
-                        self.transition(&svc.id, Status::Unknown, Some(&detail), None);
-                    }
+                    self.unknown(svc, &format!("cannot get the state: {e}"));
                 }
                 Err(e) => log::warn!("monitor: service {}: cannot get state: {e}", svc.id),
                 Ok(JobState::Queued) => {
@@ -785,21 +813,33 @@ impl App {
                     };
                     self.transition(&svc.id, status, Some(&detail), code);
                 }
-                Ok(JobState::Missing) => {
-                    if svc.status != Status::Unknown {
-                        self.transition(
-                            &svc.id,
-                            Status::Unknown,
-                            Some("the backend has no trace of the job and no exit state was recorded"),
-                            None,
-                        );
-                    }
-                }
+                Ok(JobState::Missing) => self.unknown(
+                    svc,
+                    "the backend has no trace of the job and no exit state was recorded",
+                ),
             }
         }
         let runs_open = self.monitor_runs();
         if let Some(t) = &self.reverse_tunnel {
             t.update(!open.is_empty() || runs_open);
+        }
+    }
+
+    /// Makes `svc` `unknown` because of `detail`; one that already is gets
+    /// the new reason (the last poll's, not the first one's: a reason that
+    /// stopped holding is not shown any longer).
+    fn unknown(&self, svc: &Service, detail: &str) {
+        if svc.status != Status::Unknown {
+            self.transition(&svc.id, Status::Unknown, Some(detail), None);
+            return;
+        }
+        match self
+            .store
+            .set_service_detail(&svc.id, Status::Unknown, detail)
+        {
+            Ok(true) => log::info!("service {}: unknown ({detail})", svc.id),
+            Ok(false) => {}
+            Err(e) => log::error!("service {}: cannot record its detail: {e}", svc.id),
         }
     }
 
@@ -906,4 +946,91 @@ fn service_not_found(id: &str) -> ApiError {
 
 fn run_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no benchmark run `{id}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::slurm_rest::SlurmRestError;
+    use crate::backend::{BackendError, Launched};
+
+    /// Answers each poll with the next scripted state.
+    struct Scripted(Mutex<Vec<Result<JobState, BackendError>>>);
+
+    impl Backend for Scripted {
+        fn kind(&self) -> &'static str {
+            "slurm-rest"
+        }
+        fn launch(&self, _: &LaunchSpec<'_>) -> Result<Launched, BackendError> {
+            Ok(Launched {
+                backend_ref: "1".into(),
+                host: None,
+            })
+        }
+        fn states(&self, jobs: &[(&str, &str)]) -> HashMap<String, Result<JobState, BackendError>> {
+            let next = self.0.lock().unwrap().remove(0);
+            jobs.first()
+                .map(|(s, _)| (s.to_string(), next))
+                .into_iter()
+                .collect()
+        }
+        fn cancel(&self, _: &str, _: &str) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    fn refused(what: &str) -> Result<JobState, BackendError> {
+        Err(SlurmRestError::Unauthorized {
+            url: "http://slurmrestd/slurm/v0.0.38/job/1".into(),
+            user: "svc".into(),
+            status: 500,
+            detail: what.into(),
+        }
+        .into())
+    }
+
+    #[test]
+    fn an_unknown_service_shows_the_last_reason_not_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = crate::Cli {
+            db: Some(dir.path().join("s.sqlite")),
+            ..crate::Cli::default()
+        };
+        let config = Config::load(&cli).unwrap();
+        let store = Store::open(&config.db).unwrap();
+        let script = vec![
+            refused("first reason"),
+            refused("second reason"),
+            Ok(JobState::Missing),
+            Ok(JobState::Active { host: None }),
+        ];
+        let app = App::new(
+            config,
+            store,
+            Catalogue::load(None).unwrap(),
+            Box::new(Scripted(Mutex::new(script))),
+        );
+        let created = app.create_service(br#"{"recipe": "sleep"}"#).unwrap();
+        let Payload::Json(body) = created.payload else {
+            panic!("JSON")
+        };
+        let created: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let id = created["id"].as_str().unwrap().to_string();
+        let seen = |want: Status, has: &str| {
+            app.tick();
+            let s = app.store.get_service(&id, false).unwrap().unwrap();
+            let detail = s.detail.clone().unwrap_or_default();
+            assert_eq!(s.status, want, "{detail}");
+            assert!(detail.contains(has), "{detail}");
+            detail
+        };
+        seen(Status::Unknown, "first reason");
+        let d = seen(Status::Unknown, "second reason");
+        assert!(!d.contains("first reason"), "{d}");
+        let d = seen(Status::Unknown, "no trace of the job");
+        assert!(!d.contains("refused"), "{d}");
+        // Found running: the reason says so.
+        let d = seen(Status::Running, "process running");
+        assert!(!d.contains("no trace"), "{d}");
+    }
 }

@@ -115,7 +115,7 @@ impl ConfigError {
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "aif-bench-api",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AIF_GIT_COMMIT"), ")"),
     about = "HTTP API behind the Grafana buttons: services and benchmark runs"
 )]
 pub struct Cli {

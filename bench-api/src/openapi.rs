@@ -14,6 +14,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::backend::Runnable;
 use crate::model::Status;
 use crate::recipes::Catalogue;
 use crate::routes::{Body, Handler, ROUTES, Route};
@@ -307,7 +308,7 @@ fn schemas(recipes: &Catalogue) -> Value {
         },
         "Recipe": {
             "type": "object",
-            "required": ["name", "description", "category", "argv", "resources", "parameters"],
+            "required": ["name", "description", "category", "argv", "resources", "parameters", "runnable", "runnable_reason"],
             "properties": {
                 "name": {"type": "string"},
                 "description": {"type": "string"},
@@ -327,7 +328,13 @@ fn schemas(recipes: &Catalogue) -> Value {
                     }
                 },
                 "parameters": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Parameter"}},
-                "source": {"type": "string", "description": "`builtin` (compiled into the binary) or the file it was loaded from"}
+                "source": {"type": "string", "description": "`builtin` (compiled into the binary) or the file it was loaded from"},
+                "runnable": {
+                    "type": "string",
+                    "enum": Runnable::ALL.map(Runnable::as_str),
+                    "description": "Whether this API's backend can run the recipe: `yes` (its program was found), `no` (it is missing: POST /api/v1/services answers 409), `unknown` (not checked: a Slurm job looks its program up on the compute node)"
+                },
+                "runnable_reason": {"type": "string", "description": "Why `runnable` is what it is (the program's path, what is missing, why it was not checked)"}
             }
         },
         "RecipeList": {"type": "array", "items": {"$ref": "#/components/schemas/Recipe"}},
@@ -605,7 +612,14 @@ fn operation(r: &Route, auth: bool, schemas: &Value) -> Value {
             "The methods the path answers",
         ),
     );
-    if r.mutating {
+    if r.handler == Handler::CreateService {
+        responses.insert(
+            "409".into(),
+            error_response(
+                "The recipe cannot run on this backend (`field: recipe`, see `runnable` in GET /api/v1/recipes), or its port is in use (`field: params.port`)",
+            ),
+        );
+    } else if r.mutating {
         responses.insert(
             "409".into(),
             error_response("The record is not in a state that allows this"),
@@ -712,6 +726,32 @@ mod tests {
                 "no link to {op}"
             );
         }
+    }
+
+    #[test]
+    fn recipes_say_whether_they_run_and_create_may_refuse_with_409() {
+        let doc = document(false, &Catalogue::load(None).unwrap());
+        let recipe = &doc["components"]["schemas"]["Recipe"];
+        assert_eq!(
+            recipe["properties"]["runnable"],
+            json!({
+                "type": "string",
+                "enum": ["yes", "no", "unknown"],
+                "description": recipe["properties"]["runnable"]["description"]
+            })
+        );
+        assert_eq!(recipe["properties"]["runnable_reason"]["type"], "string");
+        let required = recipe["required"].as_array().unwrap();
+        assert!(
+            required.contains(&json!("runnable")) && required.contains(&json!("runnable_reason"))
+        );
+        let create = &doc["paths"]["/api/v1/services"]["post"]["responses"];
+        assert!(
+            create["409"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("cannot run")),
+            "{create}"
+        );
     }
 
     #[test]

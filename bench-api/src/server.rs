@@ -626,6 +626,17 @@ fn handle(app: &App, mut req: tiny_http::Request) {
             .map(|h| h.value.as_str()),
     );
     let (status, resp) = to_response(reply, cors);
+    let method_label = match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    // Counted before the answer is written, so that a client that reads
+    // /metrics right after its answer sees its own request counted.
+    app.metrics
+        .observe(label, method_label, status, start.elapsed().as_secs_f64());
     let sent = std::panic::catch_unwind(AssertUnwindSafe(move || req.respond(resp)));
     match sent {
         Ok(Ok(())) => {}
@@ -643,15 +654,6 @@ fn handle(app: &App, mut req: tiny_http::Request) {
             );
         }
     }
-    let method_label = match method.as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "DELETE" => "DELETE",
-        "OPTIONS" => "OPTIONS",
-        _ => "other",
-    };
-    app.metrics
-        .observe(label, method_label, status, start.elapsed().as_secs_f64());
     log::debug!("{method} {path} → {status} in {:?}", start.elapsed());
 }
 

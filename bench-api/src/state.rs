@@ -462,6 +462,29 @@ impl Store {
         Ok(updated.map_or(Transition::NotFound, Transition::Changed))
     }
 
+    /// Replaces the detail of a service that is still `status` (the reason
+    /// it is `unknown` changed, and the old one no longer holds). The
+    /// history keeps the entry of when it entered `status`. True when it
+    /// changed something.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn set_service_detail(
+        &self,
+        id: &str,
+        status: Status,
+        detail: &str,
+    ) -> Result<bool, StateError> {
+        let n = self.conn().execute(
+            "UPDATE services SET detail = ?3, updated_ms = ?4 WHERE id = ?1 AND status = ?2 AND detail IS NOT ?3",
+            params![id, status.as_str(), detail, now_ms()],
+        )?;
+        if n > 0 {
+            self.invalidate();
+        }
+        Ok(n > 0)
+    }
+
     /// Records where a service was launched: backend reference and host.
     ///
     /// # Errors

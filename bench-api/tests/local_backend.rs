@@ -133,17 +133,110 @@ fn demo_service_runs_is_reachable_and_cancels_cleanly() {
     );
 }
 
+/// A recipe whose program is a parameter: not checked before it starts.
+const ANY_PROGRAM_RECIPE: &str = "name = \"any-program\"\ndescription = \"d\"\ncategory = \"test\"\nargv = [\"{program}\"]\n[parameters.program]\ntype = \"string\"\n";
+
+#[test]
+fn recipes_say_whether_they_run_here_and_a_missing_program_is_409() {
+    let recipes = recipes_with(&[
+        (
+            "missing.toml",
+            "name = \"missing\"\ndescription = \"d\"\ncategory = \"test\"\nargv = [\"/nonexistent/prog\", \"x\"]\n",
+        ),
+        (
+            "not-on-path.toml",
+            "name = \"not-on-path\"\ndescription = \"d\"\ncategory = \"test\"\nargv = [\"no-such-program-xyz\"]\n",
+        ),
+        ("any-program.toml", ANY_PROGRAM_RECIPE),
+    ]);
+    let api = Api::start(recipes.path(), POLL, &[], &[]);
+    let list = api.get("/api/v1/recipes").json();
+    let doc = api.get("/openapi.json").json();
+    let schema = &doc["components"]["schemas"]["Recipe"];
+    let by_name = |name: &str| {
+        list.as_array()
+            .expect("array")
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no recipe {name}: {list:#}"))
+            .clone()
+    };
+    // Every recipe: the shape the OpenAPI describes, a reason always given.
+    for r in list.as_array().expect("array") {
+        for key in r.as_object().expect("object").keys() {
+            assert!(
+                schema["properties"][key].is_object(),
+                "`{key}` is not in the Recipe schema: {r}"
+            );
+        }
+        for key in schema["required"].as_array().expect("required") {
+            assert!(
+                r.get(key.as_str().expect("name")).is_some(),
+                "{key} missing: {r}"
+            );
+        }
+        assert!(
+            ["yes", "no", "unknown"].contains(&r["runnable"].as_str().unwrap_or("")),
+            "{r}"
+        );
+        assert!(
+            r["runnable_reason"].as_str().is_some_and(|s| !s.is_empty()),
+            "{r}"
+        );
+    }
+    for (name, program) in [
+        ("missing", "/nonexistent/prog"),
+        ("not-on-path", "no-such-program-xyz"),
+    ] {
+        let r = by_name(name);
+        assert_eq!(r["runnable"], "no", "{r}");
+        let reason = r["runnable_reason"].as_str().unwrap_or("");
+        assert!(reason.contains(&format!("`{program}`")), "{r}");
+        // Starting it is refused before anything is recorded: 409, naming
+        // the recipe field and the same reason.
+        let a = api.post("/api/v1/services", &json!({"recipe": name}));
+        assert_eq!(a.status, 409, "{}", a.body);
+        let e = a.json();
+        assert_eq!(e["field"], "recipe", "{e}");
+        assert!(
+            e["error"].as_str().unwrap_or("").contains(reason),
+            "{e} does not give the reason {reason:?}"
+        );
+        // Bad parameters are still a 400 first.
+        let a = api.post(
+            "/api/v1/services",
+            &json!({"recipe": name, "params": {"nope": 1}}),
+        );
+        assert_eq!(a.status, 400, "{}", a.body);
+    }
+    assert_eq!(api.get("/api/v1/services").json(), json!([]));
+    // A program that is on PATH (the built-in demo-http runs python3).
+    let demo = by_name("demo-http");
+    assert_eq!(demo["runnable"], "yes", "{demo}");
+    assert!(
+        demo["runnable_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("`python3`"),
+        "{demo}"
+    );
+    // A program given as a parameter is not checked before it starts.
+    assert_eq!(by_name("any-program")["runnable"], "unknown");
+}
+
 #[test]
 fn a_service_that_fails_to_start_or_exits_is_reported() {
     let recipes = recipes_with(&[
         ("exit-after.toml", EXIT_AFTER_RECIPE),
-        (
-            "missing.toml",
-            "name = \"missing\"\ndescription = \"d\"\ncategory = \"test\"\nargv = [\"/nonexistent/program\"]\n",
-        ),
+        ("any-program.toml", ANY_PROGRAM_RECIPE),
     ]);
     let api = Api::start(recipes.path(), POLL, &[], &[]);
-    let a = api.post("/api/v1/services", &json!({"recipe": "missing"}));
+    // The program (a parameter, so not checked beforehand) is missing: 502,
+    // and the service is recorded failed.
+    let a = api.post(
+        "/api/v1/services",
+        &json!({"recipe": "any-program", "params": {"program": "/nonexistent/program"}}),
+    );
     assert_eq!(a.status, 502, "{}", a.body);
     assert!(
         a.json()["error"]

@@ -142,6 +142,11 @@ fn wrong_or_expired_token_is_a_clear_error_and_the_service_goes_unknown() {
         &["--backend", "slurm-rest"],
         &[],
     );
+    // The program is looked up on the compute node: not checked here.
+    let recipes = api.get("/api/v1/recipes").json();
+    for r in recipes.as_array().expect("array") {
+        assert_eq!(r["runnable"], "unknown", "{r}");
+    }
     let flag = work.path().join("never");
     let svc = api.create_service(
         "exit-after",
@@ -162,6 +167,9 @@ fn wrong_or_expired_token_is_a_clear_error_and_the_service_goes_unknown() {
         detail.contains("refused the credentials") && detail.contains("scontrol token"),
         "{unknown:#}"
     );
+    // Slurm 22.05 says "Unable to find JobId=N" for the refused token while
+    // the job runs: that is not passed on as if it were the job's state.
+    assert!(!detail.contains("Unable to find JobId"), "{unknown:#}");
     // A new service is not started, and says why.
     let a = api.post(
         "/api/v1/services",
@@ -170,10 +178,31 @@ fn wrong_or_expired_token_is_a_clear_error_and_the_service_goes_unknown() {
     assert_eq!(a.status, 502, "{}", a.body);
     assert!(a.body.contains("refused the credentials"), "{}", a.body);
 
-    // A renewed token (the file is read again): back to running.
+    // A file that holds no JWT at all: said so, with how to write one.
+    write_token(&work.token_file(), "hello");
+    let mut unknown = serde_json::Value::Null;
+    let said = wait_until(Duration::from_secs(30), || {
+        unknown = api.service(&id);
+        unknown["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("does not hold a JWT"))
+    });
+    assert!(said, "{unknown:#}");
+    let detail = unknown["detail"].as_str().unwrap_or("");
+    assert!(
+        unknown["status"] == "unknown" && detail.contains("scontrol token username=nobody"),
+        "{unknown:#}"
+    );
+
+    // A renewed token (the file is read again): back to running, and the
+    // reason no longer speaks of the token.
     let fresh = cluster.token(SlurmRestd::JOB_USER, 3600).expect("token");
     write_token(&work.token_file(), &fresh);
-    api.wait_service(&id, "running", Duration::from_secs(60));
+    let running = api.wait_service(&id, "running", Duration::from_secs(60));
+    assert!(
+        !running["detail"].as_str().unwrap_or("").contains("token"),
+        "{running:#}"
+    );
 
     // An expired token: said so plainly, and the service is unknown again.
     let short = cluster.token(SlurmRestd::JOB_USER, 1).expect("token");

@@ -134,7 +134,11 @@ pub struct AgentHandle {
 pub fn describe_self_metrics() {
     describe_counter!(
         "aif_exporter_samples_total",
-        "Sampling ticks that produced a batch."
+        "Sampling ticks taken: the source answered with a batch, whether or not the buffer could store it (see aif_exporter_samples_committed_total)."
+    );
+    describe_counter!(
+        "aif_exporter_samples_committed_total",
+        "Sampling ticks whose batch this process committed to the write-ahead buffer (taken minus dropped_batches_total{reason=disk_full|buffer_error})."
     );
     describe_counter!(
         "aif_exporter_sample_errors_total",
@@ -307,7 +311,7 @@ pub fn start_source(
         interval: options.interval,
         upkeep: options.self_metrics.clone(),
         on_tick: options.on_tick,
-        disk_full_logged: 0,
+        drops: DropLog::default(),
         last_stats: None,
         max_lateness: Duration::ZERO,
     };
@@ -334,7 +338,8 @@ struct Sampler {
     interval: Duration,
     upkeep: Option<PrometheusHandle>,
     on_tick: Option<Box<dyn FnMut() + Send>>,
-    disk_full_logged: u64,
+    /// Appends that failed since the last success, for rate-limited logs.
+    drops: DropLog,
     last_stats: Option<Instant>,
     /// The latest tick start behind its slot since the stats were published.
     max_lateness: Duration,
@@ -394,26 +399,20 @@ impl Sampler {
 
     /// Appends to the buffer; `None` (logged and counted) when it failed.
     fn append(&mut self, batch: &Batch) -> Option<BatchId> {
+        counter!("aif_exporter_samples_total").increment(1);
         match self.buffer.append(batch) {
             Ok(id) => {
-                counter!("aif_exporter_samples_total").increment(1);
+                counter!("aif_exporter_samples_committed_total").increment(1);
+                self.drops.stored(self.buffer.config().path.as_path());
                 Some(id)
             }
-            Err(e @ BufferError::DiskFull { .. }) => {
-                counter!("aif_exporter_dropped_batches_total", "reason" => "disk_full")
-                    .increment(1);
-                if self.disk_full_logged % 60 == 0 {
-                    log::error!(
-                        "buffer append failed, batch dropped: {e} (logged every 60th time)"
-                    );
-                }
-                self.disk_full_logged += 1;
-                None
-            }
             Err(e) => {
-                counter!("aif_exporter_dropped_batches_total", "reason" => "buffer_error")
-                    .increment(1);
-                log::error!("buffer append failed, batch dropped: {e}");
+                let reason = match e {
+                    BufferError::DiskFull { .. } => "disk_full",
+                    _ => "buffer_error",
+                };
+                counter!("aif_exporter_dropped_batches_total", "reason" => reason).increment(1);
+                self.drops.dropped(&e);
                 None
             }
         }
@@ -538,5 +537,59 @@ impl AgentHandle {
                 log::error!("{name} sink thread panicked");
             }
         }
+    }
+}
+
+/// Rate-limited logging of failed appends: one `WARN` at the first failure,
+/// at most one summary line every [`crate::buffer::DISK_FULL_SUMMARY_EVERY`]
+/// while they go on, one `INFO` when an append succeeds again.
+#[derive(Debug, Default)]
+struct DropLog {
+    /// Drops since the first failure of this run of failures.
+    dropped: u64,
+    /// Drops since the last line.
+    since_line: u64,
+    last_line: Option<Instant>,
+    first: Option<Instant>,
+}
+
+impl DropLog {
+    fn dropped(&mut self, e: &BufferError) {
+        self.dropped += 1;
+        self.since_line += 1;
+        let now = Instant::now();
+        match self.last_line {
+            None => {
+                log::warn!(
+                    "buffer append failed, batch dropped (still served and pushed from memory): {e}; \
+                     further failures are summarised every {} s",
+                    crate::buffer::DISK_FULL_SUMMARY_EVERY.as_secs()
+                );
+                self.first = Some(now);
+            }
+            Some(t) if now.duration_since(t) >= crate::buffer::DISK_FULL_SUMMARY_EVERY => {
+                log::warn!(
+                    "buffer appends still failing: {} batches dropped in the last {} s (latest: {e})",
+                    self.since_line,
+                    now.duration_since(t).as_secs()
+                );
+            }
+            Some(_) => return,
+        }
+        self.last_line = Some(now);
+        self.since_line = 0;
+    }
+
+    fn stored(&mut self, path: &std::path::Path) {
+        if self.dropped == 0 {
+            return;
+        }
+        log::info!(
+            "buffer {}: appends succeed again after {} dropped batches in {:.1} s",
+            path.display(),
+            self.dropped,
+            self.first.map_or(0.0, |t| t.elapsed().as_secs_f64())
+        );
+        *self = DropLog::default();
     }
 }

@@ -23,7 +23,7 @@
 //!   write lock long enough to make a tick late. After a crash at most that
 //!   much is delivered again: the receivers take a sample they already hold
 //!   again without complaint.
-//! - **Failures follow [`PushClass`]**: permanent → log, count as dropped,
+//! - **Failures follow [`FailureClass`]**: permanent → log, count as dropped,
 //!   move past them; configuration → log loudly, keep the data, retry at the
 //!   maximum backoff; retryable → exponential backoff with full jitter. New
 //!   batches arriving during a backoff wait do not shorten it.
@@ -37,7 +37,7 @@ use metrics::{counter, gauge};
 use crate::buffer::{BatchId, BufferError, SinkReader};
 use crate::retry::Backoff;
 use crate::sample::{Batch, now_ms};
-use crate::sink::{Delivered, Order, PushClass, Sink, SinkFailure};
+use crate::sink::{Delivered, FailureClass, Order, Sink, SinkFailure};
 
 /// The most time between two acks of a sink that delivered something.
 pub const ACK_EVERY: Duration = Duration::from_secs(5);
@@ -244,8 +244,8 @@ impl SinkLoop {
                     backoff.reset();
                 }
                 Attempt::Failed(e) => match e.class() {
-                    PushClass::Permanent => backoff.reset(),
-                    PushClass::Configuration => {
+                    FailureClass::Permanent => backoff.reset(),
+                    FailureClass::Configuration => {
                         let d = backoff.max_delay();
                         log::error!(
                             "{name} configuration error (data kept, retry in {:.1}s): {e}",
@@ -253,7 +253,7 @@ impl SinkLoop {
                         );
                         retry_at = Some(Instant::now() + d);
                     }
-                    PushClass::Retryable => {
+                    FailureClass::Retryable => {
                         let d = backoff.next_delay();
                         log::warn!(
                             "{name} delivery failed (attempt {}, retry in {:.1}s, data kept): {e}",
@@ -377,7 +377,7 @@ impl SinkLoop {
                 self.advance(&selected);
                 self.ack(false)
             }
-            Err(e) if e.class() == PushClass::Permanent => {
+            Err(e) if e.class() == FailureClass::Permanent => {
                 log::warn!(
                     "{name} refused {} batch(es) ({}..={} ms) for good, dropped: {e}",
                     batches.len(),

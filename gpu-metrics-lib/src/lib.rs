@@ -11,6 +11,12 @@
 //!   dcgm-exporter compatible names, with attribution labels.
 //! - [`exposition`]: a batch → Prometheus text exposition.
 //! - [`retry`]: exponential backoff with full jitter, for every retry loop.
+//! - [`sink`], [`buffer`], [`agent`]: the write-ahead buffer and the
+//!   Pushgateway and remote-write clients that deliver it.
+//! - `ssh`, `tunnel` (feature `ssh`, on by default; libssh2 and a static
+//!   OpenSSL): SSH sessions and the tunnels the sinks can push through.
+//!   Without it (`default-features = false`) the crate samples, buffers and
+//!   pushes directly. [`shell`] (quoting for POSIX shells) needs no SSH.
 //!
 //! ## Sample and render once
 //!
@@ -39,9 +45,12 @@ mod fasthash;
 pub mod naming;
 pub mod retry;
 pub mod sample;
+pub mod shell;
 pub mod sink;
 pub mod source;
+#[cfg(feature = "ssh")]
 pub mod ssh;
+#[cfg(feature = "ssh")]
 pub mod tunnel;
 pub mod units;
 

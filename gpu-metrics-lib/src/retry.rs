@@ -1,6 +1,6 @@
 //! Exponential backoff with full jitter, shared by every retry loop: the
 //! sink agent's pushes ([`crate::agent`]) and the SSH tunnel's logins
-//! ([`crate::tunnel`]).
+//! (`crate::tunnel`, feature `ssh`).
 //!
 //! "Full jitter" (the AWS architecture blog's name): before retry `n`
 //! (0-based) wait a uniformly random time in `[0, min(max, initial ×

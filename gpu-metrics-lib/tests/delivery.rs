@@ -9,7 +9,7 @@ use aif_testbed::wait_until;
 use gpu_metrics::agent::{self, AgentOptions, BatchSource};
 use gpu_metrics::buffer::{Buffer, BufferConfig};
 use gpu_metrics::retry::BackoffPolicy;
-use gpu_metrics::sink::{Delivered, Order, PushClass, Sink, SinkFailure};
+use gpu_metrics::sink::{Delivered, FailureClass, Order, Sink, SinkFailure};
 use gpu_metrics::{Batch, Labels, MetricKind, Series};
 
 /// Ticks numbered from `start`: one sample whose value is the tick number.
@@ -41,8 +41,8 @@ fn counter(next: &Arc<AtomicU64>) -> Box<dyn BatchSource> {
 struct Down;
 
 impl SinkFailure for Down {
-    fn class(&self) -> PushClass {
-        PushClass::Retryable
+    fn class(&self) -> FailureClass {
+        FailureClass::Retryable
     }
     fn result_label(&self) -> &'static str {
         "unreachable"

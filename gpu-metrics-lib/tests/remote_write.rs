@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aif_testbed::{Prometheus, VictoriaMetrics, free_port, raw_samples, wait_until};
 use gpu_metrics::sink::{
-    PushClass, Refusal, RemoteWriteBuilder, RemoteWriteError, RemoteWriteSink, Sink,
+    FailureClass, Refusal, RemoteWriteBuilder, RemoteWriteError, RemoteWriteSink, Sink,
 };
 use gpu_metrics::{Batch, Labels, MetricKind, Series, now_ms};
 
@@ -101,7 +101,7 @@ fn a_sample_older_than_the_window_is_refused_and_only_it_is_dropped() {
         }
         other => panic!("expected a refusal, got {other}"),
     }
-    assert_eq!(err.class(), PushClass::Permanent);
+    assert_eq!(err.class(), FailureClass::Permanent);
 
     // Old and new together, over several requests: the old batch is
     // isolated by splitting, counted, and everything else arrives.
@@ -146,7 +146,7 @@ fn failures_are_classified_retryable_or_configuration() {
     let pieces = client.plan(&b);
     let e = client.write(&b, &pieces[0]).expect_err("nobody listens");
     assert!(matches!(e, RemoteWriteError::Transport { .. }), "{e}");
-    assert_eq!(e.class(), PushClass::Retryable);
+    assert_eq!(e.class(), FailureClass::Retryable);
 
     let prom = Prometheus::start("").expect("prometheus");
     let mut wrong_path = RemoteWriteBuilder::new(format!("{}/api/v1/wirte", prom.url()))
@@ -157,7 +157,7 @@ fn failures_are_classified_retryable_or_configuration() {
         matches!(e, RemoteWriteError::Configuration { status: 404, .. }),
         "{e}"
     );
-    assert_eq!(e.class(), PushClass::Configuration);
+    assert_eq!(e.class(), FailureClass::Configuration);
 }
 
 #[test]

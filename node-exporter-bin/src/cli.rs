@@ -8,7 +8,12 @@ use clap::Parser;
 /// The AI-factory GPU node agent: samples GPUs, keeps every sample on local disk
 /// and pushes it to a Prometheus Pushgateway, directly or through an SSH tunnel.
 #[derive(Debug, Parser, Default)]
-#[command(name = "aif-node-exporter", version, about, long_about = None)]
+#[command(
+    name = "aif-node-exporter",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AIF_GIT_COMMIT"), ")"),
+    about,
+    long_about = None
+)]
 pub struct Cli {
     /// TOML configuration file; every flag has a key of the same name with `_`
     /// for `-`. Flags win over the file.

@@ -8,9 +8,7 @@ use gpu_metrics::Namer;
 use gpu_metrics::agent::{self, AgentError, AgentOptions, PUSHGATEWAY_SINK, REMOTE_WRITE_SINK};
 use gpu_metrics::buffer::{Buffer, BufferConfig, BufferError};
 use gpu_metrics::naming::attribution_labels;
-use gpu_metrics::sink::{
-    PushgatewayBuilder, PushgatewayConfigError, RemoteWriteBuilder, RemoteWriteConfigError,
-};
+use gpu_metrics::sink::{BuildError, PushgatewayBuilder, RemoteWriteBuilder};
 use gpu_metrics::source::GpuSource;
 use gpu_metrics::ssh::SshError;
 use gpu_metrics::tunnel::{
@@ -30,10 +28,10 @@ pub enum RunError {
     Buffer(#[from] BufferError),
     /// The Pushgateway settings were refused.
     #[error("invalid value for `pushgateway`: {0}")]
-    Pushgateway(#[from] PushgatewayConfigError),
+    Pushgateway(BuildError),
     /// The remote-write settings were refused.
     #[error("invalid value for `remote_write`: {0}")]
-    RemoteWrite(#[from] RemoteWriteConfigError),
+    RemoteWrite(BuildError),
     /// The agent could not start.
     #[error(transparent)]
     Agent(#[from] AgentError),
@@ -164,7 +162,7 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
             if let Some(user) = &pg.user {
                 b = b.basic_auth(user.clone(), pg.password.clone().unwrap_or_default());
             }
-            Some(b.build()?)
+            Some(b.build().map_err(RunError::Pushgateway)?)
         }
         None => None,
     };
@@ -185,7 +183,7 @@ pub fn run(config: Config, source: Box<dyn GpuSource>, namer: Namer) -> Result<(
             if let Some(token) = &rw.bearer_token {
                 b = b.bearer_token(token.clone());
             }
-            Some(b.build()?)
+            Some(b.build().map_err(RunError::RemoteWrite)?)
         }
         None => None,
     };

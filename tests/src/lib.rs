@@ -1,6 +1,7 @@
 //! # aif-testbed: the real servers the tests use (DESIGN.md §9)
 //!
-//! Every server runs from Debian's packages, on `127.0.0.1`, on a free port, in
+//! Every server runs from Debian's packages, on `127.0.0.1` (or inside the
+//! test's own network namespaces, [`netns`]), on a free port, in
 //! a temporary directory, and is stopped by PID when its handle is dropped. A
 //! missing binary **fails** the test with the Debian package to install; nothing
 //! is skipped silently. When a test fails (the thread is panicking at drop), the
@@ -15,6 +16,7 @@ mod cc;
 pub mod conn_probe;
 pub mod fake_hosts;
 pub mod fake_nvml;
+pub mod netns;
 pub mod process;
 pub mod prometheus;
 pub mod pushgateway;
@@ -26,6 +28,7 @@ pub mod victoria;
 
 pub use fake_hosts::{FAKE_HOSTS_ENV, fake_hosts_lib};
 pub use fake_nvml::{fake_nvml_in, fake_nvml_mig_in};
+pub use netns::Topology;
 pub use process::{
     ServerProcess, TestbedError, free_port, http_get, port_open, require_binary, wait_until,
 };

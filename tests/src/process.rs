@@ -26,6 +26,23 @@ pub enum TestbedError {
         /// The end of its log.
         log_tail: String,
     },
+    /// A setup command was refused for want of privilege (the multi-host
+    /// testbed's `ip netns add`, `ip link add` …).
+    NotPrivileged {
+        /// The command line.
+        command: String,
+        /// What it said.
+        stderr: String,
+    },
+    /// A setup command failed for another reason.
+    Setup {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it said.
+        stderr: String,
+    },
     /// An I/O error while setting up.
     Io(std::io::Error),
 }
@@ -46,6 +63,16 @@ impl std::fmt::Display for TestbedError {
                 f,
                 "{what} was not ready after {waited:?}; end of its log:\n{log_tail}"
             ),
+            TestbedError::NotPrivileged { command, stderr } => write!(
+                f,
+                "`{command}` failed: {stderr}; the multi-host tests need root \
+                 (CAP_SYS_ADMIN, CAP_NET_ADMIN)"
+            ),
+            TestbedError::Setup {
+                command,
+                status,
+                stderr,
+            } => write!(f, "`{command}` failed ({status}): {stderr}"),
             TestbedError::Io(e) => write!(f, "testbed I/O error: {e}"),
         }
     }

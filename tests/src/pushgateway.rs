@@ -1,19 +1,24 @@
-//! A real Prometheus Pushgateway (`prometheus-pushgateway`).
+//! A real Prometheus Pushgateway (`prometheus-pushgateway`), on 127.0.0.1 or,
+//! with [`Pushgateway::start_in`], on a host's address inside a network
+//! namespace of [`crate::netns`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::netns::{command_in, free_port_in, in_netns, ip_binary};
 use crate::process::{ServerProcess, TestbedError, free_port, http_get, require_binary};
 
-/// A running Pushgateway on 127.0.0.1.
+/// A running Pushgateway on 127.0.0.1 (or inside a network namespace).
 #[derive(Debug)]
 pub struct Pushgateway {
     server: ServerProcess,
     binary: PathBuf,
     addr: SocketAddr,
     web_config: Option<PathBuf>,
+    /// The network namespace it runs in (`None`: the test's own).
+    netns: Option<String>,
 }
 
 impl Pushgateway {
@@ -31,6 +36,28 @@ impl Pushgateway {
     /// # Errors
     /// As [`Pushgateway::start`].
     pub fn start_with_web_config(web_config_yaml: Option<&str>) -> Result<Self, TestbedError> {
+        Self::start_inner(web_config_yaml, None, IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// Starts one inside network namespace `netns` (e.g.
+    /// [`crate::Topology::netns`]`("monitor")`), listening on `ip` there, and
+    /// waits for `/-/ready` probed from inside that namespace. Its
+    /// [`Pushgateway::url`] is reachable only from that namespace (and from
+    /// those routed to it); [`Pushgateway::metrics_text`] reads it from inside.
+    ///
+    /// # Errors
+    /// As [`Pushgateway::start`], or `ip` missing (package `iproute2`), or the
+    /// namespace cannot be entered.
+    pub fn start_in(netns: &str, ip: IpAddr) -> Result<Self, TestbedError> {
+        ip_binary()?;
+        Self::start_inner(None, Some(netns), ip)
+    }
+
+    fn start_inner(
+        web_config_yaml: Option<&str>,
+        netns: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<Self, TestbedError> {
         let binary = require_binary("prometheus-pushgateway", "prometheus-pushgateway")?;
         let dir = tempfile::Builder::new().prefix("aif-pgw-").tempdir()?;
         let web_config = match web_config_yaml {
@@ -41,14 +68,19 @@ impl Pushgateway {
             }
             None => None,
         };
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let cmd = Self::command(&binary, addr, dir.path(), web_config.as_deref());
+        let port = match netns {
+            Some(ns) => free_port_in(ns, ip)?,
+            None => free_port(),
+        };
+        let addr = SocketAddr::new(ip, port);
+        let cmd = Self::command(&binary, addr, dir.path(), web_config.as_deref(), netns);
         let server = ServerProcess::spawn("pushgateway", cmd, dir)?;
         let mut pgw = Pushgateway {
             server,
             binary,
             addr,
             web_config,
+            netns: netns.map(str::to_string),
         };
         pgw.wait_ready()?;
         Ok(pgw)
@@ -59,8 +91,9 @@ impl Pushgateway {
         addr: SocketAddr,
         dir: &std::path::Path,
         web_config: Option<&std::path::Path>,
+        netns: Option<&str>,
     ) -> Command {
-        let mut cmd = Command::new(binary);
+        let mut cmd = command_in(netns, binary);
         cmd.arg(format!("--web.listen-address={addr}"))
             .arg(format!(
                 "--persistence.file={}",
@@ -76,14 +109,19 @@ impl Pushgateway {
     fn wait_ready(&mut self) -> Result<(), TestbedError> {
         let url = format!("http://{}/-/ready", self.addr);
         let auth = self.web_config.is_some();
+        let netns = self.netns.clone();
         self.server.wait_ready(Duration::from_secs(15), || {
             // With basic auth every path answers 401 once it is up.
-            matches!(http_get(&url), Ok((200, _)))
-                || (auth && matches!(http_get(&url), Ok((401, _))))
+            match get_in(netns.as_deref(), &url) {
+                Ok((200, _)) => true,
+                Ok((401, _)) => auth,
+                _ => false,
+            }
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://ADDR:PORT` (`http://127.0.0.1:PORT` unless started in a
+    /// namespace).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -98,13 +136,18 @@ impl Pushgateway {
     /// # Errors
     /// Transport errors, or a status other than 200 (as an I/O error).
     pub fn metrics_text(&self) -> Result<String, TestbedError> {
-        match http_get(&format!("{}/metrics", self.url())) {
+        match get_in(self.netns.as_deref(), &format!("{}/metrics", self.url())) {
             Ok((200, body)) => Ok(body),
             Ok((status, body)) => Err(TestbedError::Io(std::io::Error::other(format!(
                 "GET /metrics: {status}: {body}"
             )))),
-            Err(e) => Err(TestbedError::Io(std::io::Error::other(e.to_string()))),
+            Err(e) => Err(TestbedError::Io(e)),
         }
+    }
+
+    /// The network namespace it runs in, if any.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
     }
 
     /// Stops the process (the port becomes free; persistence is flushed).
@@ -127,6 +170,7 @@ impl Pushgateway {
             self.addr,
             self.server.dir(),
             self.web_config.as_deref(),
+            self.netns.as_deref(),
         );
         self.server.respawn(cmd)?;
         self.wait_ready()
@@ -136,4 +180,9 @@ impl Pushgateway {
     pub fn log_text(&self) -> String {
         self.server.log_text()
     }
+}
+
+/// `GET url` from inside `netns` (or from here with `None`).
+fn get_in(netns: Option<&str>, url: &str) -> std::io::Result<(u16, String)> {
+    in_netns(netns, || http_get(url))?.map_err(|e| std::io::Error::other(e.to_string()))
 }

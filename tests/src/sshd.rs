@@ -1,5 +1,6 @@
-//! A private OpenSSH server (`openssh-server`) on 127.0.0.1, and client keys
-//! for it (`openssh-client`'s `ssh-keygen`).
+//! A private OpenSSH server (`openssh-server`) on 127.0.0.1 (or, with
+//! [`SshdOptions::netns`], on a host's address inside a network namespace of
+//! [`crate::netns`]), and client keys for it (`openssh-client`'s `ssh-keygen`).
 //!
 //! The server runs as `/usr/sbin/sshd -D -e -f $T/sshd_config` with its own
 //! host keys, `AuthorizedKeysFile $T/authorized_keys`, no PAM and no
@@ -7,11 +8,12 @@
 //! `LogLevel VERBOSE`) is the server's stderr, readable with
 //! [`Sshd::log_text`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::netns::{command_in, free_port_in, in_netns, ip_binary};
 use crate::process::{ServerProcess, TestbedError, free_port, port_open, require_binary};
 
 /// Key algorithm for [`generate_key`].
@@ -178,6 +180,12 @@ pub struct SshdOptions {
     /// `LD_PRELOAD` of [`crate::fake_hosts_lib`] so the gateway resolves a
     /// name nobody else can.
     pub env: Vec<(String, String)>,
+    /// The network namespace to run in (e.g. [`crate::Topology::netns`]`("login")`;
+    /// default `None`: the test's own). Readiness is then probed from inside it.
+    pub netns: Option<String>,
+    /// The `ListenAddress` (default 127.0.0.1; inside a namespace, one of the
+    /// host's addresses there, e.g. [`crate::Topology::login_monitor_side`]).
+    pub listen: IpAddr,
 }
 
 impl Default for SshdOptions {
@@ -186,11 +194,13 @@ impl Default for SshdOptions {
             host_keys: vec![KeyKind::Ed25519],
             extra_config: Vec::new(),
             env: Vec::new(),
+            netns: None,
+            listen: IpAddr::from([127, 0, 0, 1]),
         }
     }
 }
 
-/// A running private sshd on 127.0.0.1.
+/// A running private sshd on 127.0.0.1 (or inside a network namespace).
 #[derive(Debug)]
 pub struct Sshd {
     server: ServerProcess,
@@ -199,6 +209,7 @@ pub struct Sshd {
     config: PathBuf,
     host_keys: Vec<KeyPair>,
     env: Vec<(String, String)>,
+    netns: Option<String>,
 }
 
 impl Sshd {
@@ -218,6 +229,9 @@ impl Sshd {
     pub fn start_with(options: SshdOptions) -> Result<Self, TestbedError> {
         let binary = require_binary("/usr/sbin/sshd", "openssh-server")?;
         require_binary("ssh-keygen", "openssh-client")?;
+        if options.netns.is_some() {
+            ip_binary()?;
+        }
         // The privilege separation directory sshd insists on.
         if !Path::new("/run/sshd").exists() {
             if let Err(e) = std::fs::create_dir_all("/run/sshd") {
@@ -227,8 +241,11 @@ impl Sshd {
         let dir = tempfile::Builder::new().prefix("aif-sshd-").tempdir()?;
         let mut host_keys = Vec::new();
         let mut config = String::new();
-        let port = free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let port = match &options.netns {
+            Some(ns) => free_port_in(ns, options.listen)?,
+            None => free_port(),
+        };
+        let addr = SocketAddr::new(options.listen, port);
         for kind in &options.host_keys {
             let path = dir
                 .path()
@@ -240,7 +257,7 @@ impl Sshd {
         let authorized = dir.path().join("authorized_keys");
         std::fs::write(&authorized, "")?;
         config.push_str(&format!(
-            "ListenAddress 127.0.0.1\n\
+            "ListenAddress {listen}\n\
              Port {port}\n\
              AuthorizedKeysFile {authorized}\n\
              PidFile {pid}\n\
@@ -257,6 +274,7 @@ impl Sshd {
              LogLevel VERBOSE\n\
              MaxStartups 50\n\
              LoginGraceTime 30\n",
+            listen = options.listen,
             authorized = authorized.display(),
             pid = dir.path().join("sshd.pid").display(),
         ));
@@ -266,7 +284,12 @@ impl Sshd {
         }
         let config_path = dir.path().join("sshd_config");
         std::fs::write(&config_path, config)?;
-        let cmd = Self::command(&binary, &config_path, &options.env);
+        let cmd = Self::command(
+            &binary,
+            &config_path,
+            &options.env,
+            options.netns.as_deref(),
+        );
         let server = ServerProcess::spawn("sshd", cmd, dir)?;
         let mut sshd = Sshd {
             server,
@@ -275,13 +298,19 @@ impl Sshd {
             config: config_path,
             host_keys,
             env: options.env,
+            netns: options.netns,
         };
         sshd.wait_ready()?;
         Ok(sshd)
     }
 
-    fn command(binary: &Path, config: &Path, env: &[(String, String)]) -> Command {
-        let mut cmd = Command::new(binary);
+    fn command(
+        binary: &Path,
+        config: &Path,
+        env: &[(String, String)],
+        netns: Option<&str>,
+    ) -> Command {
+        let mut cmd = command_in(netns, binary);
         cmd.arg("-D").arg("-e").arg("-f").arg(config);
         cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd
@@ -289,11 +318,18 @@ impl Sshd {
 
     fn wait_ready(&mut self) -> Result<(), TestbedError> {
         let addr = self.addr;
-        self.server
-            .wait_ready(Duration::from_secs(15), || port_open(addr))
+        let netns = self.netns.clone();
+        self.server.wait_ready(Duration::from_secs(15), || {
+            in_netns(netns.as_deref(), || port_open(addr)).unwrap_or(false)
+        })
     }
 
-    /// The listen address (127.0.0.1:PORT).
+    /// The network namespace it runs in, if any.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
+    /// The listen address (127.0.0.1:PORT unless configured otherwise).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -318,12 +354,12 @@ impl Sshd {
         &self.host_keys
     }
 
-    /// `[127.0.0.1]:PORT type base64` lines for every host key: what
-    /// known_hosts holds for this server.
+    /// `[ADDR]:PORT type base64` lines (ADDR 127.0.0.1 unless configured
+    /// otherwise) for every host key: what known_hosts holds for this server.
     pub fn known_hosts_lines(&self) -> String {
         self.host_keys
             .iter()
-            .map(|k| format!("[127.0.0.1]:{} {}\n", self.port(), k.public_key()))
+            .map(|k| format!("[{}]:{} {}\n", self.addr.ip(), self.port(), k.public_key()))
             .collect()
     }
 
@@ -427,7 +463,7 @@ impl Sshd {
     /// Spawning fails, or not ready within 15 s.
     pub fn restart(&mut self) -> Result<(), TestbedError> {
         self.stop();
-        let cmd = Self::command(&self.binary, &self.config, &self.env);
+        let cmd = Self::command(&self.binary, &self.config, &self.env, self.netns.as_deref());
         self.server.respawn(cmd)?;
         self.wait_ready()
     }

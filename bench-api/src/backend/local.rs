@@ -23,7 +23,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backend, BackendError, Ending, JobState, LaunchSpec, Launched};
+use super::{
+    Backend, BackendError, Ending, JobState, LaunchSpec, Launched, Runnability, recipe_program,
+};
+use crate::recipes::Recipe;
 
 /// The hidden first argument that turns the binary into a supervisor.
 pub const SUPERVISE_ARG: &str = "__supervise";
@@ -87,13 +90,34 @@ fn signal_group(pgid: i32, signal: i32) -> std::io::Result<()> {
     }
 }
 
-/// Finds `program` as `Command` would (a path, or a name on `PATH`).
-fn find_program(program: &str) -> bool {
-    if program.contains('/') {
-        return Path::new(program).is_file();
+fn executable_file(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Finds `program` as `Command` would (a path, or the first executable file
+/// of that name on `PATH`).
+fn locate_program(program: &str) -> Option<PathBuf> {
+    if program.is_empty() {
+        return None;
     }
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    if program.contains('/') {
+        let p = Path::new(program);
+        return executable_file(p).then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| executable_file(p))
+}
+
+/// Why `program` cannot be started (it was not found).
+fn program_missing(program: &str) -> String {
+    if program.contains('/') {
+        format!("program `{program}` not found (no executable file there)")
+    } else {
+        format!("program `{program}` not found on PATH")
+    }
 }
 
 impl LocalBackend {
@@ -312,16 +336,27 @@ impl Backend for LocalBackend {
         "local"
     }
 
+    fn runnable(&self, recipe: &Recipe) -> Runnability {
+        match recipe_program(recipe) {
+            Ok(program) => match locate_program(program) {
+                Some(path) => {
+                    Runnability::yes(format!("program `{program}` is {}", path.display()))
+                }
+                None => Runnability::no(program_missing(program)),
+            },
+            Err(param) => Runnability::unknown(format!(
+                "not checked: the program is the parameter `{param}` (looked up when the service starts)"
+            )),
+        }
+    }
+
     fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched, BackendError> {
         let io = |what: String| move |source| BackendError::Io { what, source };
         let program = &spec.argv[0];
-        if !find_program(program) {
+        if locate_program(program).is_none() {
             return Err(BackendError::Io {
                 what: format!("start {}", spec.recipe.name),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("program `{program}` not found on PATH"),
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, program_missing(program)),
             });
         }
         let dir = self.dir(spec.service_id);
@@ -537,6 +572,43 @@ mod tests {
             Some(Ending::SchedulerFailure(_))
         ));
         assert_eq!(parse_exit_file("garbage"), None);
+    }
+
+    fn recipe(argv0: &str) -> Recipe {
+        let text = format!(
+            "name = \"r\"\ndescription = \"d\"\ncategory = \"c\"\nargv = [\"{argv0}\", \"{{x}}\"]\n[parameters.x]\ntype = \"string\"\ndefault = \"a\"\n"
+        );
+        Recipe::parse(Path::new("r.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn runnable_says_whether_the_program_is_there() {
+        use crate::backend::Runnable;
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            LocalBackend::new(dir.path(), PathBuf::from("/nonexistent"), Duration::ZERO).unwrap();
+        let yes = backend.runnable(&recipe("sh"));
+        assert_eq!(yes.state, Runnable::Yes, "{yes:?}");
+        assert!(
+            yes.reason.contains("`sh`") && yes.reason.contains("/sh"),
+            "{yes:?}"
+        );
+        for missing in ["no-such-program-xyz", "/nonexistent/prog"] {
+            let no = backend.runnable(&recipe(missing));
+            assert_eq!(no.state, Runnable::No, "{no:?}");
+            assert!(
+                no.reason.contains(&format!("`{missing}` not found")),
+                "{no:?}"
+            );
+        }
+        // A file that is not executable is not a program.
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        let no = backend.runnable(&recipe(plain.to_str().unwrap()));
+        assert_eq!(no.state, Runnable::No, "{no:?}");
+        let unknown = backend.runnable(&recipe("{x}"));
+        assert_eq!(unknown.state, Runnable::Unknown, "{unknown:?}");
+        assert!(unknown.reason.contains("parameter `x`"), "{unknown:?}");
     }
 
     #[test]

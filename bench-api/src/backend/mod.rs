@@ -123,10 +123,98 @@ pub enum JobState {
     Missing,
 }
 
+/// Whether a backend can run a recipe's program, as far as it can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runnable {
+    /// Its program was found where the service would run.
+    Yes,
+    /// Its program is missing: starting it is refused (409).
+    No,
+    /// Not checked from here (Slurm: the program is looked up on the
+    /// compute node), or the program is a parameter.
+    Unknown,
+}
+
+impl Runnable {
+    /// Every value, as the OpenAPI `enum` lists them.
+    pub const ALL: [Runnable; 3] = [Runnable::Yes, Runnable::No, Runnable::Unknown];
+
+    /// The name used in JSON (`yes`, `no`, `unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runnable::Yes => "yes",
+            Runnable::No => "no",
+            Runnable::Unknown => "unknown",
+        }
+    }
+}
+
+/// [`Runnable`] with the reason, always given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runnability {
+    /// The answer.
+    pub state: Runnable,
+    /// Why (the program's path, what is missing, why it was not checked).
+    pub reason: String,
+}
+
+impl Runnability {
+    /// `yes`, because `reason`.
+    pub fn yes(reason: impl Into<String>) -> Runnability {
+        Runnability {
+            state: Runnable::Yes,
+            reason: reason.into(),
+        }
+    }
+
+    /// `no`, because `reason`.
+    pub fn no(reason: impl Into<String>) -> Runnability {
+        Runnability {
+            state: Runnable::No,
+            reason: reason.into(),
+        }
+    }
+
+    /// `unknown`, because `reason`.
+    pub fn unknown(reason: impl Into<String>) -> Runnability {
+        Runnability {
+            state: Runnable::Unknown,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The program a recipe runs: its argv's first element, or `Err(parameter)`
+/// when that is a `{parameter}` (known only once a client gives it).
+pub fn recipe_program(recipe: &Recipe) -> Result<&str, &str> {
+    let first = recipe.argv.first().map_or("", String::as_str);
+    match first.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+        Some(param) => Err(param),
+        None => Ok(first),
+    }
+}
+
 /// A place services run.
 pub trait Backend: Send + Sync {
     /// `local`, `slurm` or `slurm-rest`.
     fn kind(&self) -> &'static str;
+
+    /// Whether `recipe`'s program can run here (`GET /api/v1/recipes`; a
+    /// `no` refuses `POST /api/v1/services` with 409). The default is
+    /// `unknown`: a backend that starts jobs elsewhere cannot see their
+    /// `PATH` and does not guess.
+    fn runnable(&self, recipe: &Recipe) -> Runnability {
+        match recipe_program(recipe) {
+            Ok(program) => Runnability::unknown(format!(
+                "not checked: the {} backend's jobs look `{program}` up where they run, not here",
+                self.kind()
+            )),
+            Err(param) => Runnability::unknown(format!(
+                "not checked: the program is the parameter `{param}`"
+            )),
+        }
+    }
 
     /// Starts a service.
     ///

@@ -298,8 +298,26 @@ mod tests {
     use super::*;
     use crate::config::ExporterSettings;
     use crate::recipes::Recipe;
-    use gpu_metrics::ssh::shell_quote;
+    use gpu_metrics::shell::shell_quote;
     use std::path::Path;
+
+    #[test]
+    fn runnable_is_unknown_not_a_guess() {
+        let text = "name = \"r\"\ndescription = \"d\"\ncategory = \"c\"\nargv = [\"no-such-program-xyz\"]\n";
+        let recipe = Recipe::parse(Path::new("r.toml"), text).unwrap();
+        let b = SlurmBackend::new(
+            Box::new(NoRunner),
+            SlurmSettings::default(),
+            PathBuf::from("/logs"),
+            None,
+        );
+        let r = b.runnable(&recipe);
+        assert_eq!(r.state, crate::backend::Runnable::Unknown, "{r:?}");
+        assert!(
+            r.reason.contains("`no-such-program-xyz`") && r.reason.contains("slurm backend"),
+            "{r:?}"
+        );
+    }
 
     #[test]
     fn parsing() {
@@ -448,7 +466,7 @@ type = "string"
             .unwrap();
         let over_ssh = std::process::Command::new("sh")
             .arg("-c")
-            .arg(gpu_metrics::ssh::shell_join(&[
+            .arg(gpu_metrics::shell::shell_join(&[
                 "sh".to_string(),
                 "-c".to_string(),
                 script.clone(),

@@ -9,7 +9,7 @@
 //! - [`job_state`]: a Slurm state name plus exit code → our [`JobState`]
 //!   (`sacct`'s `3:0` and slurmrestd's numbers both become an [`ExitStatus`]).
 
-use gpu_metrics::ssh::shell_join;
+use gpu_metrics::shell::shell_join;
 
 use super::{Ending, JobState, LaunchSpec};
 use crate::config::{ExporterSettings, SlurmSettings};

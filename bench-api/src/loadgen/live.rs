@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use gpu_metrics::agent::{AgentError, AgentHandle, AgentOptions, BatchSource, start_source};
 use gpu_metrics::buffer::{Buffer, BufferConfig, BufferError};
-use gpu_metrics::sink::{PushgatewayBuilder, PushgatewayConfigError};
+use gpu_metrics::sink::{BuildError, PushgatewayBuilder};
 use gpu_metrics::ssh::SshError;
 use gpu_metrics::tunnel::{LocalForward, TunnelOptions};
 use gpu_metrics::{Batch, Labels, MetricKind, Series};
@@ -51,7 +51,7 @@ pub const BUCKETS: [f64; 15] = [
 pub enum LiveError {
     /// The Pushgateway settings are invalid.
     #[error("pushgateway: {0}")]
-    Pushgateway(#[from] PushgatewayConfigError),
+    Pushgateway(#[from] BuildError),
     /// The buffer could not be opened.
     #[error("buffer: {0}")]
     Buffer(#[from] BufferError),

@@ -20,7 +20,7 @@ pub const MAX_CLIENTS: usize = 10_000;
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "aif-loadgen",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AIF_GIT_COMMIT"), ")"),
     about = "Load generator: closed loop (N clients) or open loop (a request rate), plain HTTP or OpenAI-compatible streaming; figures as `vllm bench serve` defines them"
 )]
 pub struct Args {

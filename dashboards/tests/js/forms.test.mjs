@@ -169,3 +169,75 @@ test('Start a service: recipe options from the recipes query, API error shown', 
   await compile(service.options.update.code)(context);
   assert.match(calls.error[0][1], /unknown recipe `x` \(field recipe\)/);
 });
+
+// GET /api/v1/recipes through Infinity: vllm's program is missing on this backend.
+const recipeSeries = [{
+  refId: 'recipes',
+  fields: [
+    { name: 'name', values: ['demo-http', 'vllm', 'sleep'] },
+    { name: 'description', values: ['Python http.server', 'vLLM server', ''] },
+    { name: 'runnable', values: ['yes', 'no', 'unknown'] },
+    { name: 'runnable_reason', values: ['program `python3` is /usr/bin/python3', 'program `apptainer` not found on PATH', 'not checked'] },
+  ],
+}];
+
+test('Start a service: a recipe the backend cannot run is marked with the reason', () => {
+  const getOptions = compile(service.options.elements.find((e) => e.id === 'recipe').getOptions);
+  const options = getOptions(optionsContext(service, recipeSeries));
+  assert.deepEqual(options[0], { value: 'demo-http', label: 'demo-http: Python http.server' });
+  assert.equal(options[1].label, 'vllm: vLLM server (not runnable here: program `apptainer` not found on PATH)');
+  assert.notEqual(options[1].value, 'vllm', 'its value is never a recipe name');
+  assert.deepEqual(options[2], { value: 'sleep', label: 'sleep' }, 'unknown is not refused');
+  // The Infinity query asks for both columns.
+  const columns = service.targets.find((t) => t.refId === 'recipes').columns.map((c) => c.selector);
+  assert.ok(columns.includes('runnable') && columns.includes('runnable_reason'), columns.join(', '));
+});
+
+test('Start a service: a recipe that cannot run is not submitted, and the reason is notified', async () => {
+  const getOptions = compile(service.options.elements.find((e) => e.id === 'recipe').getOptions);
+  const vllm = getOptions(optionsContext(service, recipeSeries))[1].value;
+  const values = { recipe: vllm, params: '{}' };
+  const gp = compile(service.options.update.getPayload);
+  assert.throws(() => gp(payloadContext(service, values)), /vllm cannot run .*apptainer.* not found on PATH/);
+  let requests = 0;
+  await assert.rejects(
+    submit(service, values, () => {
+      requests += 1;
+      return Promise.reject(new Error('must not be called'));
+    }),
+    /cannot run/,
+  );
+  assert.equal(requests, 0);
+  const valueChangedService = compile(service.options.elementValueChanged);
+  const { context, calls } = valueChangedContext(service, values);
+  valueChangedService(context);
+  assert.equal(calls.error.length, 1);
+  assert.equal(calls.error[0][0], 'Start service');
+  assert.match(calls.error[0][1], /Recipe vllm cannot run on the API's backend: program `apptainer` not found on PATH$/);
+  assert.match(calls.panelError[0], /apptainer/);
+  assert.deepEqual(calls.submit, [false]);
+});
+
+test('Start a service: a runnable recipe enables submit; bad JSON disables it without a notification', () => {
+  const valueChangedService = compile(service.options.elementValueChanged);
+  let { context, calls } = valueChangedContext(service, { recipe: 'demo-http', params: '{"port": 8000}' });
+  valueChangedService(context);
+  assert.deepEqual(calls.panelError, ['']);
+  assert.deepEqual(calls.submit, [true]);
+  assert.equal(calls.error.length, 0);
+  ({ context, calls } = valueChangedContext(service, { recipe: 'demo-http', params: '{port' }));
+  valueChangedService(context);
+  assert.match(calls.panelError[0], /Parameters must be a JSON object/);
+  assert.deepEqual(calls.submit, [false]);
+  assert.equal(calls.error.length, 0);
+  assert.equal(service.options.updateEnabled, 'manual', 'the button waits for elementValueChanged');
+});
+
+test("Start a service: the API's 409 for a recipe that cannot run reaches notifyError", async () => {
+  const body = { error: 'recipe `vllm` cannot run on the local backend: program `apptainer` not found on PATH', field: 'recipe' };
+  const response = new Response(JSON.stringify(body), { status: 409, statusText: 'Conflict' });
+  const { context, calls } = updateContext(service, response);
+  await compile(service.options.update.code)(context);
+  assert.equal(calls.success.length, 0);
+  assert.match(calls.error[0][1], /apptainer` not found on PATH \(field recipe\)/);
+});

@@ -133,6 +133,9 @@ impl Drop for Checkpointer {
 }
 
 fn run(conn: &Connection, path: &Path, signal: &Signal) {
+    // A full disk fails every checkpoint until the writer has made room
+    // (`reserve.rs`): one WARN, the rest at debug until one succeeds.
+    let mut full_logged = false;
     loop {
         {
             let mut s = signal.lock();
@@ -153,12 +156,28 @@ fn run(conn: &Connection, path: &Path, signal: &Signal) {
             ))
         }) {
             Ok((busy, frames, copied)) => {
+                full_logged = false;
                 signal.done.fetch_add(1, Ordering::Relaxed);
                 log::debug!(
                     "buffer {}: checkpoint: {copied} of {frames} WAL frames copied{}",
                     path.display(),
                     if busy != 0 { " (busy)" } else { "" }
                 );
+            }
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                if full_logged {
+                    log::debug!(
+                        "buffer {}: background checkpoint failed: {e}",
+                        path.display()
+                    );
+                } else {
+                    log::warn!(
+                        "buffer {}: background checkpoint failed: {e} (further disk-full failures \
+                         logged at debug until one succeeds)",
+                        path.display()
+                    );
+                    full_logged = true;
+                }
             }
             Err(e) => log::warn!(
                 "buffer {}: background checkpoint failed: {e}",

@@ -176,6 +176,12 @@ impl CapPlan {
         }
     }
 
+    /// The disk reserve (`reserve.rs`): room for the WAL to reach its bound
+    /// and for one append transaction, held so that a full disk can evict.
+    pub(crate) fn reserve_bytes(&self) -> u64 {
+        self.wal_limit_bytes + self.append_margin_bytes
+    }
+
     pub(crate) fn wal_pages(&self) -> u64 {
         self.wal_limit_bytes / PAGE_SIZE
     }

@@ -13,6 +13,8 @@
 //!   first), [`SinkReader::newest`] (Pushgateway: latest state),
 //!   [`SinkReader::ack_through`], [`SinkReader::pending`].
 //!
+//! - The reserve (`reserve.rs`) is the writer's: a file of preallocated
+//!   room given up when the disk fills, so that eviction can still write.
 //! - The checkpointer (`checkpointer.rs`) is a thread of the writer's with
 //!   its own connection: the writer's WAL hook wakes it at half the WAL limit
 //!   and it runs a passive checkpoint, so no sampling commit copies the WAL
@@ -53,9 +55,12 @@
 //!    cap never fails an append: the oldest batches are evicted in the same
 //!    transaction (never the one being appended), and each evicted batch is
 //!    counted by reason in the persisted `counters` table.
-//! 6. **Errors do not stop sampling.** A full disk is
-//!    [`BufferError::DiskFull`] (retryable, the caller logs and counts it);
-//!    a corrupt file at start is moved aside and replaced (see
+//! 6. **Errors do not stop sampling.** A full disk keeps the newest data:
+//!    the writer releases its reserve file (`NAME.reserve`, allocated at
+//!    open) and evicts the oldest batches to commit the new one, until the
+//!    file system has room again (see `reserve.rs`); only when that fails
+//!    too is the append [`BufferError::DiskFull`] (retryable, the caller
+//!    counts it). A corrupt file at start is moved aside and replaced (see
 //!    [`Buffer::open`]); an undecodable stored batch is skipped by readers.
 //!
 //! ## Schema (`PRAGMA application_id = 0x41494642` "AIFB", `user_version = 1`)
@@ -127,8 +132,10 @@
 //! [`CAP_SLACK_BYTES`] (64 KiB): the file set stays within `max_bytes +
 //! CAP_SLACK_BYTES`. Not covered: a reader holding a read snapshot open for
 //! long keeps the WAL from being reused (the readers here hold one only within
-//! a call), and a disk that fills up before the cap is reached
-//! ([`BufferError::DiskFull`]). Measured: at a 1 MiB cap with no sink acking,
+//! a call). A disk that fills up before the cap is reached is invariant 6:
+//! the reserve (the WAL limit plus the append margin, outside `max_bytes`)
+//! gives the WAL and the checkpoint their room, and the main file stops
+//! growing while the disk is full. Measured: at a 1 MiB cap with no sink acking,
 //! 4 000 realistic appends keep the file set under 1 MiB (about 1 000 batches
 //! kept).
 //!
@@ -146,6 +153,7 @@ mod config;
 mod encoding;
 mod error;
 mod reader;
+mod reserve;
 mod schema;
 mod size;
 mod stats;
@@ -160,6 +168,7 @@ pub use config::{BufferConfig, CAP_SLACK_BYTES, DEFAULT_MAX_BYTES, Durability, M
 pub use encoding::DecodeError;
 pub use error::{BufferError, ConfigError};
 pub use reader::SinkReader;
+pub use reserve::{SUMMARY_EVERY as DISK_FULL_SUMMARY_EVERY, free_bytes, reserve_path};
 pub use size::{SizeError, parse_size};
 pub use stats::{BufferStats, EvictReason, Evictions, PendingStats, SinkStats};
 pub use writer::Buffer;

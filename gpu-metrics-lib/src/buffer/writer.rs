@@ -13,6 +13,7 @@ use super::config::{BufferConfig, CapPlan, PAGE_SIZE};
 use super::encoding::{decode_labels, encode_labels, encode_payload};
 use super::error::BufferError;
 use super::reader::SinkReader;
+use super::reserve::{self, Episode, Reserve};
 use super::schema::{self, OpenFailure};
 use super::stats::{self, BufferStats, EvictReason, PendingStats, SinkStats};
 use super::{BatchId, WriteGate};
@@ -105,6 +106,11 @@ pub struct Buffer {
     /// Shared with every reader: one write transaction at a time in this
     /// process (see [`WriteGate`]).
     gate: WriteGate,
+    /// Room held on the file system so that a full disk can still evict
+    /// (`reserve.rs`).
+    reserve: Reserve,
+    /// The disk-full episode under way, if any.
+    episode: Option<Episode>,
 }
 
 /// A `BEGIN IMMEDIATE` … `COMMIT` transaction through cached statements (as
@@ -263,6 +269,30 @@ impl Buffer {
         };
         let plan = CapPlan::new(config.max_bytes);
         schema::configure(&conn, &path, config.durability, &plan)?;
+        let (reserve, reserve_err) = Reserve::take(&path, plan.reserve_bytes());
+        let episode = match reserve_err {
+            None => None,
+            Some(e) if is_no_space(&e) => {
+                log::warn!(
+                    "buffer {}: disk full at open: no room for the {} byte reserve ({} bytes free); \
+                     evicting the oldest batches to keep the newest until there is room",
+                    path.display(),
+                    reserve.bytes(),
+                    reserve::free_bytes(dir_of(&path)).unwrap_or(0)
+                );
+                Some(Episode::start())
+            }
+            Some(e) => {
+                log::warn!(
+                    "buffer {}: cannot allocate the {} byte reserve {}: {e}; \
+                     a full disk will drop new batches instead of evicting old ones",
+                    path.display(),
+                    reserve.bytes(),
+                    reserve::reserve_path(&path).display()
+                );
+                None
+            }
+        };
         let checkpointer = Checkpointer::start(&config, &plan)?;
         // SAFETY: `Buffer` declares the hook before the connection, so the
         // hook is dropped (uninstalled) first.
@@ -282,6 +312,8 @@ impl Buffer {
             scratch: Vec::new(),
             appends_since_gc: 0,
             gate: WriteGate::default(),
+            reserve,
+            episode,
         };
         buffer.load()?;
         buffer.sync_cursors()?;
@@ -475,14 +507,12 @@ impl Buffer {
         }
         refresh.sort_unstable();
         refresh.dedup();
-        match self.write(id, batch.timestamp_ms, &new_series, &refresh) {
-            Ok(()) => {}
-            Err(e) => {
-                if matches!(e, BufferError::DiskFull { .. }) {
-                    self.evict_for_disk_full();
-                }
-                return Err(e);
+        if let Err(e) = self.write_or_make_room(id, batch.timestamp_ms, &new_series, &refresh) {
+            if let (Some(ep), BufferError::DiskFull { .. }) = (self.episode.as_mut(), &e) {
+                ep.dropped += 1;
             }
+            self.episode_upkeep();
+            return Err(e);
         }
         self.head = id;
         self.next_series_id += new_series.len() as i64;
@@ -494,6 +524,7 @@ impl Buffer {
                 entry.1 = id;
             }
         }
+        self.episode_upkeep();
         self.appends_since_gc += 1;
         if self.appends_since_gc >= GC_INTERVAL {
             if let Err(e) = self.collect_series() {
@@ -506,6 +537,32 @@ impl Buffer {
         Ok(BatchId(id))
     }
 
+    /// [`Buffer::write`]; on a full disk, starts (or goes on with) the
+    /// disk-full episode: releases the reserve, evicts the oldest batches and
+    /// tries again, a few rounds with growing chunks.
+    fn write_or_make_room(
+        &mut self,
+        id: i64,
+        ts: i64,
+        new_series: &[(i64, Arc<Series>)],
+        refresh: &[i64],
+    ) -> Result<(), BufferError> {
+        let mut result = self.write(id, ts, new_series, refresh);
+        let mut chunk = DISK_FULL_CHUNK;
+        for _ in 0..DISK_FULL_ROUNDS {
+            let Err(BufferError::DiskFull { .. }) = &result else {
+                return result;
+            };
+            self.enter_episode();
+            if self.evict_for_disk_full(chunk, id) == 0 {
+                return result;
+            }
+            chunk *= 4;
+            result = self.write(id, ts, new_series, refresh);
+        }
+        result
+    }
+
     fn write(
         &mut self,
         id: i64,
@@ -515,8 +572,18 @@ impl Buffer {
     ) -> Result<(), BufferError> {
         let path = &self.config.path;
         let err = |op| super::error::on(path, op);
+        let full = self.episode.is_some();
         let _turn = self.gate.enter_first();
         let tx = Immediate::begin(&self.conn).map_err(err("begin append"))?;
+        if full {
+            // Keep the main file from growing: free the pages this batch
+            // needs by evicting the oldest batches first.
+            let need = (self.scratch.len() as u64).div_ceil(PAGE_SIZE) + FULL_FREE_SLACK_PAGES;
+            let evicted = make_free_pages(&tx, need, id).map_err(err("evict for disk full"))?;
+            if let Some(ep) = self.episode.as_mut() {
+                ep.evicted += evicted;
+            }
+        }
         if !new_series.is_empty() {
             let mut st = tx
                 .prepare_cached(
@@ -548,41 +615,97 @@ impl Buffer {
         // What sinks acked beyond their acks' own bounded deletes.
         stats::delete_taken(&tx, super::APPEND_DELETE_CHUNK)
             .map_err(err("delete taken batches"))?;
-        enforce_cap(&tx, path, &self.plan, id)?;
+        enforce_cap(&tx, path, &self.plan, id, !full)?;
         tx.commit().map_err(err("commit append"))
     }
 
-    /// After SQLITE_FULL: drop the oldest sixteenth of the stored batches so
-    /// their pages can be reused. Best effort; failures are logged.
-    fn evict_for_disk_full(&mut self) {
-        let path = self.config.path.clone();
+    /// Starts the disk-full episode if none is under way: one `WARN`, and
+    /// the reserve's room goes to the WAL and the checkpoint.
+    fn enter_episode(&mut self) {
+        if self.episode.is_some() {
+            return;
+        }
+        let released = self.reserve.release();
+        log::warn!(
+            "buffer {}: disk full ({} bytes free); {}evicting the oldest batches to keep the newest \
+             until there is room again",
+            self.config.path.display(),
+            reserve::free_bytes(dir_of(&self.config.path)).unwrap_or(0),
+            if released {
+                format!("released the {} byte reserve; ", self.reserve.bytes())
+            } else {
+                "no reserve was held; ".to_string()
+            }
+        );
+        self.episode = Some(Episode::start());
+    }
+
+    /// During a disk-full episode, after each append: the summary line (at
+    /// most every [`reserve::SUMMARY_EVERY`]) and, once a second, whether the
+    /// file system has room for the reserve again (then the episode ends
+    /// with one `INFO`).
+    fn episode_upkeep(&mut self) {
+        let Some(ep) = self.episode.as_mut() else {
+            return;
+        };
+        let path = &self.config.path;
+        if let Some((evicted, dropped)) = ep.summary_due() {
+            log::warn!(
+                "buffer {}: disk still full after {} s: {evicted} oldest batches evicted and {dropped} \
+                 new ones dropped in the last {} s; {} bytes free",
+                path.display(),
+                ep.since.elapsed().as_secs(),
+                reserve::SUMMARY_EVERY.as_secs(),
+                reserve::free_bytes(dir_of(path)).unwrap_or(0)
+            );
+        }
+        if !ep.probe_due() {
+            return;
+        }
+        let free = reserve::free_bytes(dir_of(path)).unwrap_or(0);
+        if free < 2 * self.reserve.bytes() || self.reserve.allocate().is_err() {
+            return;
+        }
+        log::info!(
+            "buffer {}: disk has room again ({free} bytes free); reserve of {} bytes taken back \
+             after {:.1} s full ({} oldest batches evicted, {} new ones dropped)",
+            path.display(),
+            self.reserve.bytes(),
+            ep.since.elapsed().as_secs_f64(),
+            ep.evicted,
+            ep.dropped
+        );
+        self.episode = None;
+    }
+
+    /// After SQLITE_FULL: evict the oldest `n` stored batches (never
+    /// `new_id`, which is not stored yet) in their own transaction, so that
+    /// the retried append can reuse their pages. Returns how many were
+    /// deleted; failures are counted as none (the episode's summary tells).
+    fn evict_for_disk_full(&mut self, n: i64, new_id: i64) -> u64 {
         let _turn = self.gate.enter_first();
         let result = (|| -> rusqlite::Result<u64> {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some((min, max)) = stats::id_range(&tx)? else {
-                return Ok(0);
-            };
-            let n = ((max - min + 1) / 16).max(1);
-            let deleted = tx
-                .prepare_cached("DELETE FROM batches WHERE id < ?1")?
-                .execute([min + n])? as u64;
-            stats::count_eviction(&tx, EvictReason::DiskFull, deleted)?;
+            let tx = Immediate::begin(&self.conn)?;
+            let deleted = evict_oldest(&tx, n, new_id)?;
             tx.commit()?;
             Ok(deleted)
         })();
-        match result {
-            Ok(0) => {}
-            Ok(n) => log::warn!(
-                "buffer {}: disk full; evicted the {n} oldest batches (reason disk_full) to make room",
-                path.display()
-            ),
-            Err(e) => log::warn!(
-                "buffer {}: disk full and evicting the oldest batches failed too: {e}",
-                path.display()
-            ),
+        let deleted = result.unwrap_or_else(|e| {
+            log::debug!(
+                "buffer {}: evicting for a full disk failed: {e}",
+                self.config.path.display()
+            );
+            0
+        });
+        if let Some(ep) = self.episode.as_mut() {
+            ep.evicted += deleted;
         }
+        deleted
+    }
+
+    /// Whether a disk-full episode is under way (see `reserve.rs`).
+    pub fn disk_full(&self) -> bool {
+        self.episode.is_some()
     }
 
     /// A reader for `sink`, with its own connection (send it to the sink's
@@ -689,6 +812,7 @@ fn enforce_cap(
     path: &Path,
     plan: &CapPlan,
     new_id: i64,
+    may_vacuum: bool,
 ) -> Result<(), BufferError> {
     let err = |op| super::error::on(path, op);
     let (pages, free) = page_counts(conn).map_err(err("measure pages"))?;
@@ -737,7 +861,7 @@ fn enforce_cap(
                 first.unwrap_or(0) + evicted as i64
             );
         }
-    } else if free > plan.vacuum_threshold_pages {
+    } else if may_vacuum && free > plan.vacuum_threshold_pages {
         {
             let mut st = conn
                 .prepare(&format!(
@@ -750,4 +874,64 @@ fn enforce_cap(
         }
     }
     Ok(())
+}
+
+/// Batches a disk-full retry evicts first (then 4×, 16× in later rounds).
+const DISK_FULL_CHUNK: i64 = 8;
+
+/// Evict-and-retry rounds of one append on a full disk.
+const DISK_FULL_ROUNDS: u32 = 3;
+
+/// Free pages an append during a disk-full episode keeps beyond its batch's
+/// own (b-tree splits, a new series).
+const FULL_FREE_SLACK_PAGES: u64 = 2;
+
+/// Deletes the oldest `n` stored batches, never `new_id` or later, and
+/// counts those no sink had taken as evicted for a full disk. Returns the
+/// deleted count.
+fn evict_oldest(conn: &Connection, n: i64, new_id: i64) -> rusqlite::Result<u64> {
+    let Some((min, _)) = stats::id_range(conn)? else {
+        return Ok(0);
+    };
+    let end = (min + n).min(new_id);
+    let deleted = conn
+        .prepare_cached("DELETE FROM batches WHERE id < ?1")?
+        .execute([end])? as u64;
+    let taken = stats::taken_through(conn)?;
+    let untaken = (end - min.max(taken + 1)).clamp(0, deleted as i64) as u64;
+    if untaken > 0 {
+        stats::count_eviction(conn, EvictReason::DiskFull, untaken)?;
+    }
+    Ok(deleted)
+}
+
+/// Inside a disk-full append: evicts the oldest batches, a few at a time,
+/// until the free list holds `pages` (or nothing older than `new_id` is
+/// left). Returns the deleted count.
+fn make_free_pages(conn: &Connection, pages: u64, new_id: i64) -> rusqlite::Result<u64> {
+    let mut deleted = 0;
+    for _ in 0..64 {
+        let (_, free) = page_counts(conn)?;
+        if free >= pages {
+            break;
+        }
+        let n = evict_oldest(conn, 4, new_id)?;
+        if n == 0 {
+            break;
+        }
+        deleted += n;
+    }
+    Ok(deleted)
+}
+
+/// The directory holding the buffer file (for `statvfs`).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// ENOSPC or EDQUOT: the file system (or the quota) has no room.
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }

@@ -10,6 +10,10 @@
 //! - [`PushgatewaySink`]: the live view, newest batch only ([`Order::Newest`]).
 //! - [`RemoteWriteSink`]: history, every batch oldest first with its original
 //!   timestamp ([`Order::Oldest`]).
+//!
+//! Both clients share their HTTP settings (URL, authentication, timeouts,
+//! retry policy, `User-Agent`), their build error ([`BuildError`]) and the
+//! failure classes ([`FailureClass`]), in `http.rs`.
 
 mod http;
 pub mod prompb;
@@ -20,13 +24,13 @@ mod wire;
 
 use std::sync::Arc;
 
-pub use pushgateway::{
-    PushClass, PushError, PushgatewayBuilder, PushgatewayClient, PushgatewayConfigError, Secret,
-    normalize_base_url,
+pub use http::{
+    BuildError, DEFAULT_USER_AGENT, FailureClass, Secret, SinkKind, normalize_base_url,
 };
+pub use pushgateway::{PushError, PushgatewayBuilder, PushgatewayClient};
 pub use remote_write::{
     DEFAULT_MAX_SAMPLES_PER_REQUEST, Refusal, RemoteWriteBuilder, RemoteWriteClient,
-    RemoteWriteConfigError, RemoteWriteError,
+    RemoteWriteError,
 };
 pub use sinks::{PUSHGATEWAY_SINK, PushgatewaySink, REMOTE_WRITE_SINK, RemoteWriteSink};
 
@@ -61,13 +65,13 @@ pub struct Delivered {
 pub trait SinkFailure: std::error::Error + Send + Sync + 'static {
     /// Permanent (drop these batches, count them), configuration (keep the
     /// data, retry at the maximum backoff) or retryable (back off).
-    fn class(&self) -> PushClass;
+    fn class(&self) -> FailureClass;
     /// Short label value for `aif_exporter_pushes_total{result}`.
     fn result_label(&self) -> &'static str;
 }
 
 impl SinkFailure for PushError {
-    fn class(&self) -> PushClass {
+    fn class(&self) -> FailureClass {
         PushError::class(self)
     }
     fn result_label(&self) -> &'static str {
@@ -76,7 +80,7 @@ impl SinkFailure for PushError {
 }
 
 impl SinkFailure for RemoteWriteError {
-    fn class(&self) -> PushClass {
+    fn class(&self) -> FailureClass {
         RemoteWriteError::class(self)
     }
     fn result_label(&self) -> &'static str {

@@ -12,26 +12,14 @@
 //! - Explicit connect and overall timeouts; optional basic auth whose password
 //!   never reaches a log or a `Debug` output.
 
-use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
 
-use crate::retry::{BackoffPolicy, BackoffPolicyError};
+use super::http::{BuildError, FailureClass, HttpSettings, Secret, SinkKind, read_body};
+use crate::retry::BackoffPolicy;
 use crate::sample::Labels;
-
-/// How a failed push must be handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushClass {
-    /// This payload will never be accepted: log, count, move on.
-    Permanent,
-    /// The sink is misconfigured (auth, path): log loudly, keep the data, retry
-    /// at the maximum backoff.
-    Configuration,
-    /// Transient: retry with exponential backoff and full jitter.
-    Retryable,
-}
 
 /// Why a push (or delete) failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,11 +61,11 @@ pub enum PushError {
 
 impl PushError {
     /// The handling class of this error.
-    pub fn class(&self) -> PushClass {
+    pub fn class(&self) -> FailureClass {
         match self {
-            PushError::Rejected { .. } => PushClass::Permanent,
-            PushError::Configuration { .. } => PushClass::Configuration,
-            PushError::Unavailable { .. } | PushError::Transport { .. } => PushClass::Retryable,
+            PushError::Rejected { .. } => FailureClass::Permanent,
+            PushError::Configuration { .. } => FailureClass::Configuration,
+            PushError::Unavailable { .. } | PushError::Transport { .. } => FailureClass::Retryable,
         }
     }
 
@@ -92,85 +80,13 @@ impl PushError {
     }
 }
 
-/// Why a Pushgateway client could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PushgatewayConfigError {
-    /// The base URL lacks `http://` (or `https://` with the `tls` feature).
-    #[error("pushgateway URL {url:?} must start with http:// or https://")]
-    BadScheme {
-        /// The URL as given.
-        url: String,
-    },
-    /// The URL has no host, a bad port, a query, a fragment or a space.
-    #[error("pushgateway URL {url:?} {reason}")]
-    BadUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// `https://` without the `tls` feature.
-    #[error(
-        "pushgateway URL {url:?} is https but this build has no TLS (enable the `tls` feature)"
-    )]
-    NoTls {
-        /// The URL as given.
-        url: String,
-    },
-    /// Empty job or instance.
-    #[error("pushgateway {what} must not be empty")]
-    Empty {
-        /// `job` or `instance`.
-        what: &'static str,
-    },
-    /// A zero timeout.
-    #[error("pushgateway {what} timeout must be greater than zero")]
-    ZeroTimeout {
-        /// `connect` or `overall`.
-        what: &'static str,
-    },
-    /// A password without a user.
-    #[error("pushgateway password given without a user")]
-    PasswordWithoutUser,
-    /// An unusable retry policy.
-    #[error("pushgateway retry policy: {0}")]
-    Backoff(#[from] BackoffPolicyError),
-}
-
-/// A secret string: never printed.
-#[derive(Clone, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// Builds a [`PushgatewayClient`]; validated in [`PushgatewayBuilder::build`].
 #[derive(Debug, Clone)]
 pub struct PushgatewayBuilder {
-    base_url: String,
+    http: HttpSettings,
     job: String,
     instance: String,
     grouping: Labels,
-    user: Option<String>,
-    password: Option<Secret>,
-    connect_timeout: Duration,
-    timeout: Duration,
-    backoff: BackoffPolicy,
 }
 
 impl PushgatewayBuilder {
@@ -178,15 +94,10 @@ impl PushgatewayBuilder {
     /// job `aif_gpu`, instance `localhost`, 5 s connect and 10 s overall timeouts.
     pub fn new(base_url: impl Into<String>) -> Self {
         PushgatewayBuilder {
-            base_url: base_url.into(),
+            http: HttpSettings::new(base_url.into(), Duration::from_secs(10)),
             job: "aif_gpu".into(),
             instance: "localhost".into(),
             grouping: Labels::new(),
-            user: None,
-            password: None,
-            connect_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(10),
-            backoff: BackoffPolicy::default(),
         }
     }
 
@@ -211,64 +122,53 @@ impl PushgatewayBuilder {
 
     /// Basic auth.
     pub fn basic_auth(mut self, user: impl Into<String>, password: Secret) -> Self {
-        self.user = Some(user.into());
-        self.password = Some(password);
+        self.http.basic = Some((user.into(), password));
         self
     }
 
     /// Connect timeout.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.connect_timeout = d;
+        self.http.connect_timeout = d;
         self
     }
 
     /// Overall timeout of one request.
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
+        self.http.timeout = d;
         self
     }
 
     /// Retry policy (default [`BackoffPolicy::default`]; validated by
     /// [`PushgatewayBuilder::build`]).
     pub fn backoff(mut self, policy: BackoffPolicy) -> Self {
-        self.backoff = policy;
+        self.http.backoff = policy;
+        self
+    }
+
+    /// The `User-Agent` header (default [`super::DEFAULT_USER_AGENT`]).
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.http.user_agent = user_agent.into();
         self
     }
 
     /// The same settings against another base URL (e.g. the local end of an
     /// SSH tunnel).
-    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = base_url.into();
+    pub fn with_url(mut self, base_url: impl Into<String>) -> Self {
+        self.http.url = base_url.into();
         self
     }
 
     /// Validates and builds the client.
     ///
     /// # Errors
-    /// [`PushgatewayConfigError`] naming what is wrong.
-    pub fn build(self) -> Result<PushgatewayClient, PushgatewayConfigError> {
-        let base = normalize_base_url(&self.base_url)?;
-        if base.starts_with("https://") && !cfg!(feature = "tls") {
-            return Err(PushgatewayConfigError::NoTls { url: base });
-        }
-        if self.job.is_empty() {
-            return Err(PushgatewayConfigError::Empty { what: "job" });
-        }
-        if self.instance.is_empty() {
-            return Err(PushgatewayConfigError::Empty { what: "instance" });
-        }
-        if self.connect_timeout.is_zero() {
-            return Err(PushgatewayConfigError::ZeroTimeout { what: "connect" });
-        }
-        if self.timeout.is_zero() {
-            return Err(PushgatewayConfigError::ZeroTimeout { what: "overall" });
-        }
-        self.backoff.validate()?;
-        let auth_header = match (&self.user, &self.password) {
-            (Some(u), p) => Some(super::http::basic_auth(u, p.as_ref())),
-            (None, Some(_)) => return Err(PushgatewayConfigError::PasswordWithoutUser),
-            (None, None) => None,
-        };
+    /// [`BuildError`] naming what is wrong.
+    pub fn build(self) -> Result<PushgatewayClient, BuildError> {
+        const SINK: SinkKind = SinkKind::Pushgateway;
+        let base = self.http.checked_url(SINK, false)?;
+        super::http::check_labels(SINK, &self.job, &self.instance)?;
+        self.http.check_timeouts(SINK)?;
+        self.http.check_backoff(SINK)?;
+        let auth_header = self.http.auth_header(SINK)?;
         let mut url = format!("{base}/metrics/");
         url.push_str(&group_segment("job", &self.job));
         url.push('/');
@@ -280,12 +180,11 @@ impl PushgatewayBuilder {
             url.push('/');
             url.push_str(&group_segment(k, v));
         }
-        let agent = super::http::agent(self.connect_timeout, self.timeout);
         Ok(PushgatewayClient {
-            agent,
+            agent: self.http.agent(),
             group_url: url,
             auth_header,
-            backoff: self.backoff,
+            backoff: self.http.backoff,
             builder: PushgatewayBuilderNoSecret {
                 job: self.job,
                 instance: self.instance,
@@ -300,42 +199,6 @@ struct PushgatewayBuilderNoSecret {
     instance: String,
 }
 
-/// Checks a Pushgateway base URL (`http://host[:port][/prefix]`, or `https://`)
-/// and returns it without a trailing `/`. Shared by every program that takes
-/// such a URL, so they accept and refuse the same ones.
-///
-/// # Errors
-/// [`PushgatewayConfigError::BadScheme`] or [`PushgatewayConfigError::BadUrl`].
-pub fn normalize_base_url(url: &str) -> Result<String, PushgatewayConfigError> {
-    let bad = |reason| PushgatewayConfigError::BadUrl {
-        url: url.to_string(),
-        reason,
-    };
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| PushgatewayConfigError::BadScheme {
-            url: url.to_string(),
-        })?;
-    let host_port = rest.split('/').next().unwrap_or("");
-    if host_port.is_empty() || host_port.starts_with(':') {
-        return Err(bad("has no host"));
-    }
-    if host_port.contains('@') {
-        return Err(bad("must not carry credentials (use basic-auth settings)"));
-    }
-    if let Some((_, port)) = host_port.rsplit_once(':')
-        && !host_port.ends_with(']')
-        && port.parse::<u16>().is_err()
-    {
-        return Err(bad("has an invalid port"));
-    }
-    if url.contains(['?', '#', ' ']) {
-        return Err(bad("must not contain a query, fragment or space"));
-    }
-    Ok(url.trim_end_matches('/').to_string())
-}
-
 /// One grouping-key path segment pair: `label/value` or `label@base64/…`.
 pub fn group_segment(label: &str, value: &str) -> String {
     let plain = !value.is_empty()
@@ -348,69 +211,6 @@ pub fn group_segment(label: &str, value: &str) -> String {
         format!("{label}@base64/=")
     } else {
         format!("{label}@base64/{}", URL_SAFE.encode(value))
-    }
-}
-
-/// Name resolution for the sink's agent: IP literals without any lookup, host
-/// names through ureq's resolver and cached for [`DNS_TTL`].
-///
-/// ureq's default resolver honours the request timeout by resolving on a new
-/// thread, for every request: at one push a second that thread was the
-/// largest single cost of a push. Pushes go to one host, so a small cache
-/// removes it; a changed DNS record is picked up within the TTL.
-#[derive(Debug, Default)]
-pub(crate) struct CachingResolver {
-    inner: ureq::unversioned::resolver::DefaultResolver,
-    cache: std::sync::Mutex<Option<(String, std::time::Instant, Vec<std::net::SocketAddr>)>>,
-}
-
-/// How long a resolved Pushgateway host name is reused.
-pub const DNS_TTL: Duration = Duration::from_secs(60);
-
-impl ureq::unversioned::resolver::Resolver for CachingResolver {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        config: &ureq::config::Config,
-        timeout: ureq::unversioned::transport::NextTimeout,
-    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        let fill = |addrs: &[std::net::SocketAddr]| {
-            let mut out = self.empty();
-            for a in addrs.iter().take(16) {
-                out.push(*a);
-            }
-            out
-        };
-        let authority = uri.authority().ok_or(ureq::Error::HostNotFound)?;
-        let port = authority
-            .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("https") {
-                443
-            } else {
-                80
-            });
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-            return Ok(fill(&[std::net::SocketAddr::new(ip, port)]));
-        }
-        let key = format!("{host}:{port}");
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((k, at, addrs)) = cache.as_ref()
-            && *k == key
-            && at.elapsed() < DNS_TTL
-        {
-            return Ok(fill(addrs));
-        }
-        let resolved = self.inner.resolve(uri, config, timeout)?;
-        *cache = Some((
-            key,
-            std::time::Instant::now(),
-            resolved.iter().copied().collect(),
-        ));
-        Ok(resolved)
     }
 }
 
@@ -429,24 +229,13 @@ pub struct PushgatewayClient {
 /// 408 (the server timed the request out), 429 and 5xx are retryable; any
 /// other status (400 and the remaining 1xx/3xx/4xx) is permanent for that
 /// payload.
-pub fn status_class(status: u16) -> Option<PushClass> {
+pub fn status_class(status: u16) -> Option<FailureClass> {
     match status {
         200..=299 => None,
-        401 | 403 | 404 | 405 => Some(PushClass::Configuration),
-        408 | 429 | 500..=599 => Some(PushClass::Retryable),
-        _ => Some(PushClass::Permanent),
+        401 | 403 | 404 | 405 => Some(FailureClass::Configuration),
+        408 | 429 | 500..=599 => Some(FailureClass::Retryable),
+        _ => Some(FailureClass::Permanent),
     }
-}
-
-pub(crate) fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> String {
-    let mut body = resp
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_string()
-        .unwrap_or_default();
-    body.truncate(body.trim_end().len());
-    body
 }
 
 impl PushgatewayClient {
@@ -486,13 +275,13 @@ impl PushgatewayClient {
         let status = resp.status().as_u16();
         match status_class(status) {
             None => Ok(()),
-            Some(PushClass::Configuration) => Err(PushError::Configuration {
+            Some(FailureClass::Configuration) => Err(PushError::Configuration {
                 status,
                 url: self.group_url.clone(),
                 body: read_body(&mut resp),
             }),
-            Some(PushClass::Retryable) => Err(PushError::Unavailable { status }),
-            Some(PushClass::Permanent) => Err(PushError::Rejected {
+            Some(FailureClass::Retryable) => Err(PushError::Unavailable { status }),
+            Some(FailureClass::Permanent) => Err(PushError::Rejected {
                 status,
                 body: read_body(&mut resp),
             }),
@@ -564,40 +353,18 @@ mod tests {
         );
         assert!(matches!(
             PushgatewayBuilder::new("127.0.0.1:9091").build(),
-            Err(PushgatewayConfigError::BadScheme { .. })
+            Err(BuildError::BadScheme { .. })
         ));
         assert!(matches!(
             PushgatewayBuilder::new("http://x").job("").build(),
-            Err(PushgatewayConfigError::Empty { what: "job" })
+            Err(BuildError::Empty { what: "job", .. })
         ));
         assert!(matches!(
             PushgatewayBuilder::new("http://x")
                 .timeout(Duration::ZERO)
                 .build(),
-            Err(PushgatewayConfigError::ZeroTimeout { .. })
+            Err(BuildError::ZeroTimeout { .. })
         ));
-    }
-
-    #[test]
-    fn base_urls_are_checked_and_normalized() {
-        assert_eq!(
-            normalize_base_url("http://pgw:9091/").as_deref(),
-            Ok("http://pgw:9091")
-        );
-        assert_eq!(
-            normalize_base_url("http://[::1]:9091/p").as_deref(),
-            Ok("http://[::1]:9091/p")
-        );
-        for bad in [
-            "pgw:9091",
-            "http://",
-            "http://:9091",
-            "http://pgw:x",
-            "http://pgw?a=1",
-            "http://u:p@pgw",
-        ] {
-            assert!(normalize_base_url(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
@@ -618,19 +385,19 @@ mod tests {
     fn every_status_has_the_class_design_gives_it() {
         assert_eq!(status_class(200), None);
         assert_eq!(status_class(202), None);
-        assert_eq!(status_class(400), Some(PushClass::Permanent));
+        assert_eq!(status_class(400), Some(FailureClass::Permanent));
         // 408 Request Timeout: the server gave up waiting for our request;
         // sending it again is the remedy, not dropping the batch.
-        assert_eq!(status_class(408), Some(PushClass::Retryable));
-        assert_eq!(status_class(429), Some(PushClass::Retryable));
+        assert_eq!(status_class(408), Some(FailureClass::Retryable));
+        assert_eq!(status_class(429), Some(FailureClass::Retryable));
         for s in [401, 403, 404, 405] {
-            assert_eq!(status_class(s), Some(PushClass::Configuration), "{s}");
+            assert_eq!(status_class(s), Some(FailureClass::Configuration), "{s}");
         }
         for s in 500..=599 {
-            assert_eq!(status_class(s), Some(PushClass::Retryable), "{s}");
+            assert_eq!(status_class(s), Some(FailureClass::Retryable), "{s}");
         }
         for s in [301, 409, 413, 415, 422] {
-            assert_eq!(status_class(s), Some(PushClass::Permanent), "{s}");
+            assert_eq!(status_class(s), Some(FailureClass::Permanent), "{s}");
         }
     }
 
@@ -642,7 +409,7 @@ mod tests {
                 body: String::new()
             }
             .class(),
-            PushClass::Permanent
+            FailureClass::Permanent
         );
         assert_eq!(
             PushError::Configuration {
@@ -651,11 +418,11 @@ mod tests {
                 body: String::new()
             }
             .class(),
-            PushClass::Configuration
+            FailureClass::Configuration
         );
         assert_eq!(
             PushError::Unavailable { status: 503 }.class(),
-            PushClass::Retryable
+            FailureClass::Retryable
         );
         assert_eq!(
             PushError::Transport {
@@ -663,7 +430,7 @@ mod tests {
                 reason: String::new()
             }
             .class(),
-            PushClass::Retryable
+            FailureClass::Retryable
         );
     }
 }

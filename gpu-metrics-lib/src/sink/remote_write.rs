@@ -26,9 +26,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::http::{BuildError, FailureClass, HttpSettings, Secret, SinkKind, read_body};
 use super::prompb;
-use super::pushgateway::{PushClass, Secret, normalize_base_url, read_body};
-use crate::retry::{BackoffPolicy, BackoffPolicyError};
+pub use super::wire::Piece;
+use crate::retry::BackoffPolicy;
 use crate::sample::{Batch, Series};
 
 /// Default bound on the samples of one request.
@@ -144,14 +145,14 @@ pub enum RemoteWriteError {
 
 impl RemoteWriteError {
     /// The handling class of this error.
-    pub fn class(&self) -> PushClass {
+    pub fn class(&self) -> FailureClass {
         match self {
             RemoteWriteError::Refused { .. }
             | RemoteWriteError::Rejected { .. }
-            | RemoteWriteError::Encode { .. } => PushClass::Permanent,
-            RemoteWriteError::Configuration { .. } => PushClass::Configuration,
+            | RemoteWriteError::Encode { .. } => FailureClass::Permanent,
+            RemoteWriteError::Configuration { .. } => FailureClass::Configuration,
             RemoteWriteError::Unavailable { .. } | RemoteWriteError::Transport { .. } => {
-                PushClass::Retryable
+                FailureClass::Retryable
             }
         }
     }
@@ -170,73 +171,12 @@ impl RemoteWriteError {
     }
 }
 
-/// Why a remote-write client could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RemoteWriteConfigError {
-    /// The URL lacks `http://` (or `https://`).
-    #[error("remote-write URL {url:?} must start with http:// or https://")]
-    BadScheme {
-        /// The URL as given.
-        url: String,
-    },
-    /// The URL has no host, a bad port, credentials, a query or a space.
-    #[error("remote-write URL {url:?} {reason}")]
-    BadUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The URL has no path (a receiver's endpoint is never `/`).
-    #[error(
-        "remote-write URL {url:?} has no path (e.g. /api/v1/write for Prometheus and VictoriaMetrics)"
-    )]
-    NoPath {
-        /// The URL as given.
-        url: String,
-    },
-    /// `https://` without the `tls` feature.
-    #[error(
-        "remote-write URL {url:?} is https but this build has no TLS (enable the `tls` feature)"
-    )]
-    NoTls {
-        /// The URL as given.
-        url: String,
-    },
-    /// Empty job or instance.
-    #[error("remote-write {what} label must not be empty")]
-    Empty {
-        /// `job` or `instance`.
-        what: &'static str,
-    },
-    /// A zero timeout.
-    #[error("remote-write {what} timeout must be greater than zero")]
-    ZeroTimeout {
-        /// `connect` or `overall`.
-        what: &'static str,
-    },
-    /// `max_samples` of 0.
-    #[error("remote-write max samples per request must be at least 1")]
-    ZeroMaxSamples,
-    /// Both basic auth and a bearer token.
-    #[error("remote-write takes basic auth or a bearer token, not both")]
-    TwoAuths,
-    /// An unusable retry policy.
-    #[error("remote-write retry policy: {0}")]
-    Backoff(#[from] BackoffPolicyError),
-}
-
 /// Builds a [`RemoteWriteClient`]; validated in [`RemoteWriteBuilder::build`].
 #[derive(Debug, Clone)]
 pub struct RemoteWriteBuilder {
-    url: String,
+    http: HttpSettings,
     job: String,
     instance: String,
-    basic: Option<(String, Secret)>,
-    bearer: Option<Secret>,
-    connect_timeout: Duration,
-    timeout: Duration,
-    backoff: BackoffPolicy,
     max_samples: usize,
 }
 
@@ -247,14 +187,9 @@ impl RemoteWriteBuilder {
     /// [`DEFAULT_MAX_SAMPLES_PER_REQUEST`] samples a request.
     pub fn new(url: impl Into<String>) -> Self {
         RemoteWriteBuilder {
-            url: url.into(),
+            http: HttpSettings::new(url.into(), Duration::from_secs(30)),
             job: "aif_gpu".into(),
             instance: "localhost".into(),
-            basic: None,
-            bearer: None,
-            connect_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(30),
-            backoff: BackoffPolicy::default(),
             max_samples: DEFAULT_MAX_SAMPLES_PER_REQUEST,
         }
     }
@@ -273,31 +208,37 @@ impl RemoteWriteBuilder {
 
     /// Basic auth.
     pub fn basic_auth(mut self, user: impl Into<String>, password: Secret) -> Self {
-        self.basic = Some((user.into(), password));
+        self.http.basic = Some((user.into(), password));
         self
     }
 
     /// `Authorization: Bearer <token>`.
     pub fn bearer_token(mut self, token: Secret) -> Self {
-        self.bearer = Some(token);
+        self.http.bearer = Some(token);
         self
     }
 
     /// Connect timeout.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.connect_timeout = d;
+        self.http.connect_timeout = d;
         self
     }
 
     /// Overall timeout of one request.
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
+        self.http.timeout = d;
         self
     }
 
     /// Retry policy (validated by [`RemoteWriteBuilder::build`]).
     pub fn backoff(mut self, policy: BackoffPolicy) -> Self {
-        self.backoff = policy;
+        self.http.backoff = policy;
+        self
+    }
+
+    /// The `User-Agent` header (default [`super::DEFAULT_USER_AGENT`]).
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.http.user_agent = user_agent.into();
         self
     }
 
@@ -310,87 +251,35 @@ impl RemoteWriteBuilder {
     /// The same settings against another URL (e.g. the local end of an SSH
     /// tunnel).
     pub fn with_url(mut self, url: impl Into<String>) -> Self {
-        self.url = url.into();
+        self.http.url = url.into();
         self
     }
 
     /// Validates and builds the client.
     ///
     /// # Errors
-    /// [`RemoteWriteConfigError`] naming what is wrong.
-    pub fn build(self) -> Result<RemoteWriteClient, RemoteWriteConfigError> {
-        let url = normalize_base_url(&self.url).map_err(|e| match e {
-            super::PushgatewayConfigError::BadUrl { url, reason } => {
-                RemoteWriteConfigError::BadUrl { url, reason }
-            }
-            _ => RemoteWriteConfigError::BadScheme {
-                url: self.url.clone(),
-            },
-        })?;
-        let after_scheme = url.split_once("://").map_or("", |(_, r)| r);
-        if !after_scheme.contains('/') {
-            return Err(RemoteWriteConfigError::NoPath { url });
-        }
-        if url.starts_with("https://") && !cfg!(feature = "tls") {
-            return Err(RemoteWriteConfigError::NoTls { url });
-        }
-        if self.job.is_empty() {
-            return Err(RemoteWriteConfigError::Empty { what: "job" });
-        }
-        if self.instance.is_empty() {
-            return Err(RemoteWriteConfigError::Empty { what: "instance" });
-        }
-        if self.connect_timeout.is_zero() {
-            return Err(RemoteWriteConfigError::ZeroTimeout { what: "connect" });
-        }
-        if self.timeout.is_zero() {
-            return Err(RemoteWriteConfigError::ZeroTimeout { what: "overall" });
-        }
+    /// [`BuildError`] naming what is wrong.
+    pub fn build(self) -> Result<RemoteWriteClient, BuildError> {
+        const SINK: SinkKind = SinkKind::RemoteWrite;
+        let url = self.http.checked_url(SINK, true)?;
+        super::http::check_labels(SINK, &self.job, &self.instance)?;
+        self.http.check_timeouts(SINK)?;
         if self.max_samples == 0 {
-            return Err(RemoteWriteConfigError::ZeroMaxSamples);
+            return Err(BuildError::ZeroMaxSamples { sink: SINK });
         }
-        self.backoff.validate()?;
-        let auth_header = match (self.basic, self.bearer) {
-            (Some(_), Some(_)) => return Err(RemoteWriteConfigError::TwoAuths),
-            (Some((u, p)), None) => Some(super::http::basic_auth(&u, Some(&p))),
-            (None, Some(t)) => Some(Secret::new(format!("Bearer {}", t.expose()))),
-            (None, None) => None,
-        };
-        let agent = super::http::agent(self.connect_timeout, self.timeout);
+        self.http.check_backoff(SINK)?;
+        let auth_header = self.http.auth_header(SINK)?;
         Ok(RemoteWriteClient {
-            agent,
+            agent: self.http.agent(),
             url,
             auth_header,
-            backoff: self.backoff,
+            backoff: self.http.backoff,
             max_samples: self.max_samples,
             job: self.job,
             instance: self.instance,
             scratch: Vec::new(),
             wire: Default::default(),
         })
-    }
-}
-
-/// A slice of one batch's samples: what a request is made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Piece {
-    /// Index of the batch in the slice given to [`RemoteWriteClient::plan`].
-    pub batch: usize,
-    /// First sample.
-    pub start: usize,
-    /// One past the last sample.
-    pub end: usize,
-}
-
-impl Piece {
-    /// Samples in the piece.
-    pub fn len(&self) -> usize {
-        self.end - self.start
-    }
-
-    /// True when it holds no sample.
-    pub fn is_empty(&self) -> bool {
-        self.end == self.start
     }
 }
 
@@ -717,21 +606,25 @@ mod tests {
         let e = |b: RemoteWriteBuilder| b.build().unwrap_err();
         assert!(matches!(
             e(RemoteWriteBuilder::new("127.0.0.1:9090/api/v1/write")),
-            RemoteWriteConfigError::BadScheme { .. }
+            BuildError::BadScheme { .. }
         ));
         assert!(matches!(
             e(RemoteWriteBuilder::new("http://127.0.0.1:9090")),
-            RemoteWriteConfigError::NoPath { .. }
+            BuildError::NoPath { .. }
         ));
         assert_eq!(
             e(RemoteWriteBuilder::new("http://h:1/w").max_samples_per_request(0)),
-            RemoteWriteConfigError::ZeroMaxSamples
+            BuildError::ZeroMaxSamples {
+                sink: SinkKind::RemoteWrite
+            }
         );
         assert_eq!(
             e(RemoteWriteBuilder::new("http://h:1/w")
                 .basic_auth("u", Secret::new("p"))
                 .bearer_token(Secret::new("t"))),
-            RemoteWriteConfigError::TwoAuths
+            BuildError::TwoAuths {
+                sink: SinkKind::RemoteWrite
+            }
         );
         let dbg = format!(
             "{:?}",

@@ -141,7 +141,7 @@ impl RemoteWriteSink {
                 out.samples += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
                 Ok(())
             }
-            Err(e) if e.class() == super::PushClass::Permanent => {
+            Err(e) if e.class() == super::FailureClass::Permanent => {
                 let first = pieces.first().map_or(0, |p| p.batch);
                 let last = pieces.last().map_or(0, |p| p.batch);
                 if first != last {

@@ -8,15 +8,39 @@
 //! encoded once and kept (keyed by the `Arc<Series>` the batches share, which
 //! the cache holds so the address cannot be reused), and every request only
 //! appends samples. The output decodes to the same `WriteRequest` as the
-//! reference (tested), field for field.
+//! reference (tested), field for field. A request is a list of [`Piece`]s
+//! (slices of batches), as [`super::RemoteWriteClient::plan`] cuts them.
 
 use std::collections::HashMap;
 
 use crate::fasthash::FastMap;
 use std::sync::Arc;
 
-use super::remote_write::Piece;
 use crate::sample::{Batch, Series};
+
+/// A slice of one batch's samples: what a request is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    /// Index of the batch in the slice given to
+    /// [`super::RemoteWriteClient::plan`].
+    pub batch: usize,
+    /// First sample.
+    pub start: usize,
+    /// One past the last sample.
+    pub end: usize,
+}
+
+impl Piece {
+    /// Samples in the piece.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// True when it holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
 
 /// Series whose encoded labels are kept; past this the cache starts over
 /// (series churn, e.g. per-process series).

@@ -33,12 +33,16 @@ pub enum SlurmRestError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The token file does not hold one JWT.
-    #[error("slurm-rest: token file {path}: {reason}")]
+    /// The token file does not hold one JWT: write one (`scontrol token`).
+    #[error(
+        "slurm-rest: token file {path} {reason}; write a token of user `{user}` there (`scontrol token username={user} lifespan=…`)"
+    )]
     TokenInvalid {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
+        /// `X-SLURM-USER-NAME`.
+        user: String,
+        /// What is wrong (`is empty`, `does not hold a JWT …`).
         reason: &'static str,
     },
     /// The token's `exp` has passed: renew it (`scontrol token`).
@@ -269,9 +273,9 @@ pub fn jwt_expiry(token: &str) -> Result<Option<u64>, &'static str> {
     };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
-        .map_err(|_| "the JWT's payload is not base64url")?;
-    let claims: Value =
-        serde_json::from_slice(&bytes).map_err(|_| "the JWT's payload is not JSON")?;
+        .map_err(|_| "does not hold a JWT (its payload is not base64url)")?;
+    let claims: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| "does not hold a JWT (its payload is not JSON)")?;
     Ok(claims.get("exp").and_then(Value::as_u64))
 }
 
@@ -316,8 +320,9 @@ impl TokenFile {
                 expires: read.1,
             });
         }
-        let c = cache.as_ref().ok_or(SlurmRestError::TokenInvalid {
+        let c = cache.as_ref().ok_or_else(|| SlurmRestError::TokenInvalid {
             path: self.path.clone(),
+            user: self.user.clone(),
             reason: "is empty",
         })?;
         if let Some(exp) = c.expires
@@ -340,6 +345,7 @@ impl TokenFile {
             })?;
         let invalid = |reason| SlurmRestError::TokenInvalid {
             path: self.path.clone(),
+            user: self.user.clone(),
             reason,
         };
         let t = text.trim();
@@ -390,6 +396,21 @@ fn excerpt(body: &str) -> String {
     match t.char_indices().nth(EXCERPT) {
         Some((i, _)) => format!("{}…", &t[..i]),
         None => t.to_string(),
+    }
+}
+
+/// `source: error` of each entry, without Slurm's description (which, for
+/// an error without a number, is the operation's generic text).
+fn unspecified(errs: &[RestErrorEntry]) -> String {
+    let causes: Vec<&str> = errs
+        .iter()
+        .map(|e| e.cause.as_str())
+        .filter(|c| !c.is_empty())
+        .collect();
+    if causes.is_empty() {
+        "error -1".into()
+    } else {
+        causes.join("; ")
     }
 }
 
@@ -640,14 +661,29 @@ impl SlurmRestClient {
             e.number == SLURM_PROTOCOL_AUTHENTICATION_ERROR
                 || e.text.to_ascii_lowercase().contains("authentication")
         });
-        if auth || (errs.iter().all(|e| e.number == -1) && !self.ping_ok(v)) {
+        if auth {
             return Err(SlurmRestError::Unauthorized {
                 url,
                 user: self.auth.user().to_string(),
                 status: a.status,
                 detail: format!(
-                    "{}; slurmctld refused the request and a ping as well: the token is wrong or expired (or slurmctld is down); a new one: `scontrol token username={}`",
+                    "{}; the token is wrong or expired; a new one: `scontrol token username={}`",
                     joined(&errs),
+                    self.auth.user()
+                ),
+            });
+        }
+        if errs.iter().all(|e| e.number == -1) && !self.ping_ok(v) {
+            // Slurm 22.05 answers a refused token with its generic text for
+            // the operation ("Unable to find JobId=1" for a job that runs):
+            // only the call and "Unspecified error" are facts, not the text.
+            return Err(SlurmRestError::Unauthorized {
+                url,
+                user: self.auth.user().to_string(),
+                status: a.status,
+                detail: format!(
+                    "slurmctld gave no reason ({}) and refused a ping as well: the token is wrong or expired (or slurmctld is down); the job's own state is not known; a new token: `scontrol token username={}`",
+                    unspecified(&errs),
                     self.auth.user()
                 ),
             });
@@ -811,6 +847,46 @@ mod tests {
             tf.token().unwrap_err(),
             SlurmRestError::TokenInvalid { .. }
         ));
+    }
+
+    #[test]
+    fn a_token_file_without_a_jwt_says_how_to_write_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwt");
+        let tf = TokenFile::new(path.clone(), "svc".into());
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        for (text, why) in [
+            ("", "is empty"),
+            ("\n", "is empty"),
+            ("SLURM_JWT=\n", "is empty"),
+            ("hello", "does not hold a JWT"),
+            ("hello\n", "does not hold a JWT"),
+            ("a.b", "does not hold a JWT"),
+            ("a.b.c.d", "does not hold a JWT"),
+            ("a.!!.c", "does not hold a JWT"),
+            (&format!("x.{}.y", enc("not json")), "does not hold a JWT"),
+            ("one two", "without spaces"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = tf.token().unwrap_err();
+            assert!(
+                matches!(e, SlurmRestError::TokenInvalid { .. }),
+                "{text:?}: {e}"
+            );
+            assert!(e.is_credential_error());
+            let m = e.to_string();
+            assert!(
+                m.contains(&path.display().to_string())
+                    && m.contains(why)
+                    && m.contains("scontrol token username=svc")
+                    && m.contains("user `svc`"),
+                "{text:?}: {m}"
+            );
+        }
+        // A JWT with a trailing newline is fine.
+        let good = jwt(now_s() + 600);
+        std::fs::write(&path, format!("{good}\n")).unwrap();
+        assert_eq!(tf.token().unwrap().expose(), good);
     }
 
     #[test]

@@ -372,3 +372,140 @@ fn bad_refs_and_debug_hide_nothing_secret() {
     assert!(matches!(s["svc"], Err(BackendError::BadRef(_))));
     assert!(format!("{b:?}").contains("127.0.0.1:9"));
 }
+
+#[test]
+fn runnable_is_unknown_not_a_guess() {
+    let r = backend(Some(ApiVersion::V0_0_41)).runnable(&gpu_recipe());
+    assert_eq!(r.state, crate::backend::Runnable::Unknown, "{r:?}");
+    assert!(
+        r.reason.contains("`prog`") && r.reason.contains("slurm-rest"),
+        "{r:?}"
+    );
+}
+
+/// A slurmrestd on a Unix socket answering `requests` requests: a ping
+/// with `ping`, any other with `job` (status, body); one connection each.
+/// The thread returns the paths asked for.
+fn fake_slurmrestd(
+    dir: &Path,
+    requests: usize,
+    job: (u16, String),
+    ping: (u16, String),
+) -> (PathBuf, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let sock = dir.join("slurmrestd.socket");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..requests {
+            let Ok((stream, _)) = listener.accept() else {
+                break;
+            };
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("request line");
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).map_or(true, |n| n <= 2) {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (status, body) = if path.ends_with("/ping") {
+                ping.clone()
+            } else {
+                job.clone()
+            };
+            let _ = (&stream).write_all(
+                format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            seen.push(path);
+        }
+        seen
+    });
+    (sock, handle)
+}
+
+fn unix_backend(sock: PathBuf) -> SlurmRestBackend {
+    let client = SlurmRestClient::new(
+        Endpoint::Unix(sock),
+        Auth::Local { user: "svc".into() },
+        Duration::from_secs(5),
+        Some(ApiVersion::V0_0_38),
+    );
+    SlurmRestBackend::new(
+        client,
+        SlurmSettings::default(),
+        PathBuf::from("/cluster/logs"),
+        None,
+        BTreeMap::new(),
+        None,
+    )
+}
+
+#[test]
+fn a_refused_token_does_not_say_the_running_job_is_not_found() {
+    // Slurm 22.05's answer to a refused token (recorded while job 1 ran):
+    // "Unable to find JobId=1", error -1; the ping is refused too.
+    let bad_token = fixture("v0.0.38-job-bad-token.json").to_string();
+    let refused_ping = r#"{"errors":[{"error_number":-1,"error":"Unspecified error","description":"slurm_ping","source":"slurm_ping"}]}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, server) = fake_slurmrestd(
+        dir.path(),
+        2,
+        (500, bad_token.clone()),
+        (500, refused_ping.to_string()),
+    );
+    let b = unix_backend(sock);
+    let e = b
+        .states(&[("svc", "1")])
+        .remove("svc")
+        .expect("an answer")
+        .expect_err("no state");
+    assert_eq!(
+        server.join().unwrap(),
+        ["/slurm/v0.0.38/job/1", "/slurm/v0.0.38/ping"]
+    );
+    assert!(e.state_unknowable(), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("refused the credentials of user `svc`")
+            && text.contains("scontrol token username=svc")
+            && text.contains("slurm_load_job: Unspecified error"),
+        "{text}"
+    );
+    assert!(!text.contains("Unable to find JobId"), "{text}");
+
+    // The same answer while a ping passes: not the credentials, and not a
+    // job Slurm forgot either (that is error 2017): no state, kept as it was.
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, server) = fake_slurmrestd(
+        dir.path(),
+        2,
+        (500, bad_token),
+        (200, r#"{"pings":[],"errors":[]}"#.to_string()),
+    );
+    let e = unix_backend(sock)
+        .states(&[("svc", "1")])
+        .remove("svc")
+        .expect("an answer")
+        .expect_err("no state");
+    server.join().unwrap();
+    assert!(!e.state_unknowable(), "{e}");
+
+    // A job Slurm really does not know (2017): Missing, no error.
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, server) = fake_slurmrestd(
+        dir.path(),
+        1,
+        (500, fixture("v0.0.38-job-invalid.json").to_string()),
+        (200, "{}".to_string()),
+    );
+    let s = unix_backend(sock).states(&[("svc", "999")]);
+    server.join().unwrap();
+    assert_eq!(s["svc"].as_ref().ok(), Some(&JobState::Missing));
+}

@@ -75,8 +75,10 @@ pub struct RestJob {
 pub struct RestErrorEntry {
     /// `error_number` (-1 when Slurm gives none).
     pub number: i64,
-    /// `error`, `description` and `source`, joined.
+    /// `source`, `error` and `description`, joined.
     pub text: String,
+    /// `source` and `error` only (`slurm_load_job: Unspecified error`).
+    pub cause: String,
 }
 
 /// Flags squeue shows instead of the base state (Slurm's `job_state_string`).
@@ -345,13 +347,17 @@ pub fn errors(answer: &Value) -> Vec<RestErrorEntry> {
             a.iter()
                 .map(|e| {
                     let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                    let parts: Vec<String> = [s("source"), s("error"), s("description")]
-                        .into_iter()
-                        .filter(|p| !p.is_empty())
-                        .collect();
+                    let join = |parts: Vec<String>| {
+                        parts
+                            .into_iter()
+                            .filter(|p| !p.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(": ")
+                    };
                     RestErrorEntry {
                         number: e.get("error_number").and_then(Value::as_i64).unwrap_or(-1),
-                        text: parts.join(": "),
+                        text: join(vec![s("source"), s("error"), s("description")]),
+                        cause: join(vec![s("source"), s("error")]),
                     }
                 })
                 .collect()

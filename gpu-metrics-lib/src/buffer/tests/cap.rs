@@ -90,7 +90,7 @@ fn buffer_draining_gives_space_back() {
 }
 
 #[test]
-fn buffer_disk_full_is_an_error_not_a_panic() {
+fn buffer_evicts_the_oldest_and_keeps_appending_when_the_file_cannot_grow() {
     capture_logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path(), &["s"]);
@@ -99,7 +99,8 @@ fn buffer_disk_full_is_an_error_not_a_panic() {
     for b in &batches[..50] {
         buf.append(b).expect("append");
     }
-    // Freeze the file at its current size: SQLite then reports SQLITE_FULL.
+    // Freeze the file at its current size: SQLite then reports SQLITE_FULL,
+    // as on a full disk.
     let pages: i64 = buf
         .connection()
         .pragma_query_value(None, "page_count", |r| r.get(0))
@@ -107,33 +108,23 @@ fn buffer_disk_full_is_an_error_not_a_panic() {
     buf.connection()
         .pragma_update(None, "max_page_count", pages)
         .expect("max_page_count");
-    let mut full = 0;
-    let mut ok_after_full = 0;
-    for b in &batches[50..] {
-        match buf.append(b) {
-            Ok(_) if full > 0 => ok_after_full += 1,
-            Ok(_) => {}
-            Err(e @ BufferError::DiskFull { .. }) => {
-                assert!(e.is_retryable());
-                assert!(e.to_string().contains("disk full"), "{e}");
-                full += 1;
-            }
-            Err(e) => panic!("unexpected error {e}"),
+    for (i, b) in batches[50..].iter().enumerate() {
+        if let Err(e) = buf.append(b) {
+            panic!("append {} failed on the frozen file: {e}", 50 + i);
         }
     }
-    assert!(full > 0, "the file limit was hit");
-    assert!(
-        ok_after_full > 0,
-        "appends continue in the pages freed by disk_full eviction"
-    );
     let s = buf.stats().expect("stats");
-    assert!(s.evicted.disk_full > 0);
+    assert!(s.evicted.disk_full > 0, "{s:?}");
     let path = cfg.path.display().to_string();
-    assert!(!logged(log::Level::Warn, &[&path, "disk full", "disk_full"]).is_empty());
-    // Ids stay contiguous: failed appends did not consume one.
+    // One WARN per episode (a slow machine may see the free-space probe end
+    // one, as the file system itself has room).
+    assert!(!logged(log::Level::Warn, &[&path, "disk full"]).is_empty());
+    // The newest are kept, ids stay contiguous.
     let got = read_all(&mut buf.reader("s").expect("reader"));
     assert!(got.windows(2).all(|w| w[1].0.0 == w[0].0.0 + 1));
     assert_eq!(got.len() as u64, s.batches);
+    assert_eq!(got.last().map(|g| g.0), Some(buf.head()));
+    assert!(got.len() < 400, "the oldest were evicted");
 }
 
 #[test]
