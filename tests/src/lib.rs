@@ -21,6 +21,7 @@ pub mod process;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod slurm;
+pub mod slurm_netns;
 pub mod slurmrestd;
 pub mod sshd;
 pub mod text;
@@ -38,6 +39,7 @@ pub use prometheus::{
 };
 pub use pushgateway::Pushgateway;
 pub use slurm::{SlurmCluster, SlurmOptions};
+pub use slurm_netns::{NetnsSlurm, NetnsSlurmOptions};
 pub use slurmrestd::{RestdAuth, RestdListen, SlurmRestd};
 pub use sshd::{KeyFormat, KeyKind, KeyPair, Sshd, SshdOptions};
 pub use text::{metric_value, metric_values};

@@ -81,12 +81,97 @@ pub(crate) fn user_ids(user: &str) -> Option<(u32, u32)> {
     }
 }
 
-fn mknod_char(path: &Path) -> bool {
+pub(crate) fn mknod_char(path: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
         return false;
     };
     // SAFETY: mknod(2) with a valid C string; makedev(1, 3) is /dev/null's number.
     unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) == 0 }
+}
+
+/// munged's files for a cluster in directory `t`: `t/mr` (mode 755, owned
+/// by `munge`) holds its socket, pid, log and seed files; `t/munge.key` is a
+/// fresh key (`mungekey -c`, mode 600, owned by `munge`). Shared by
+/// [`SlurmCluster`] and [`crate::NetnsSlurm`] (whose namespaces reach the
+/// socket as a file).
+#[derive(Debug, Clone)]
+pub(crate) struct Munge {
+    pub(crate) mr: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) sock: PathBuf,
+    uid: u32,
+    gid: u32,
+}
+
+impl Munge {
+    /// Creates `t/mr` and the key.
+    ///
+    /// # Errors
+    /// A missing `mungekey` (package `munge`), no `munge` user, or I/O.
+    pub(crate) fn prepare(t: &Path) -> Result<Munge, TestbedError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mungekey = require_binary("mungekey", "munge")?;
+        let (uid, gid) = user_ids("munge").ok_or_else(|| TestbedError::MissingBinary {
+            binary: "user munge".into(),
+            package: "munge".into(),
+        })?;
+        let mr = t.join("mr");
+        std::fs::create_dir_all(&mr)?;
+        std::fs::set_permissions(&mr, std::fs::Permissions::from_mode(0o755))?;
+        chown_munge(&mr, uid, gid)?;
+        let key = t.join("munge.key");
+        let out = Command::new(&mungekey)
+            .arg("-c")
+            .arg("-k")
+            .arg(&key)
+            .output()?;
+        if !out.status.success() {
+            return Err(TestbedError::Io(std::io::Error::other(format!(
+                "mungekey -c failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))));
+        }
+        chown_munge(&key, uid, gid)?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        let sock = mr.join("munge.sock");
+        Ok(Munge {
+            mr,
+            key,
+            sock,
+            uid,
+            gid,
+        })
+    }
+
+    /// `munged -F` as user `munge` (through `setpriv`) with these files.
+    ///
+    /// # Errors
+    /// A missing `munged` (package `munge`) or `setpriv` (`util-linux`).
+    pub(crate) fn command(&self) -> Result<Command, TestbedError> {
+        let munged = require_binary("munged", "munge")?;
+        let setpriv = require_binary("setpriv", "util-linux")?;
+        let mut cmd = Command::new(&setpriv);
+        cmd.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--clear-groups")
+            .arg(&munged)
+            .arg("-F")
+            .arg(format!("--socket={}", self.sock.display()))
+            .arg(format!("--key-file={}", self.key.display()))
+            .arg(format!(
+                "--pid-file={}",
+                self.mr.join("munged.pid").display()
+            ))
+            .arg(format!(
+                "--log-file={}",
+                self.mr.join("munged.log").display()
+            ))
+            .arg(format!(
+                "--seed-file={}",
+                self.mr.join("munged.seed").display()
+            ));
+        Ok(cmd)
+    }
 }
 
 impl SlurmCluster {
@@ -112,43 +197,28 @@ impl SlurmCluster {
                 package: "slurm-wlm-jwt-plugin".into(),
             });
         }
-        let munged = require_binary("munged", "munge")?;
-        let mungekey = require_binary("mungekey", "munge")?;
+        require_binary("munged", "munge")?;
+        require_binary("mungekey", "munge")?;
         let slurmctld = require_binary("slurmctld", "slurmctld")?;
         let slurmd = require_binary("slurmd", "slurmd")?;
         let sinfo = require_binary("sinfo", "slurm-client")?;
         require_binary("sbatch", "slurm-client")?;
-        let setpriv = require_binary("setpriv", "util-linux")?;
-        let (muid, mgid) = user_ids("munge").ok_or_else(|| TestbedError::MissingBinary {
-            binary: "user munge".into(),
-            package: "munge".into(),
-        })?;
+        require_binary("setpriv", "util-linux")?;
+        if user_ids("munge").is_none() {
+            return Err(TestbedError::MissingBinary {
+                binary: "user munge".into(),
+                package: "munge".into(),
+            });
+        }
 
         let dir = tempfile::Builder::new().prefix("aif-slurm-").tempdir()?;
         let t = dir.path().to_path_buf();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o755))?;
-        let mr = t.join("mr");
-        for d in ["mr", "state", "spool", "log"] {
+        for d in ["state", "spool", "log"] {
             std::fs::create_dir_all(t.join(d))?;
         }
-        std::fs::set_permissions(&mr, std::fs::Permissions::from_mode(0o755))?;
-        chown_munge(&mr, muid, mgid)?;
-
-        let key = t.join("munge.key");
-        let out = Command::new(&mungekey)
-            .arg("-c")
-            .arg("-k")
-            .arg(&key)
-            .output()?;
-        if !out.status.success() {
-            return Err(TestbedError::Io(std::io::Error::other(format!(
-                "mungekey -c failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))));
-        }
-        chown_munge(&key, muid, mgid)?;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        let munge = Munge::prepare(&t)?;
 
         let gres = if mknod_char(&t.join("gpu0")) && mknod_char(&t.join("gpu1")) {
             format!(
@@ -160,7 +230,7 @@ impl SlurmCluster {
         };
         std::fs::write(t.join("gres.conf"), gres)?;
 
-        let sock = mr.join("munge.sock");
+        let sock = munge.sock.clone();
         let conf = t.join("slurm.conf");
         let jwt = if options.jwt {
             let key = t.join("jwt_hs256.key");
@@ -223,18 +293,7 @@ impl SlurmCluster {
             daemons: Vec::new(),
             sinfo,
         };
-        let mut cmd = Command::new(&setpriv);
-        cmd.arg(format!("--reuid={muid}"))
-            .arg(format!("--regid={mgid}"))
-            .arg("--clear-groups")
-            .arg(&munged)
-            .arg("-F")
-            .arg(format!("--socket={}", sock.display()))
-            .arg(format!("--key-file={}", key.display()))
-            .arg(format!("--pid-file={}", mr.join("munged.pid").display()))
-            .arg(format!("--log-file={}", mr.join("munged.log").display()))
-            .arg(format!("--seed-file={}", mr.join("munged.seed").display()));
-        cluster.spawn("munged", cmd)?;
+        cluster.spawn("munged", munge.command()?)?;
         let sock_ready = wait_until(Duration::from_secs(10), || sock.exists());
         if !sock_ready {
             return Err(cluster.not_ready("munged", Duration::from_secs(10)));
