@@ -2,10 +2,11 @@
 //! `promtool`.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::netns::{command_in, free_port_in, in_netns, ip_binary};
 use crate::process::{ServerProcess, TestbedError, free_port, http_get, require_binary};
 
 /// A running Prometheus on 127.0.0.1, remote-write receiver enabled, with an
@@ -15,6 +16,8 @@ pub struct Prometheus {
     server: ServerProcess,
     binary: std::path::PathBuf,
     addr: SocketAddr,
+    /// The network namespace it runs in (`None`: the test's own).
+    netns: Option<String>,
 }
 
 impl Prometheus {
@@ -37,6 +40,38 @@ impl Prometheus {
         scrape_configs_yaml: &str,
         window: &str,
     ) -> Result<Self, TestbedError> {
+        Self::start_inner(
+            scrape_configs_yaml,
+            window,
+            None,
+            IpAddr::from([127, 0, 0, 1]),
+        )
+    }
+
+    /// Starts one inside network namespace `netns` (e.g.
+    /// [`crate::Topology::netns`]`("monitor")`), listening on `ip` there, with
+    /// `scrape_configs_yaml` and a 30 min out-of-order window, and waits for
+    /// `/-/ready` probed from inside that namespace. Its [`Prometheus::url`]
+    /// is reachable only from there; [`Prometheus::query`] asks from inside.
+    ///
+    /// # Errors
+    /// As [`Prometheus::start`], or `ip` missing (package `iproute2`), or the
+    /// namespace cannot be entered.
+    pub fn start_in(
+        netns: &str,
+        ip: IpAddr,
+        scrape_configs_yaml: &str,
+    ) -> Result<Self, TestbedError> {
+        ip_binary()?;
+        Self::start_inner(scrape_configs_yaml, "30m", Some(netns), ip)
+    }
+
+    fn start_inner(
+        scrape_configs_yaml: &str,
+        window: &str,
+        netns: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<Self, TestbedError> {
         let binary = require_binary("prometheus", "prometheus")?;
         let dir = tempfile::Builder::new().prefix("aif-prom-").tempdir()?;
         let config = dir.path().join("prometheus.yml");
@@ -47,20 +82,30 @@ impl Prometheus {
                  storage:\n  tsdb:\n    out_of_order_time_window: {window}\n{scrape_configs_yaml}"
             ),
         )?;
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let cmd = Self::command(&binary, addr, dir.path());
+        let port = match netns {
+            Some(ns) => free_port_in(ns, ip)?,
+            None => free_port(),
+        };
+        let addr = SocketAddr::new(ip, port);
+        let cmd = Self::command(&binary, addr, dir.path(), netns);
         let server = ServerProcess::spawn("prometheus", cmd, dir)?;
         let mut prom = Prometheus {
             server,
             binary,
             addr,
+            netns: netns.map(str::to_string),
         };
         prom.wait_ready()?;
         Ok(prom)
     }
 
-    fn command(binary: &std::path::Path, addr: SocketAddr, dir: &std::path::Path) -> Command {
-        let mut cmd = Command::new(binary);
+    fn command(
+        binary: &std::path::Path,
+        addr: SocketAddr,
+        dir: &std::path::Path,
+        netns: Option<&str>,
+    ) -> Command {
+        let mut cmd = command_in(netns, binary);
         cmd.arg(format!(
             "--config.file={}",
             dir.join("prometheus.yml").display()
@@ -77,8 +122,12 @@ impl Prometheus {
 
     fn wait_ready(&mut self) -> Result<(), TestbedError> {
         let url = format!("http://{}/-/ready", self.addr);
+        let netns = self.netns.clone();
         self.server.wait_ready(Duration::from_secs(30), || {
-            matches!(http_get(&url), Ok((200, _)))
+            matches!(
+                in_netns(netns.as_deref(), || http_get(&url)),
+                Ok(Ok((200, _)))
+            )
         })
     }
 
@@ -92,7 +141,12 @@ impl Prometheus {
     /// # Errors
     /// As [`Prometheus::start`].
     pub fn restart(&mut self) -> Result<(), TestbedError> {
-        let cmd = Self::command(&self.binary, self.addr, self.server.dir());
+        let cmd = Self::command(
+            &self.binary,
+            self.addr,
+            self.server.dir(),
+            self.netns.as_deref(),
+        );
         self.server.respawn(cmd)?;
         self.wait_ready()
     }
@@ -112,7 +166,13 @@ impl Prometheus {
     /// # Errors
     /// Transport errors or a non-200 status.
     pub fn query(&self, promql: &str) -> Result<String, TestbedError> {
-        query_api(&self.url(), promql)
+        let url = self.url();
+        in_netns(self.netns.as_deref(), || query_api(&url, promql))?
+    }
+
+    /// The network namespace it runs in, if any.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
     }
 
     /// The server's log so far.

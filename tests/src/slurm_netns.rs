@@ -124,7 +124,7 @@ pub struct NetnsSlurm {
 
 /// Gives the child its own UTS namespace named `hostname` before it execs
 /// (`unshare(CLONE_NEWUTS)`, `sethostname`); needs CAP_SYS_ADMIN.
-fn with_hostname(cmd: &mut Command, hostname: &str) {
+pub(crate) fn with_hostname(cmd: &mut Command, hostname: &str) {
     let name = hostname.as_bytes().to_vec();
     // SAFETY: the closure runs in the forked child before exec and only makes
     // two system calls on memory prepared before the fork (no allocation).

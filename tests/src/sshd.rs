@@ -186,6 +186,13 @@ pub struct SshdOptions {
     /// The `ListenAddress` (default 127.0.0.1; inside a namespace, one of the
     /// host's addresses there, e.g. [`crate::Topology::login_monitor_side`]).
     pub listen: IpAddr,
+    /// Runs sshd (and so every session: the commands it executes) in a UTS
+    /// namespace of its own with this host name, e.g. `login` (default
+    /// `None`: the machine's), as the host it stands for has. On the
+    /// namespace topology `srun` from a session needs it (it binds to the
+    /// address of `gethostname()`, see [`crate::NetnsSlurm`]); `sbatch`,
+    /// `squeue` and `scancel` were seen to work without.
+    pub hostname: Option<String>,
 }
 
 impl Default for SshdOptions {
@@ -196,6 +203,7 @@ impl Default for SshdOptions {
             env: Vec::new(),
             netns: None,
             listen: IpAddr::from([127, 0, 0, 1]),
+            hostname: None,
         }
     }
 }
@@ -210,6 +218,7 @@ pub struct Sshd {
     host_keys: Vec<KeyPair>,
     env: Vec<(String, String)>,
     netns: Option<String>,
+    hostname: Option<String>,
 }
 
 impl Sshd {
@@ -268,7 +277,6 @@ impl Sshd {
              PermitRootLogin prohibit-password\n\
              StrictModes no\n\
              AllowTcpForwarding yes\n\
-             GatewayPorts no\n\
              UseDNS no\n\
              PrintMotd no\n\
              LogLevel VERBOSE\n\
@@ -278,6 +286,18 @@ impl Sshd {
             authorized = authorized.display(),
             pid = dir.path().join("sshd.pid").display(),
         ));
+        // sshd takes a keyword's first value: the default only when the
+        // extra lines do not set it (e.g. `GatewayPorts clientspecified`).
+        let sets = |key: &str| {
+            options.extra_config.iter().any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(key))
+            })
+        };
+        if !sets("GatewayPorts") {
+            config.push_str("GatewayPorts no\n");
+        }
         for line in &options.extra_config {
             config.push_str(line);
             config.push('\n');
@@ -289,6 +309,7 @@ impl Sshd {
             &config_path,
             &options.env,
             options.netns.as_deref(),
+            options.hostname.as_deref(),
         );
         let server = ServerProcess::spawn("sshd", cmd, dir)?;
         let mut sshd = Sshd {
@@ -299,6 +320,7 @@ impl Sshd {
             host_keys,
             env: options.env,
             netns: options.netns,
+            hostname: options.hostname,
         };
         sshd.wait_ready()?;
         Ok(sshd)
@@ -309,10 +331,14 @@ impl Sshd {
         config: &Path,
         env: &[(String, String)],
         netns: Option<&str>,
+        hostname: Option<&str>,
     ) -> Command {
         let mut cmd = command_in(netns, binary);
         cmd.arg("-D").arg("-e").arg("-f").arg(config);
         cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(h) = hostname {
+            crate::slurm_netns::with_hostname(&mut cmd, h);
+        }
         cmd
     }
 
@@ -463,7 +489,13 @@ impl Sshd {
     /// Spawning fails, or not ready within 15 s.
     pub fn restart(&mut self) -> Result<(), TestbedError> {
         self.stop();
-        let cmd = Self::command(&self.binary, &self.config, &self.env, self.netns.as_deref());
+        let cmd = Self::command(
+            &self.binary,
+            &self.config,
+            &self.env,
+            self.netns.as_deref(),
+            self.hostname.as_deref(),
+        );
         self.server.respawn(cmd)?;
         self.wait_ready()
     }

@@ -26,7 +26,8 @@ pub struct ExporterPlan {
 }
 
 /// The job script (`sh`): the exporter in the background when the recipe asks
-/// for GPUs, then the service; the service's exit status is the job's. Every
+/// for GPUs (on a job of several nodes one per node, through `srun`), then the
+/// service (on the batch host); the service's exit status is the job's. Every
 /// argument is single-quoted (client values are never parsed by the shell).
 pub fn job_script(spec: &LaunchSpec<'_>, exporter: Option<&ExporterPlan>) -> String {
     let mut s = String::new();
@@ -56,11 +57,27 @@ pub fn job_script(spec: &LaunchSpec<'_>, exporter: Option<&ExporterPlan>) -> Str
         if let Some(rw) = &e.remote_write {
             rest.extend(["--remote-write".to_string(), rw.clone()]);
         }
-        s.push_str(&format!(
-            "{} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}.sqlite\" &\n",
-            shell_join(&args),
-            shell_join(&rest)
-        ));
+        let nodes = spec.recipe.resources.nodes;
+        if nodes > 1 {
+            // One exporter on every node of the job (a step of one task per
+            // node beside the service); each names itself and keeps its own
+            // buffer (the nodes may share /tmp). srun forwards the TERM below.
+            let inner = format!(
+                "exec {} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}-$(hostname).sqlite\"",
+                shell_join(&args),
+                shell_join(&rest)
+            );
+            s.push_str(&format!(
+                "srun --overlap --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 --kill-on-bad-exit=0 sh -c {} &\n",
+                gpu_metrics::shell::shell_quote(&inner)
+            ));
+        } else {
+            s.push_str(&format!(
+                "{} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}.sqlite\" &\n",
+                shell_join(&args),
+                shell_join(&rest)
+            ));
+        }
         s.push_str("aif_exporter=$!\n");
     }
     s.push_str(&shell_join(spec.argv));
@@ -326,6 +343,86 @@ mod tests {
             Some(JobState::Ended(Ending::Exited(3)))
         );
         assert_eq!(job_state("WHATEVER", None, None), None);
+    }
+
+    /// A job of two nodes starts one exporter per node through `srun` (each
+    /// naming itself after its host, with a buffer of its own); one node
+    /// keeps the exporter in the batch script itself.
+    #[test]
+    fn exporter_on_every_node_of_a_multi_node_job() {
+        use crate::config::ExporterSettings;
+        use crate::recipes::Recipe;
+        let recipe = |nodes: u32| {
+            let text = format!(
+                "name = \"g\"\ndescription = \"d\"\ncategory = \"c\"\nargv = [\"true\"]\n\
+                 [resources]\nnodes = {nodes}\ngpus = 1\n"
+            );
+            Recipe::parse(std::path::Path::new("g.toml"), &text).unwrap()
+        };
+        let plan = ExporterPlan {
+            settings: ExporterSettings {
+                binary: "/bin/echo".into(),
+                interval: "1s".into(),
+                source: "simulated".into(),
+            },
+            pushgateway: "http://login:19091".into(),
+            remote_write: None,
+        };
+        let argv = vec!["true".to_string()];
+        let two = recipe(2);
+        let spec = LaunchSpec {
+            service_id: "svc-1",
+            recipe: &two,
+            argv: &argv,
+            port: None,
+        };
+        let script = job_script(&spec, Some(&plan));
+        assert!(
+            script.contains("srun --overlap --nodes=2 --ntasks=2 --ntasks-per-node=1 "),
+            "{script}"
+        );
+        // Its srun line, run in the foreground with an `srun` that runs its
+        // command once, here.
+        let line = script
+            .lines()
+            .find(|l| l.starts_with("srun "))
+            .and_then(|l| l.strip_suffix(" &"))
+            .unwrap_or_else(|| panic!("no srun line: {script}"));
+        let fake_srun = "srun() { while [ \"${1#--}\" != \"$1\" ]; do shift; done; \"$@\"; }\n";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{fake_srun}{line}\n"))
+            .env("SLURM_JOB_ID", "7")
+            .env_remove("TMPDIR")
+            .output()
+            .unwrap();
+        let host = String::from_utf8_lossy(
+            &std::process::Command::new("hostname")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            printed.contains(&format!("--instance {host} --label service_id=svc-1"))
+                && printed.contains(&format!("--buffer /tmp/aif-node-exporter-7-{host}.sqlite")),
+            "{printed}\n{script}"
+        );
+        let one = recipe(1);
+        let spec = LaunchSpec {
+            recipe: &one,
+            ..spec
+        };
+        let script = job_script(&spec, Some(&plan));
+        assert!(!script.contains("srun"), "{script}");
+        assert!(
+            script.contains(
+                "--buffer \"${TMPDIR:-/tmp}/aif-node-exporter-${SLURM_JOB_ID}.sqlite\" &"
+            ),
+            "{script}"
+        );
     }
 
     #[test]
