@@ -1,6 +1,8 @@
 //! Bearer-token check for mutating routes. The token is compared in constant
 //! time and never logged (its `Debug` is redacted).
 
+use subtle::ConstantTimeEq;
+
 /// A bearer token read from the token file.
 #[derive(Clone)]
 pub struct Token(Vec<u8>);
@@ -33,15 +35,11 @@ impl Token {
     }
 }
 
-/// Compares in time that depends only on the lengths, not on where they differ.
+/// Compares in time that depends only on the lengths, not on where the bytes
+/// differ (`subtle`'s `ct_eq`; a length mismatch is answered at once, which
+/// leaks only the length).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u64;
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= u64::from(x ^ y);
-    }
-    std::hint::black_box(diff) == 0
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 #[cfg(test)]
@@ -59,5 +57,15 @@ mod tests {
         assert!(!t.accepts(Some("s3cret")));
         assert!(!t.accepts(None));
         assert_eq!(format!("{t:?}"), "Token(<redacted>)");
+    }
+
+    #[test]
+    fn constant_time_eq_compares_bytes_and_lengths() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"s3cre", b"s3cret"));
+        assert!(!constant_time_eq(b"", b"x"));
     }
 }

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use aif_testbed::{Prometheus, Pushgateway, free_port, wait_until};
@@ -33,22 +31,6 @@ min = 1024
 max = 65535
 "#;
 
-/// `aif-node-exporter` of this workspace, built when it is not there yet.
-fn exporter_binary() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_aif-loadgen"));
-    let exe = dir.parent().expect("target dir").join("aif-node-exporter");
-    if !exe.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "aif-node-exporter"])
-            .status()
-            .expect("cargo build -p aif-node-exporter");
-        assert!(status.success(), "cannot build aif-node-exporter");
-    }
-    assert!(exe.is_file(), "{} missing", exe.display());
-    exe
-}
-
 /// Joules the exporter's 8 simulated GPUs (seed 1, its defaults) use over
 /// `[from_ms, to_ms]`, integrating their power at 5 ms steps.
 fn true_energy(from_ms: i64, to_ms: i64) -> f64 {
@@ -68,7 +50,7 @@ fn true_energy(from_ms: i64, to_ms: i64) -> f64 {
 
 #[test]
 fn energy_of_a_run_matches_the_simulated_counters() {
-    let exporter = exporter_binary();
+    let exporter = common::exporter_binary();
     let pgw = Pushgateway::start().expect("pushgateway");
     let prom = Prometheus::start(&format!(
         "scrape_configs:\n  - job_name: pushgateway\n    honor_labels: true\n    scrape_interval: 200ms\n    static_configs:\n      - targets: ['{}']\n",

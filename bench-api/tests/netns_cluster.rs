@@ -15,8 +15,7 @@
 mod common;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use aif_testbed::netns::{free_port_in, in_netns};
@@ -48,22 +47,6 @@ type = "integer"
 min = 1024
 max = 65535
 "#;
-
-/// `aif-node-exporter` of this workspace, built when it is not there yet.
-fn exporter_binary() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_aif-loadgen"));
-    let exe = dir.parent().expect("target dir").join("aif-node-exporter");
-    if !exe.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "aif-node-exporter"])
-            .status()
-            .expect("cargo build -p aif-node-exporter");
-        assert!(status.success(), "cannot build aif-node-exporter");
-    }
-    assert!(exe.is_file(), "{} missing", exe.display());
-    exe
-}
 
 /// `aif-bench-api` running inside `monitor`'s namespace; every request is
 /// made from inside it too. Stopped (services cancelled first) on drop.
@@ -284,7 +267,7 @@ fn two_node_gpu_service_on_the_namespace_cluster_pushes_from_both_nodes_through_
             break p;
         }
     };
-    let exporter = exporter_binary();
+    let exporter = common::exporter_binary();
     let toml = format!(
         "poll_interval_ms = 200\n\
          exporter_binary = \"{exporter}\"\n\

@@ -12,7 +12,7 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aif_testbed::sshd::{KeyFormat, KeyKind, Sshd};
 use aif_testbed::{
@@ -211,23 +211,38 @@ fn outages_kills_and_restarts_lose_no_committed_tick() {
     let mut exp = bed.exporter("run2");
     caught_up(&exp, "the exporter's SIGKILL", 0.0);
 
-    // 4. The Pushgateway restarts (it persists to its file).
+    // 4. The Pushgateway restarts (it persists to its file). The persisted
+    // group is there again at once, so only a push time later than the
+    // moment the old process was gone shows the exporter pushing again.
     bed.pgw.stop();
+    let restarted_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64();
     bed.pgw.restart().unwrap_or_else(|e| panic!("{e}"));
+    let group = [("job", "aif_gpu"), ("instance", "node-chaos")];
+    let persisted = bed
+        .pgw
+        .metrics_text()
+        .ok()
+        .and_then(|t| metric_value(&t, "push_time_seconds", &group));
+    let mut pushed_at = None;
     assert!(
-        wait_until(Duration::from_secs(30), || scraped(
-            &exp,
-            "aif_exporter_pushes_total",
-            &[("sink", "pushgateway"), ("result", "unreachable")]
-        )
-        .is_some_and(|v| v >= 1.0)
-            || bed.pgw.metrics_text().is_ok_and(|t| metric_value(
-                &t,
-                "aif_gpu_up",
-                &[("instance", "node-chaos"), ("gpu", "7")]
-            ) == Some(1.0))),
-        "{}",
+        wait_until(Duration::from_secs(30), || {
+            pushed_at = bed
+                .pgw
+                .metrics_text()
+                .ok()
+                .and_then(|t| metric_value(&t, "push_time_seconds", &group));
+            pushed_at.is_some_and(|t| t > restarted_at)
+        }),
+        "no push after the Pushgateway restart at {restarted_at} \
+         (push_time_seconds {pushed_at:?}, persisted {persisted:?}):\n{}",
         exp.log_text()
+    );
+    eprintln!(
+        "chaos: Pushgateway restarted at {restarted_at:.3}; persisted push time \
+         {persisted:?}, first push after it at {pushed_at:?}"
     );
     let exposed = scraped(&exp, "aif_exporter_buffer_committed_batches_total", &[]);
     let lateness = scraped(&exp, "aif_exporter_tick_lateness_seconds", &[]);

@@ -23,7 +23,7 @@
 //! Grafana: `histogram_quantile(0.99, sum by (le) (rate(aif_benchmark_request_duration_seconds_bucket{run_id="…"}[1m])))`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use gpu_metrics::agent::{AgentError, AgentHandle, AgentOptions, BatchSource, start_source};
@@ -110,13 +110,48 @@ impl Histogram {
     }
 }
 
+/// A flag set once and waited for (woken when set, no polling).
+#[derive(Debug, Default)]
+struct Flag {
+    set: Mutex<bool>,
+    woken: Condvar,
+}
+
+impl Flag {
+    fn set(&self) {
+        *self.set.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.woken.notify_all();
+    }
+
+    /// Waits until the flag is set or `deadline` passes; true when set.
+    fn wait_until(&self, deadline: Instant) -> bool {
+        let set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let (set, _) = self
+            .woken
+            .wait_timeout_while(set, timeout, |set| !*set)
+            .unwrap_or_else(PoisonError::into_inner);
+        *set
+    }
+}
+
+/// Sets its flag when dropped: when the thread holding it ends, even by a
+/// panic.
+struct SetOnDrop(Arc<Flag>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
+
 /// The run's figures as batches (series built once).
 struct Source {
     run: Arc<OnceLock<Arc<Shared>>>,
     /// Set when the run ended: the next tick is the final one.
     ended: Arc<AtomicBool>,
     /// Set by the first tick after `ended`.
-    final_taken: Arc<AtomicBool>,
+    final_taken: Arc<Flag>,
     openai: bool,
     planned_s: f64,
     requests: Arc<Series>,
@@ -139,7 +174,7 @@ impl Source {
         plan: &Plan,
         run: Arc<OnceLock<Arc<Shared>>>,
         ended: Arc<AtomicBool>,
-        final_taken: Arc<AtomicBool>,
+        final_taken: Arc<Flag>,
     ) -> Source {
         let mut labels = Labels::from_pairs([("run_id", plan.run_id.as_str())]);
         if let Some(s) = &plan.service_id {
@@ -227,7 +262,7 @@ impl BatchSource for Source {
             None => self.batch(ts, &Recorder::default(), None),
         };
         if last {
-            self.final_taken.store(true, Ordering::Release);
+            self.final_taken.set();
         }
         Ok(batch)
     }
@@ -237,7 +272,7 @@ impl BatchSource for Source {
 pub struct Live {
     run: Arc<OnceLock<Arc<Shared>>>,
     ended: Arc<AtomicBool>,
-    final_taken: Arc<AtomicBool>,
+    final_taken: Arc<Flag>,
     interval: Duration,
     agent: AgentHandle,
     tunnel: Option<LocalForward>,
@@ -297,7 +332,7 @@ impl Live {
         ))?;
         let run = Arc::new(OnceLock::new());
         let ended = Arc::new(AtomicBool::new(false));
-        let final_taken = Arc::new(AtomicBool::new(false));
+        let final_taken = Arc::new(Flag::default());
         let agent = start_source(
             Box::new(Source::new(
                 plan,
@@ -358,17 +393,19 @@ impl Live {
         // taken after the end, so the group holds the final figures.
         ended.store(true, Ordering::Release);
         let tick_by = Instant::now() + interval + Duration::from_millis(200);
-        while !final_taken.load(Ordering::Acquire) && Instant::now() < until.min(tick_by) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        final_taken.wait_until(until.min(tick_by));
         std::thread::sleep(
             Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())),
         );
-        let t = std::thread::spawn(move || agent.shutdown());
-        while !t.is_finished() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if t.is_finished() {
+        let finished = Arc::new(Flag::default());
+        let t = {
+            let finished = SetOnDrop(Arc::clone(&finished));
+            std::thread::spawn(move || {
+                let _finished = finished;
+                agent.shutdown()
+            })
+        };
+        if finished.wait_until(until) {
             let _ = t.join();
             for ext in ["", "-wal", "-shm", ".lock"] {
                 let mut p = buffer.clone().into_os_string();

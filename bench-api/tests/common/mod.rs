@@ -377,3 +377,19 @@ pub fn group_alive(pgid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(-pgid, 0) == 0 }
 }
+
+/// `aif-node-exporter` of this workspace, built when it is not there yet.
+pub fn exporter_binary() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_aif-loadgen"));
+    let exe = dir.parent().expect("target dir").join("aif-node-exporter");
+    if !exe.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "aif-node-exporter"])
+            .status()
+            .expect("cargo build -p aif-node-exporter");
+        assert!(status.success(), "cannot build aif-node-exporter");
+    }
+    assert!(exe.is_file(), "{} missing", exe.display());
+    exe
+}
