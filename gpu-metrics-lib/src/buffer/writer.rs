@@ -703,11 +703,6 @@ impl Buffer {
         deleted
     }
 
-    /// Whether a disk-full episode is under way (see `reserve.rs`).
-    pub fn disk_full(&self) -> bool {
-        self.episode.is_some()
-    }
-
     /// A reader for `sink`, with its own connection (send it to the sink's
     /// thread).
     ///
