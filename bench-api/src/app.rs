@@ -326,6 +326,8 @@ impl App {
             recipe,
             argv: &resolved.argv,
             port: resolved.port,
+            tasks: 1,
+            urls: &[],
         };
         self.hold_reverse_tunnel();
         match self.backend.launch(&spec) {
@@ -589,6 +591,7 @@ impl App {
                 format!("service {} is {}, not running", svc.id, svc.status.as_str()),
             ));
         }
+        crate::benchmark::check_load_nodes(&spec, self.backend.kind())?;
         let id = new_id("run");
         let now = now_ms();
         let run = Run {
@@ -743,6 +746,12 @@ impl App {
     fn healthy(&self, svc: &Service, path: &str) -> bool {
         let Some(port) = svc.port else { return true };
         let host = self.backend.health_host(svc.host.as_deref());
+        if let Some(ok) = self
+            .backend
+            .probe_http(&host, port, path, self.config.health_timeout)
+        {
+            return ok;
+        }
         let url = format!("http://{host}:{port}{path}");
         match self.health_agent.get(&url).call() {
             Ok(resp) => resp.status().is_success(),
@@ -797,7 +806,16 @@ impl App {
                             (Status::Completed, "exited with code 0".to_string(), Some(0))
                         }
                         Ending::Exited(c) => {
-                            (Status::Failed, format!("exited with code {c}"), Some(*c))
+                            let tail = svc
+                                .backend_ref
+                                .as_deref()
+                                .map(|r| self.stderr_tail(&svc.id, r))
+                                .unwrap_or_default();
+                            (
+                                Status::Failed,
+                                format!("exited with code {c}{tail}"),
+                                Some(*c),
+                            )
                         }
                         Ending::Signalled(s) => (
                             Status::Failed,

@@ -38,6 +38,9 @@ pub const MAX_PROMPTS: usize = 16;
 /// Longest prompt, in characters.
 pub const MAX_PROMPT_CHARS: usize = 1024;
 
+/// Most nodes a run's load may come from (`load_nodes`).
+pub const MAX_LOAD_NODES: i64 = 64;
+
 /// Seconds a run sends load: the warm-up, then `duration_seconds`.
 pub fn total_seconds(spec: &RunSpec) -> i64 {
     spec.warmup_seconds + spec.duration_seconds
@@ -177,6 +180,9 @@ pub fn complete_spec(req: &CreateRun, mut spec: RunSpec) -> Result<RunSpec, ApiE
         }
         spec.goodput = Some(*g);
     }
+    let load_nodes = req.load_nodes.unwrap_or(1);
+    in_range("load_nodes", load_nodes, 1, MAX_LOAD_NODES)?;
+    spec.load_nodes = load_nodes;
     Ok(spec)
 }
 
@@ -264,7 +270,76 @@ pub fn loadgen_argv(
         a.push("--pushgateway".into());
         a.push(p.to_string());
     }
+    if s.load_nodes > 1 {
+        // Each task takes its share and its index from SLURM_PROCID; the
+        // job script adds the shared `--start-at`.
+        a.push("--parts".into());
+        a.push(s.load_nodes.to_string());
+    }
     a
+}
+
+/// Whether this API can send `spec`'s load from its `load_nodes` nodes: `409`
+/// on the local backend (one host) for more than one, `400` naming the field
+/// when the clients cannot be shared (each node needs one of its own).
+/// Checked once the service is known, so that a body the schema accepts is
+/// refused only for what the schema cannot say.
+///
+/// # Errors
+/// As above.
+pub fn check_load_nodes(spec: &RunSpec, backend: &str) -> Result<(), ApiError> {
+    let n = spec.load_nodes;
+    if n <= 1 {
+        return Ok(());
+    }
+    if backend == "local" {
+        return Err(ApiError::field(
+            409,
+            "load_nodes",
+            format!("`load_nodes` {n} needs a Slurm backend (this API runs `local`: one host)"),
+        ));
+    }
+    let clients = match spec.mode {
+        LoadMode::ClosedLoop => Some(("concurrency", spec.concurrency)),
+        LoadMode::OpenLoop => spec.max_concurrency.map(|m| ("max_concurrency", m)),
+    };
+    if let Some((field, c)) = clients
+        && c < n
+    {
+        return Err(ApiError::bad_field(
+            field,
+            format!(
+                "`{field}` {c} cannot be shared by `load_nodes` {n}: each node needs at least one client"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The file of part `index` of a run whose path holds `%t` (one generator
+/// per node writes one each); the path itself when it has none.
+pub fn part_path(path: &str, index: i64) -> String {
+    path.replace("%t", &index.to_string())
+}
+
+/// The per-node progress files of a run merged into one: the first node's
+/// object, with the request counts, in-flight requests and clients summed.
+pub fn merge_progress(parts: &[Value]) -> Option<Value> {
+    let mut first = parts.first()?.clone();
+    if let Value::Object(m) = &mut first {
+        for key in [
+            "requests_completed",
+            "requests_failed",
+            "warmup_requests",
+            "in_flight",
+            "clients",
+        ] {
+            let sum: u64 = parts.iter().filter_map(|p| p[key].as_u64()).sum();
+            m.insert(key.into(), json!(sum));
+        }
+        m.insert("load_nodes".into(), json!(parts.len()));
+    }
+    Some(first)
 }
 
 /// The pseudo-recipe a generator job is launched with (1 CPU, 512 MiB, no GPU, a
@@ -280,7 +355,7 @@ fn loadgen_recipe(spec: &RunSpec) -> Recipe {
         health_path: None,
         startup_timeout_seconds: 600,
         resources: Resources {
-            nodes: 1,
+            nodes: u32::try_from(spec.load_nodes).unwrap_or(1),
             gpus: 0,
             cpus: 1,
             // Explicit: without it Slurm may give the job the whole node's memory.
@@ -330,8 +405,14 @@ impl App {
         };
         let host = self.backend.health_host(svc.host.as_deref());
         let url = format!("http://{host}:{port}");
-        let result_path = self.backend.job_file(id, "result.json");
-        let progress_path = self.backend.job_file(id, "progress.json");
+        // One file per generator: `%t` becomes its index (SLURM_PROCID).
+        let (result_name, progress_name) = if run.spec.load_nodes > 1 {
+            ("result-%t.json", "progress-%t.json")
+        } else {
+            ("result.json", "progress.json")
+        };
+        let result_path = self.backend.job_file(id, result_name);
+        let progress_path = self.backend.job_file(id, progress_name);
         let argv = loadgen_argv(
             &self.config.loadgen_binary,
             run,
@@ -341,11 +422,17 @@ impl App {
             self.config.job_pushgateway(),
         );
         let recipe = loadgen_recipe(&run.spec);
+        let mut urls = vec![("the endpoint URL of the service", url.clone())];
+        if let Some(p) = self.config.job_pushgateway() {
+            urls.push(("the Pushgateway URL", p.to_string()));
+        }
         let spec = LaunchSpec {
             service_id: id,
             recipe: &recipe,
             argv: &argv,
             port: None,
+            tasks: u32::try_from(run.spec.load_nodes).unwrap_or(1),
+            urls: &urls,
         };
         self.hold_reverse_tunnel();
         let launched = match self.backend.launch(&spec) {
@@ -515,7 +602,7 @@ impl App {
                             );
                         }
                     }
-                    if let Some(p) = read_json(self, &job.progress_path)
+                    if let Some(p) = self.read_progress(job, &run)
                         && let Err(e) = self.store.set_run_progress(&run.id, &p)
                     {
                         log::error!("run {}: {e}", run.id);
@@ -537,11 +624,8 @@ impl App {
 
     fn collect(&self, job: &RunJob, run: &Run, ending: &Ending) {
         let id = run.id.as_str();
-        let mut result = match read_json(self, &job.result_path) {
-            Some(Value::Object(m)) => Some(m),
-            _ => None,
-        };
-        if let Some(p) = read_json(self, &job.progress_path) {
+        let (mut result, missing) = self.read_result(job, run);
+        if let Some(p) = self.read_progress(job, run) {
             let _ = self.store.set_run_progress(id, &p);
         }
         let by_signal = result
@@ -561,24 +645,15 @@ impl App {
                 "the load generator was stopped by a signal before its end (partial result kept)"
                     .to_string(),
             ),
+            (Ending::Exited(0), None) if missing.is_some() => {
+                (Status::Failed, missing.clone().unwrap_or_default())
+            }
             (Ending::Exited(0), None) => (
                 Status::Failed,
                 "the load generator exited without writing its result".to_string(),
             ),
             (Ending::Exited(c), _) => {
-                let tail = self
-                    .backend
-                    .read_job_file(&self.backend.job_file(id, "stderr.log"))
-                    .ok()
-                    .flatten()
-                    .and_then(|t| {
-                        t.lines()
-                            .rev()
-                            .find(|l| !l.trim().is_empty())
-                            .map(str::to_string)
-                    })
-                    .map(|l| format!(": {l}"))
-                    .unwrap_or_default();
+                let tail = self.stderr_tail(id, &job.backend_ref);
                 (
                     Status::Failed,
                     format!("the load generator exited with code {c}{tail}"),
@@ -628,6 +703,68 @@ impl App {
         }
     }
 
+    /// `": LAST LINE"` of a job's stderr, or nothing when it has none.
+    pub fn stderr_tail(&self, key: &str, backend_ref: &str) -> String {
+        self.backend
+            .read_job_file(&self.backend.stderr_file(key, backend_ref))
+            .ok()
+            .flatten()
+            .and_then(|t| {
+                t.lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+            })
+            .map(|l| format!(": {l}"))
+            .unwrap_or_default()
+    }
+
+    /// A run's progress: its generator's, or its generators' merged
+    /// ([`merge_progress`]) when it has several.
+    fn read_progress(&self, job: &RunJob, run: &Run) -> Option<Value> {
+        if run.spec.load_nodes <= 1 {
+            return read_json(self, &job.progress_path);
+        }
+        let parts: Vec<Value> = (0..run.spec.load_nodes)
+            .filter_map(|i| read_json(self, &part_path(&job.progress_path, i)))
+            .collect();
+        merge_progress(&parts)
+    }
+
+    /// A run's result: its generator's, or its generators' merged into one
+    /// ([`crate::loadgen::merge::merge_parts`]: percentiles from the merged
+    /// histograms, per-node counts under `nodes`); with why there is none
+    /// when some of several generators wrote none or they cannot be merged.
+    fn read_result(&self, job: &RunJob, run: &Run) -> (Option<Map<String, Value>>, Option<String>) {
+        let n = run.spec.load_nodes;
+        if n <= 1 {
+            return match read_json(self, &job.result_path) {
+                Some(Value::Object(m)) => (Some(m), None),
+                _ => (None, None),
+            };
+        }
+        let mut parts = Vec::new();
+        let mut missing = Vec::new();
+        for i in 0..n {
+            match read_json(self, &part_path(&job.result_path, i)) {
+                Some(Value::Object(m)) => parts.push(m),
+                _ => missing.push(i),
+            }
+        }
+        let why = if missing.is_empty() {
+            match crate::loadgen::merge::merge_parts(&parts) {
+                Ok(m) => return (Some(m), None),
+                Err(e) => format!("the {n} load generators' results cannot be merged: {e}"),
+            }
+        } else {
+            format!(
+                "load generator(s) {missing:?} of {n} (SLURM_PROCID) exited without writing their result"
+            )
+        };
+        log::error!("run {}: {why}", run.id);
+        (None, Some(why))
+    }
+
     fn try_energy(&self, job: &RunJob, run: &Run) {
         let Some(prometheus) = &self.config.prometheus else {
             let _ = self.store.set_run_job_done(&run.id, true, false);
@@ -668,9 +805,15 @@ impl App {
             return;
         }
         match &e {
-            Energy::Measured { joules, gpus, .. } => log::info!(
-                "run {}: energy {joules:.1} J on {gpus} GPUs over {:.1} s",
+            Energy::Measured {
+                joules,
+                gpus,
+                per_node,
+                ..
+            } => log::info!(
+                "run {}: energy {joules:.1} J on {gpus} GPUs of {} node(s) over {:.1} s",
                 run.id,
+                per_node.len(),
                 (window.1 - window.0) as f64 / 1000.0
             ),
             Energy::Unavailable(why) => log::warn!("run {}: energy unavailable: {why}", run.id),

@@ -201,10 +201,20 @@ pub struct SshSettings {
     /// Append an unknown host's key instead of refusing it.
     #[serde(default)]
     pub accept_new: bool,
+    /// Seconds between SSH keepalives on an idle session (default 15): a
+    /// silently dead login node or link is noticed after about three
+    /// unanswered ones (at least the connect timeout), and the reverse
+    /// tunnel logs in again.
+    #[serde(default = "default_keepalive_seconds")]
+    pub keepalive_seconds: u64,
 }
 
 fn default_ssh_port() -> u16 {
     22
+}
+
+fn default_keepalive_seconds() -> u64 {
+    15
 }
 
 impl SshSettings {
@@ -221,6 +231,7 @@ impl SshSettings {
             .accept_new(self.accept_new)
             .connect_timeout(timeout.min(Duration::from_secs(15)))
             .exec_timeout(Some(timeout))
+            .keepalive_interval(Some(Duration::from_secs(self.keepalive_seconds)))
             .build()
     }
 }

@@ -84,8 +84,9 @@ pub enum Unavailable {
     },
 }
 
-/// One series' samples: labels (as JSON text) and `(seconds, value)` pairs.
-type SeriesSamples = (String, Vec<(f64, f64)>);
+/// One series: labels (as JSON text), its `instance` (the node) and its
+/// `(seconds, value)` samples.
+type SeriesSamples = (String, String, Vec<(f64, f64)>);
 
 /// What the query found.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +99,8 @@ pub enum Energy {
         gpus: usize,
         /// The label that matched (`service_id` or `slurm_job_id`).
         matched_by: String,
+        /// Joules per node (the series' `instance` label), by name.
+        per_node: std::collections::BTreeMap<String, f64>,
     },
     /// Not yet: Prometheus has no sample past the window end yet.
     NotYet,
@@ -216,6 +219,10 @@ fn query_series(
     let mut out = Vec::new();
     for series in body["data"]["result"].as_array().into_iter().flatten() {
         let name = series["metric"].to_string();
+        let instance = series["metric"]["instance"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let samples: Vec<(f64, f64)> = series["values"]
             .as_array()
             .into_iter()
@@ -226,7 +233,7 @@ fn query_series(
                 v.is_finite().then_some((t, v))
             })
             .collect();
-        out.push((name, samples));
+        out.push((name, instance, samples));
     }
     Ok(out)
 }
@@ -260,9 +267,13 @@ pub fn measure(
         }
         let (start_s, end_s) = (start_ms as f64 / 1000.0, end_ms as f64 / 1000.0);
         let mut joules = 0.0;
-        for (name, samples) in &series {
+        let mut per_node = std::collections::BTreeMap::new();
+        for (name, instance, samples) in &series {
             match increase(name, samples, start_s, end_s) {
-                Ok(Some(j)) => joules += j,
+                Ok(Some(j)) => {
+                    joules += j;
+                    *per_node.entry(instance.clone()).or_insert(0.0) += j;
+                }
                 Ok(None) if now_ms < end_ms + SETTLE_MS => return Energy::NotYet,
                 Ok(None) => {
                     return Energy::Unavailable(Unavailable::EndsEarly {
@@ -276,6 +287,7 @@ pub fn measure(
             joules,
             gpus: series.len(),
             matched_by: label.to_string(),
+            per_node,
         };
     }
     if now_ms < end_ms + SETTLE_MS / 4 {
@@ -300,10 +312,16 @@ pub fn result_fields(energy: &Energy, result: &Map<String, Value>) -> Map<String
             joules,
             gpus,
             matched_by,
+            per_node,
         } => {
             let round = |x: f64| (x * 1e6).round() / 1e6;
             m.insert("energy_status".into(), json!("measured"));
             m.insert("energy_joules".into(), json!(round(*joules)));
+            let nodes: Map<String, Value> = per_node
+                .iter()
+                .map(|(node, j)| (node.clone(), json!(round(*j))))
+                .collect();
+            m.insert("energy_joules_per_node".into(), Value::Object(nodes));
             m.insert("energy_gpus".into(), json!(gpus));
             m.insert("energy_matched_by".into(), json!(matched_by));
             let window_s = match (
@@ -411,8 +429,13 @@ mod tests {
                 joules: 1000.0,
                 gpus: 2,
                 matched_by: "service_id".into(),
+                per_node: [("node1".to_string(), 600.0), ("node2".to_string(), 400.0)].into(),
             },
             &r,
+        );
+        assert_eq!(
+            m["energy_joules_per_node"],
+            json!({"node1": 600.0, "node2": 400.0})
         );
         assert_eq!(
             (

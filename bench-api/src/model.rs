@@ -245,6 +245,10 @@ pub struct CreateRun {
     /// Goodput objectives.
     #[serde(default)]
     pub goodput: Option<GoodputSlo>,
+    /// Nodes the load is sent from, 1..=[`crate::benchmark::MAX_LOAD_NODES`]
+    /// (one `aif-loadgen` per node, one Slurm job of that many tasks); default 1.
+    #[serde(default)]
+    pub load_nodes: Option<i64>,
 }
 
 /// What a run does: the validated, defaulted form of [`CreateRun`].
@@ -291,6 +295,13 @@ pub struct RunSpec {
     /// Goodput objectives.
     #[serde(default)]
     pub goodput: Option<GoodputSlo>,
+    /// Nodes the load is sent from (1 for runs stored before the field).
+    #[serde(default = "one")]
+    pub load_nodes: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 impl Default for RunSpec {
@@ -313,6 +324,7 @@ impl Default for RunSpec {
             synthetic_prompt_words: None,
             temperature: None,
             goodput: None,
+            load_nodes: 1,
         }
     }
 }

@@ -123,7 +123,8 @@ fn create_run() -> Value {
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "prompts": {"type": "array", "minItems": 1, "maxItems": crate::benchmark::MAX_PROMPTS, "items": {"type": "string", "minLength": 1, "maxLength": crate::benchmark::MAX_PROMPT_CHARS, "pattern": "^[^\\u0000]*$"}},
             "synthetic_prompt_words": {"type": "integer", "minimum": 1, "maximum": 4096, "description": "Synthetic prompts of this many words (default 128 when no prompts)"},
-            "goodput": openai_goodput
+            "goodput": openai_goodput,
+            "load_nodes": {"type": "integer", "minimum": 1, "maximum": crate::benchmark::MAX_LOAD_NODES, "default": 1, "description": "Nodes the load is sent from (Slurm backends): one aif-loadgen per node in one job, each with its share of concurrency, requests_per_second and max_concurrency (each node needs at least one client), started together; percentiles come from the merged histograms, per-node counts are in the result's `nodes`"}
         }),
         &["service_id", "duration_seconds"],
         CREATE_RUN_CHOICES,
@@ -442,13 +443,14 @@ fn schemas(recipes: &Catalogue) -> Value {
                 "synthetic_prompt_words": {"type": "integer", "nullable": true},
                 "temperature": {"type": "number", "nullable": true},
                 "goodput": {"allOf": [{"$ref": "#/components/schemas/GoodputSlo"}], "nullable": true},
+                "load_nodes": {"type": "integer", "description": "Nodes the load is sent from"},
                 "planned_end_at": {"type": "string", "format": "date-time", "nullable": true, "description": "When the load generator stops sending (start + duration_seconds)"},
                 "progress": {"allOf": [{"$ref": "#/components/schemas/RunProgress"}], "nullable": true},
                 "created_at": {"type": "string", "format": "date-time"},
                 "started_at": {"type": "string", "format": "date-time", "nullable": true},
                 "ended_at": {"type": "string", "format": "date-time", "nullable": true},
                 "detail": nullable_string,
-                "result": {"type": "object", "nullable": true, "description": "The load generator's result file once it ended (vllm bench serve's keys: completed, failed, request_throughput, output_throughput, mean/median/p99_{ttft,tpot,itl,e2el}_ms, …) plus energy_status, energy_joules, joules_per_request, joules_per_output_token, output_tokens_per_joule, mean_power_watts (null with energy_unavailable_reason when not measurable)"},
+                "result": {"type": "object", "nullable": true, "description": "The load generator's result file once it ended (vllm bench serve's keys: completed, failed, request_throughput, output_throughput, mean/median/p99_{ttft,tpot,itl,e2el}_ms, …) plus energy_status, energy_joules, joules_per_request, joules_per_output_token, output_tokens_per_joule, mean_power_watts, energy_joules_per_node (null with energy_unavailable_reason when not measurable); with load_nodes above 1 also load_nodes and nodes (per node: index, host, completed, failed, request_throughput, window, start_late_ms)"},
                 "history": history
             }
         },

@@ -53,6 +53,20 @@ fn every_bad_input_gets_a_clear_error() {
     let cases: Vec<(&str, Value, u16, Option<&str>, &str)> = vec![
         (
             "/api/v1/benchmarks",
+            json!({"service_id": sid, "duration_seconds": 5, "load_nodes": 0}),
+            400,
+            Some("load_nodes"),
+            "`load_nodes` must be between 1 and 64, got 0",
+        ),
+        (
+            "/api/v1/benchmarks",
+            json!({"service_id": sid, "duration_seconds": 5, "concurrency": 4, "load_nodes": 2}),
+            409,
+            Some("load_nodes"),
+            "`load_nodes` 2 needs a Slurm backend (this API runs `local`: one host)",
+        ),
+        (
+            "/api/v1/benchmarks",
             json!({"service_id": sid, "duration_minutes": 5}),
             400,
             Some("duration_minutes"),

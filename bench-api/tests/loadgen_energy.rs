@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use aif_testbed::{Prometheus, Pushgateway, free_port, wait_until};
 use common::{Api, recipes_with};
-use gpu_metrics::source::{GpuSource, SimulatedSource};
 use serde_json::{Value, json};
 
 /// demo-http asking for a GPU (so the exporter starts beside it).
@@ -30,23 +29,6 @@ type = "integer"
 min = 1024
 max = 65535
 "#;
-
-/// Joules the exporter's 8 simulated GPUs (seed 1, its defaults) use over
-/// `[from_ms, to_ms]`, integrating their power at 5 ms steps.
-fn true_energy(from_ms: i64, to_ms: i64) -> f64 {
-    let mut src = SimulatedSource::new(8, 1).expect("simulated");
-    let total = |r: &[gpu_metrics::source::GpuReading]| -> f64 {
-        r.iter().map(|g| g.energy_mj.expect("energy") as f64).sum()
-    };
-    let start = total(&src.sample(from_ms).expect("sample"));
-    let mut t = from_ms;
-    let mut last = start;
-    while t < to_ms {
-        t = (t + 5).min(to_ms);
-        last = total(&src.sample(t).expect("sample"));
-    }
-    (last - start) / 1000.0
-}
 
 #[test]
 fn energy_of_a_run_matches_the_simulated_counters() {
@@ -104,7 +86,7 @@ fn energy_of_a_run_matches_the_simulated_counters() {
         r["window_start_ms"].as_i64().expect("start"),
         r["window_end_ms"].as_i64().expect("end"),
     );
-    let truth = true_energy(from, to);
+    let truth = common::simulated_energy(8, from, to);
     let got = r["energy_joules"].as_f64().expect("energy");
     let err = (got - truth) / truth;
     eprintln!(

@@ -1,50 +1,73 @@
-//! The exporter through an SSH tunnel to a real private sshd (DESIGN.md §7).
+//! The exporter through an SSH tunnel to a real private sshd (DESIGN.md §7),
+//! on the site's topology (`aif_testbed::Topology`, DESIGN.md §2): the
+//! Pushgateway on `monitor`, sshd on `login` (on its cluster-side address,
+//! `198.19.0.1`), the exporter on `node1`. `node1` has no route to `monitor`
+//! and does not resolve its name, so whatever lands went through the tunnel.
+//!
+//! Every test builds its own one-node topology (about 0.1 s, see the line
+//! each prints): one test kills and restarts its sshd, others watch theirs
+//! refuse logins, so they share nothing; namespaces are named per topology
+//! and torn down on drop.
+//!
+//! Needs root, `ip` (Debian `iproute2`), `openssh-server`/`openssh-client`,
+//! `prometheus-pushgateway`; `getent` (libc-bin).
 
 mod support;
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::Output;
+use std::time::{Duration, Instant};
 
+use aif_testbed::netns::{LOGIN_CLUSTER_SIDE, MONITOR_ADDR, free_port_in};
 use aif_testbed::sshd::{KeyFormat, KeyKind, KeyPair, Sshd, fingerprint, generate_key};
-use aif_testbed::{
-    FAKE_HOSTS_ENV, Pushgateway, SshdOptions, fake_hosts_lib, free_port, metric_value, wait_until,
-};
+use aif_testbed::{Pushgateway, SshdOptions, Topology, metric_value, wait_until};
 use support::Exporter;
 
-/// The Pushgateway's name as the gateway knows it. Only the sshd resolves it
-/// (to 127.0.0.1, through the fake-hosts shim); for the exporter the name does
-/// not exist, so a push that did not go through the tunnel cannot land.
-const GATEWAY_ONLY_HOST: &str = "pushgateway.behind-the-gateway.invalid";
+/// The Pushgateway's host as `login` knows it (`/etc/hosts` there: `monitor`'s
+/// address). `node1` does not resolve it, and has no route to that address.
+const GATEWAY_SIDE_NAME: &str = "monitor";
+
+/// The host the exporter runs on.
+const NODE: &str = "node1";
 
 struct Bed {
     sshd: Sshd,
     pgw: Pushgateway,
+    /// `http://monitor:PORT`: what the exporter is told to push to.
     pgw_url: String,
     user: String,
     key: KeyPair,
     known_hosts: PathBuf,
-    shim: String,
     tmp: tempfile::TempDir,
+    /// Last: dropped after the servers running inside it.
+    topo: Topology,
 }
 
 fn bed() -> Bed {
-    let shim = fake_hosts_lib()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .to_str()
-        .expect("utf8")
-        .to_string();
+    let t = Instant::now();
+    let topo = Topology::build(1).unwrap_or_else(|e| panic!("{e}"));
+    let built = t.elapsed();
+    let t = Instant::now();
+    let pgw = Pushgateway::start_in(topo.netns("monitor"), MONITOR_ADDR.into())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pgw_ready = t.elapsed();
+    let t = Instant::now();
     let sshd = Sshd::start_with(SshdOptions {
-        env: vec![
-            ("LD_PRELOAD".into(), shim.clone()),
-            (
-                FAKE_HOSTS_ENV.into(),
-                format!("{GATEWAY_ONLY_HOST}=127.0.0.1"),
-            ),
-        ],
+        netns: Some(topo.netns("login").to_string()),
+        listen: LOGIN_CLUSTER_SIDE.into(),
+        hostname: Some("login".into()),
         ..SshdOptions::default()
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let pgw = Pushgateway::start().unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "topology {} built in {built:?}; pushgateway {} ready in {pgw_ready:?}; \
+         sshd {} in login ready in {:?}",
+        topo.netns("monitor"),
+        pgw.addr(),
+        sshd.addr(),
+        t.elapsed()
+    );
     let tmp = tempfile::Builder::new()
         .prefix("aif-exp-ssh-")
         .tempdir()
@@ -56,20 +79,34 @@ fn bed() -> Bed {
     sshd.write_known_hosts(&known_hosts)
         .unwrap_or_else(|e| panic!("{e}"));
     Bed {
-        pgw_url: format!("http://{GATEWAY_ONLY_HOST}:{}", pgw.addr().port()),
+        pgw_url: format!("http://{GATEWAY_SIDE_NAME}:{}", pgw.addr().port()),
         user: sshd.user(),
         sshd,
         pgw,
         key,
         known_hosts,
-        shim,
         tmp,
+        topo,
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- sshd log (login, {}) ---\n{}\n--- pushgateway log (monitor, {}) ---\n{}",
+                self.sshd.addr(),
+                self.sshd.log_text(),
+                self.pgw.addr(),
+                self.pgw.log_text()
+            );
+        }
     }
 }
 
 impl Bed {
-    /// Starts the exporter pushing through the tunnel; `--pushgateway` names the
-    /// Pushgateway as the gateway sees it.
+    /// Starts the exporter on `node1` pushing through the tunnel to `login`'s
+    /// sshd; `--pushgateway` names the Pushgateway as `login` sees it.
     fn exporter(
         &self,
         instance: &str,
@@ -78,10 +115,11 @@ impl Bed {
         known_hosts: &Path,
         extra: &[&str],
     ) -> Exporter {
+        let host = LOGIN_CLUSTER_SIDE.to_string();
         let port = self.sshd.port().to_string();
         let mut args = vec![
             "--ssh-host",
-            "127.0.0.1",
+            &host,
             "--ssh-port",
             &port,
             "--ssh-user",
@@ -92,14 +130,20 @@ impl Bed {
             known_hosts.to_str().expect("utf8"),
         ];
         args.extend(extra.iter());
-        self.start_exporter(instance, &args)
+        self.start_exporter(instance, &self.pgw_url, &args)
     }
 
-    /// The exporter pushing to [`GATEWAY_ONLY_HOST`] (a name unknown to it),
-    /// with `extra` arguments (the tunnel's, or none for a direct push).
-    fn start_exporter(&self, instance: &str, extra: &[&str]) -> Exporter {
-        let listen = format!("127.0.0.1:{}", free_port());
-        let buffer = self.tmp.path().join(format!("{instance}.db"));
+    /// The exporter on `node1` pushing to `url`, with `extra` arguments (the
+    /// tunnel's, or none for a direct push). Its log and buffer are in a
+    /// directory of its own, `tmp/<instance>/`.
+    fn start_exporter(&self, instance: &str, url: &str, extra: &[&str]) -> Exporter {
+        let netns = self.topo.netns(NODE);
+        let port = free_port_in(netns, IpAddr::from([127, 0, 0, 1]))
+            .unwrap_or_else(|e| panic!("free port in {netns}: {e}"));
+        let listen = format!("127.0.0.1:{port}");
+        let dir = self.tmp.path().join(instance);
+        std::fs::create_dir_all(&dir).expect("exporter dir");
+        let buffer = dir.join("buffer.db");
         let mut args = vec![
             "--source",
             "simulated",
@@ -108,7 +152,7 @@ impl Bed {
             "--interval",
             "100ms",
             "--pushgateway",
-            &self.pgw_url,
+            url,
             "--instance",
             instance,
             "--push-retry-initial",
@@ -123,12 +167,7 @@ impl Bed {
             buffer.to_str().expect("utf8"),
         ];
         args.extend(extra.iter());
-        let unknown = format!("{GATEWAY_ONLY_HOST}=");
-        Exporter::start_with_env(
-            self.tmp.path(),
-            &args,
-            &[("LD_PRELOAD", &self.shim), (FAKE_HOSTS_ENV, &unknown)],
-        )
+        Exporter::start_in(&self.topo, NODE, &dir, &args)
     }
 
     fn landed(&self, instance: &str) -> bool {
@@ -136,27 +175,113 @@ impl Bed {
             metric_value(&t, "aif_gpu_up", &[("instance", instance), ("gpu", "1")]) == Some(1.0)
         })
     }
+
+    /// `program args` run on `host`.
+    fn on(&self, host: &str, program: &str, args: &[&str]) -> Output {
+        self.topo
+            .exec(host, program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} on {host}: {e}"))
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn scraped(exp: &Exporter, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     metric_value(&exp.scrape(), name, labels)
 }
 
+/// The `pushgateway unreachable at URL: reason` lines of `log`.
+fn unreachable_lines(log: &str, url: &str) -> Vec<String> {
+    let needle = format!("pushgateway unreachable at {url}");
+    log.lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn without_the_tunnel_the_exporter_cannot_reach_the_pushgateway() {
-    // The premise of the tunnel tests: the address the exporter is given
-    // resolves only on the gateway, so whatever lands went through the tunnel.
+    // The premise of the tunnel tests: the Pushgateway the exporter is given
+    // is out of node1's reach (its name unknown there, its address without a
+    // route), so whatever lands went through the tunnel.
     let bed = bed();
-    let exp = bed.start_exporter("node-direct", &[]);
+    let monitor = MONITOR_ADDR.to_string();
+    let port = bed.pgw.addr().port();
+
+    // The name: login resolves it, node1 does not.
+    let on_login = bed.on("login", "getent", &["hosts", GATEWAY_SIDE_NAME]);
     assert!(
-        wait_until(Duration::from_secs(20), || exp.log_text().contains(
-            &format!("pushgateway unreachable at http://{GATEWAY_ONLY_HOST}")
-        )),
-        "{}",
-        exp.log_text()
+        on_login.status.success() && text(&on_login).contains(&monitor),
+        "login must resolve {GATEWAY_SIDE_NAME}: {}",
+        text(&on_login)
+    );
+    let on_node = bed.on(NODE, "getent", &["hosts", GATEWAY_SIDE_NAME]);
+    assert_eq!(
+        on_node.status.code(),
+        Some(2),
+        "{NODE} must not resolve {GATEWAY_SIDE_NAME}: {}",
+        text(&on_node)
+    );
+    // The address: no route from node1.
+    let route = bed.on(NODE, "ip", &["route", "get", &monitor]);
+    assert!(
+        !route.status.success() && text(&route).contains("Network is unreachable"),
+        "{NODE} must have no route to {monitor}: {}",
+        text(&route)
+    );
+
+    // The exporter given the name: every push fails to resolve it.
+    let by_name = bed.start_exporter("node-direct", &bed.pgw_url, &[]);
+    // The exporter given the address: every push fails to connect.
+    let by_addr_url = format!("http://{monitor}:{port}");
+    let by_addr = bed.start_exporter("node-direct-addr", &by_addr_url, &[]);
+    for (exp, url) in [(&by_name, &bed.pgw_url), (&by_addr, &by_addr_url)] {
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                unreachable_lines(&exp.log_text(), url).len() >= 2
+                    && scraped(
+                        exp,
+                        "aif_exporter_pushes_total",
+                        &[("result", "unreachable")],
+                    )
+                    .is_some_and(|v| v >= 2.0)
+            }),
+            "no failed pushes to {url}:\n{}\n{}",
+            exp.scrape(),
+            exp.log_text()
+        );
+    }
+    let name_failures = unreachable_lines(&by_name.log_text(), &bed.pgw_url);
+    println!("{NODE} → {}: {}", bed.pgw_url, name_failures[0]);
+    assert!(
+        name_failures
+            .iter()
+            .all(|l| l.contains("failed to lookup address information")),
+        "the name must fail to resolve on {NODE}:\n{}",
+        name_failures.join("\n")
+    );
+    let addr_failures = unreachable_lines(&by_addr.log_text(), &by_addr_url);
+    println!("{NODE} → {by_addr_url}: {}", addr_failures[0]);
+    assert!(
+        addr_failures
+            .iter()
+            .all(|l| l.contains("Network is unreachable")),
+        "the address must have no route:\n{}",
+        addr_failures.join("\n")
     );
     assert!(!bed.landed("node-direct"));
-    // And the gateway does resolve it (the exporter below pushes through it).
+    assert!(!bed.landed("node-direct-addr"));
+
+    // And login does resolve and reach it (the exporter below pushes through
+    // the tunnel, to the same URL as `by_name`).
     let through = bed.exporter(
         "node-via",
         &bed.user,
@@ -190,7 +315,12 @@ fn pushes_travel_through_the_tunnel_and_survive_an_sshd_restart() {
         "{}",
         exp.scrape()
     );
-    assert!(exp.log_text().contains("@127.0.0.1:"), "{}", exp.log_text());
+    let at = format!("@{LOGIN_CLUSTER_SIDE}:{}", bed.sshd.port());
+    assert!(
+        exp.log_text().contains(&at),
+        "{at} not in the log:\n{}",
+        exp.log_text()
+    );
 
     // The Pushgateway stays up; only the gateway goes away. Pushes now fail
     // (they only ever went through the tunnel) and samples are kept.
@@ -291,7 +421,10 @@ fn unknown_host_key_is_refused_with_its_fingerprint_and_nothing_is_pushed() {
     let recorded = std::fs::read_to_string(&accepting).expect("read");
     let host_key = bed.sshd.host_keys()[0].public_key();
     assert!(
-        recorded.contains(&format!("[127.0.0.1]:{} {host_key}", bed.sshd.port())),
+        recorded.contains(&format!(
+            "[{LOGIN_CLUSTER_SIDE}]:{} {host_key}",
+            bed.sshd.port()
+        )),
         "{recorded}"
     );
 }
@@ -307,7 +440,11 @@ fn changed_host_key_is_refused_even_with_accept_new() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let kh = bed.tmp.path().join("changed_known_hosts");
-    let line = format!("[127.0.0.1]:{} {}\n", bed.sshd.port(), other.public_key());
+    let line = format!(
+        "[{LOGIN_CLUSTER_SIDE}]:{} {}\n",
+        bed.sshd.port(),
+        other.public_key()
+    );
     std::fs::write(&kh, &line).expect("write");
     let exp = bed.exporter(
         "node-changed",

@@ -1,5 +1,5 @@
-//! Shared C libraries the tests build at run time (the fake NVML, the
-//! fake-hosts shim): one compiler invocation per library and test process.
+//! Shared C libraries the tests build at run time (the fake NVML): one
+//! compiler invocation per library and test process.
 
 use std::path::PathBuf;
 use std::process::Command;

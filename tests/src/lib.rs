@@ -14,7 +14,6 @@
 
 mod cc;
 pub mod conn_probe;
-pub mod fake_hosts;
 pub mod fake_nvml;
 pub mod netns;
 pub mod process;
@@ -27,7 +26,6 @@ pub mod sshd;
 pub mod text;
 pub mod victoria;
 
-pub use fake_hosts::{FAKE_HOSTS_ENV, fake_hosts_lib};
 pub use fake_nvml::{fake_nvml_in, fake_nvml_mig_in};
 pub use netns::Topology;
 pub use process::{

@@ -566,6 +566,41 @@ impl NetnsSlurm {
         Ok(())
     }
 
+    /// Changes `SlurmdTimeout` of the running cluster: rewrites the line in
+    /// `slurm.conf` and runs `scontrol reconfigure` on `login` (slurmctld
+    /// re-reads it, and tells every slurmd). A test can thus let a partition
+    /// pass unnoticed (a production-like timeout), then have a killed node
+    /// noticed quickly.
+    ///
+    /// # Errors
+    /// When the file cannot be rewritten or `scontrol` fails.
+    pub fn set_slurmd_timeout(&self, seconds: u16) -> Result<(), TestbedError> {
+        let conf = std::fs::read_to_string(&self.conf)?;
+        let conf: String = conf
+            .lines()
+            .map(|l| {
+                if l.starts_with("SlurmdTimeout=") {
+                    format!("SlurmdTimeout={seconds}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&self.conf, conf)?;
+        let out = self
+            .command("login", "scontrol")
+            .arg("reconfigure")
+            .output()?;
+        if !out.status.success() {
+            return Err(TestbedError::Io(std::io::Error::other(format!(
+                "scontrol reconfigure (SlurmdTimeout={seconds}): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))));
+        }
+        log::info!("testbed: SlurmdTimeout={seconds} (scontrol reconfigure)");
+        Ok(())
+    }
+
     /// The daemons' logs (their stdout/stderr, then Slurm's and munged's log
     /// files).
     pub fn log_text(&self) -> String {

@@ -176,9 +176,8 @@ pub struct SshdOptions {
     pub host_keys: Vec<KeyKind>,
     /// Extra `sshd_config` lines.
     pub extra_config: Vec<String>,
-    /// Extra environment of the sshd process (kept across restarts), e.g.
-    /// `LD_PRELOAD` of [`crate::fake_hosts_lib`] so the gateway resolves a
-    /// name nobody else can.
+    /// Extra environment of the sshd process (kept across restarts), which
+    /// every session it opens inherits.
     pub env: Vec<(String, String)>,
     /// The network namespace to run in (e.g. [`crate::Topology::netns`]`("login")`;
     /// default `None`: the test's own). Readiness is then probed from inside it.
@@ -457,14 +456,21 @@ impl Sshd {
         tree
     }
 
-    /// Kills the server **and every connection's process** with SIGKILL (what
-    /// a crashed or rebooted gateway looks like to clients), and waits.
+    /// Kills the server **and every connection's sshd** with SIGKILL (what a
+    /// crashed or rebooted gateway looks like to clients), and waits. The
+    /// commands the sessions were running get SIGTERM, so that a login
+    /// shell's startup files are not cut mid-way (a SIGKILLed `pyenv rehash`
+    /// in root's `.bashrc` leaves its lock behind, and every later login
+    /// then waits a minute for it).
     pub fn kill(&mut self) {
         let tree = self.process_tree();
         for pid in tree.iter().skip(1) {
+            let sshd = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "sshd");
+            let signal = if sshd { libc::SIGKILL } else { libc::SIGTERM };
             // SAFETY: kill(2) on PIDs found under our own server process.
             unsafe {
-                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+                libc::kill(*pid as libc::pid_t, signal);
             }
         }
         self.server.kill();

@@ -23,6 +23,7 @@ pub mod slurm_rest;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::recipes::Recipe;
 
@@ -83,6 +84,16 @@ pub struct LaunchSpec<'a> {
     pub argv: &'a [String],
     /// The endpoint's port.
     pub port: Option<u16>,
+    /// Copies of `argv` to run, one per node, started together (a benchmark
+    /// run's `load_nodes`; 1 for services). Above 1 the Slurm job is one
+    /// step of this many tasks, each given `--start-at` (ms since the epoch)
+    /// a few seconds ahead; the local backend runs only 1.
+    pub tasks: u32,
+    /// The URLs handed to the job, with what each is for (`"Pushgateway"`,
+    /// `"the endpoint URL of the service"`): on Slurm every node of the job checks
+    /// with its own resolver that their hosts resolve before anything
+    /// starts, and the job fails naming the host otherwise.
+    pub urls: &'a [(&'a str, String)],
 }
 
 /// Where a service was started.
@@ -240,6 +251,14 @@ pub trait Backend: Send + Sync {
         }
     }
 
+    /// Whether `GET path` on a service's `host:port` answers 2xx, asked
+    /// from where the backend reaches the nodes (the login node, over SSH);
+    /// `None` when the API should ask directly.
+    fn probe_http(&self, host: &str, port: u16, path: &str, timeout: Duration) -> Option<bool> {
+        let _ = (host, port, path, timeout);
+        None
+    }
+
     /// Periodic chores (reaping children); called by the monitor every tick.
     fn housekeeping(&self) {}
 
@@ -247,6 +266,13 @@ pub trait Backend: Send + Sync {
     /// `name`, as the job sees the path; read back with [`Backend::read_job_file`].
     fn job_file(&self, key: &str, name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("{key}.{name}"))
+    }
+
+    /// Where the job of `key` (a service or run id) started as
+    /// `backend_ref` writes its stderr.
+    fn stderr_file(&self, key: &str, backend_ref: &str) -> PathBuf {
+        let _ = backend_ref;
+        self.job_file(key, "stderr.log")
     }
 
     /// Reads a file a job wrote; `Ok(None)` while it does not exist.

@@ -71,6 +71,20 @@ pub trait CommandRunner: Send + Sync {
 
     /// Where commands run (`local`, `ssh user@host:port`), for logs.
     fn describe(&self) -> String;
+
+    /// The HTTP status of `GET path` on `host:port` as seen from where the
+    /// commands run; `None` when that is here (ask directly). `Ok(None)`:
+    /// it answered, but not HTTP.
+    fn http_status(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+        timeout: Duration,
+    ) -> Option<Result<Option<u16>, RunnerError>> {
+        let _ = (host, port, path, timeout);
+        None
+    }
 }
 
 /// Runs commands as child processes of the API, with a time limit.
@@ -221,6 +235,29 @@ impl CommandRunner for SshRunner {
 
     fn describe(&self) -> String {
         format!("ssh {}", self.config.destination())
+    }
+
+    /// Through a `direct-tcpip` channel from the login node: the compute
+    /// nodes may be reachable from there only.
+    fn http_status(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+        timeout: Duration,
+    ) -> Option<Result<Option<u16>, RunnerError>> {
+        let session = match self.session() {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            session
+                .http_status(host, port, path, timeout)
+                .map_err(|source| RunnerError::Ssh {
+                    destination: self.config.destination(),
+                    source: Box::new(source),
+                }),
+        )
     }
 }
 

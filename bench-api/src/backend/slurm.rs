@@ -277,6 +277,35 @@ impl Backend for SlurmBackend {
         self.log_dir.join(format!("{key}.{name}"))
     }
 
+    fn probe_http(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> Option<bool> {
+        let answer = self.runner.http_status(host, port, path, timeout)?;
+        Some(match answer {
+            Ok(Some(code)) => (200..300).contains(&code),
+            Ok(None) => {
+                log::debug!("slurm: health check {host}:{port}{path}: not an HTTP answer");
+                false
+            }
+            Err(e) => {
+                log::debug!(
+                    "slurm: health check {host}:{port}{path} via {}: {e}",
+                    self.runner.describe()
+                );
+                false
+            }
+        })
+    }
+
+    fn stderr_file(&self, key: &str, backend_ref: &str) -> PathBuf {
+        // sbatch's `--error` of [`JobResources::of`] (`%j`: the job id).
+        self.log_dir.join(format!("{key}-{backend_ref}.err"))
+    }
+
     fn read_job_file(&self, path: &std::path::Path) -> Result<Option<String>, BackendError> {
         let p = path.to_string_lossy().into_owned();
         let out = self.run(self.command(&["cat", "--", &p]))?;
@@ -369,6 +398,8 @@ type = "string"
             recipe: &recipe,
             argv: &argv,
             port: None,
+            tasks: 1,
+            urls: &[],
         };
         let script = backend.script(&spec);
         assert!(script.contains("'it'\\''s $(id) `x` \"y\"'"), "{script}");
@@ -454,6 +485,8 @@ type = "string"
             recipe: &recipe,
             argv: &resolved.argv,
             port: None,
+            tasks: 1,
+            urls: &[],
         };
         let script = backend.script(&spec);
         let want: String = hostile.iter().map(|v| format!("{v}\n")).collect();

@@ -9,7 +9,7 @@
 //! - [`job_state`]: a Slurm state name plus exit code → our [`JobState`]
 //!   (`sacct`'s `3:0` and slurmrestd's numbers both become an [`ExitStatus`]).
 
-use gpu_metrics::shell::shell_join;
+use gpu_metrics::shell::{shell_join, shell_quote};
 
 use super::{Ending, JobState, LaunchSpec};
 use crate::config::{ExporterSettings, SlurmSettings};
@@ -25,10 +25,69 @@ pub struct ExporterPlan {
     pub remote_write: Option<String>,
 }
 
-/// The job script (`sh`): the exporter in the background when the recipe asks
-/// for GPUs (on a job of several nodes one per node, through `srun`), then the
-/// service (on the batch host); the service's exit status is the job's. Every
-/// argument is single-quoted (client values are never parsed by the shell).
+/// How much ahead of the step's launch the tasks of a several-node run are
+/// told to start (ms): time for `srun` to start every task.
+pub const START_LEAD_MS: u64 = 3000;
+
+/// Exit code of a job whose preflight found a URL host a node cannot resolve
+/// (`EX_CONFIG` of sysexits.h).
+pub const PREFLIGHT_EXIT: i32 = 78;
+
+/// The host of `url` when it is a name (an IP literal needs no resolver):
+/// the authority after `scheme://`, without user info, port and IPv6
+/// brackets; read by hand, so that no URL is skipped for a character a
+/// stricter parser refuses.
+pub fn url_name(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(inner) = host_port.strip_prefix('[') {
+        inner.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    (!host.is_empty() && host.parse::<std::net::IpAddr>().is_err()).then(|| host.to_string())
+}
+
+/// Shell lines checking that every name among `urls` resolves on this host
+/// (`getent hosts`, the node's own resolver); the first that does not ends
+/// the script with [`PREFLIGHT_EXIT`] and one line on stderr naming the host
+/// and what its URL is for (`what`, e.g. "the Pushgateway URL"). Empty when every host is an IP address.
+pub fn preflight(urls: &[(&str, String)]) -> String {
+    let mut s = String::new();
+    let mut seen: Vec<String> = Vec::new();
+    for (what, url) in urls {
+        // The URL itself is not repeated: it may carry credentials.
+        let Some(host) = url_name(url) else { continue };
+        if seen.contains(&host) {
+            continue;
+        }
+        let message = format!(
+            ": cannot resolve `{host}`, the host of {what} handed to this job \
+             (give the nodes a name for it, or an address they reach: the reverse tunnel of the API)"
+        );
+        s.push_str(&format!(
+            "getent hosts {} >/dev/null 2>&1 || {{ echo \"aif-bench-api preflight on $(hostname)\"{} >&2; exit {PREFLIGHT_EXIT}; }}\n",
+            shell_quote(&host),
+            shell_quote(&message),
+        ));
+        seen.push(host);
+    }
+    s
+}
+
+/// The job script (`sh`):
+///
+/// 1. the preflight ([`preflight`]) of every URL handed to the job, on every
+///    node of it (through `srun` when it has several);
+/// 2. the exporter in the background when the recipe asks for GPUs (on a
+///    job of several nodes one per node, through `srun`);
+/// 3. the program: on the batch host, or for `tasks` above 1 one copy per
+///    node in one `srun` step, each given the same `--start-at` (now plus
+///    [`START_LEAD_MS`]); its exit status is the job's.
+///
+/// Every argument is single-quoted (client values are never parsed by the
+/// shell).
 pub fn job_script(spec: &LaunchSpec<'_>, exporter: Option<&ExporterPlan>) -> String {
     let mut s = String::new();
     s.push_str(&format!(
@@ -36,6 +95,26 @@ pub fn job_script(spec: &LaunchSpec<'_>, exporter: Option<&ExporterPlan>) -> Str
         spec.service_id, spec.recipe.name
     ));
     let exporter = exporter.filter(|_| spec.recipe.resources.gpus > 0);
+    let nodes = spec.recipe.resources.nodes.max(spec.tasks);
+    let mut urls: Vec<(&str, String)> = spec.urls.to_vec();
+    if let Some(e) = exporter {
+        urls.push(("the Pushgateway URL", e.pushgateway.clone()));
+        if let Some(rw) = &e.remote_write {
+            urls.push(("the remote-write URL", rw.clone()));
+        }
+    }
+    let checks = preflight(&urls);
+    if !checks.is_empty() {
+        if nodes > 1 {
+            let one_line = checks.lines().collect::<Vec<_>>().join("; ");
+            s.push_str(&format!(
+                "srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 sh -c {} || exit {PREFLIGHT_EXIT}\n",
+                shell_quote(&one_line)
+            ));
+        } else {
+            s.push_str(&checks);
+        }
+    }
     if let Some(e) = exporter {
         let args = [
             e.settings.binary.to_string_lossy().into_owned(),
@@ -69,7 +148,7 @@ pub fn job_script(spec: &LaunchSpec<'_>, exporter: Option<&ExporterPlan>) -> Str
             );
             s.push_str(&format!(
                 "srun --overlap --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 --kill-on-bad-exit=0 sh -c {} &\n",
-                gpu_metrics::shell::shell_quote(&inner)
+                shell_quote(&inner)
             ));
         } else {
             s.push_str(&format!(
@@ -80,8 +159,17 @@ pub fn job_script(spec: &LaunchSpec<'_>, exporter: Option<&ExporterPlan>) -> Str
         }
         s.push_str("aif_exporter=$!\n");
     }
-    s.push_str(&shell_join(spec.argv));
-    s.push('\n');
+    if spec.tasks > 1 {
+        let n = spec.tasks;
+        s.push_str(&format!(
+            "aif_start=$(( $(date +%s%N) / 1000000 + {START_LEAD_MS} ))\n\
+             srun --nodes={n} --ntasks={n} --ntasks-per-node=1 --kill-on-bad-exit=0 {} --start-at \"$aif_start\"\n",
+            shell_join(spec.argv)
+        ));
+    } else {
+        s.push_str(&shell_join(spec.argv));
+        s.push('\n');
+    }
     s.push_str("aif_rc=$?\n");
     if exporter.is_some() {
         s.push_str("kill -TERM \"$aif_exporter\" 2>/dev/null\nwait \"$aif_exporter\"\n");
@@ -146,6 +234,9 @@ impl JobResources {
             format!("--job-name={}", self.name),
             format!("--nodes={}", self.nodes),
             "--ntasks-per-node=1".into(),
+            // A job whose node failed ends NODE_FAIL (reported, with its
+            // reason) instead of starting again unseen (JobRequeue=1).
+            "--no-requeue".into(),
             format!("--cpus-per-task={}", self.cpus_per_task),
             format!("--output={}", self.stdout),
             format!("--error={}", self.stderr),
@@ -288,7 +379,21 @@ pub fn job_state(state: &str, exit: Option<ExitStatus>, host: Option<String>) ->
         "CANCELLED" => JobState::Ended(Ending::Cancelled),
         "TIMEOUT" | "NODE_FAIL" | "PREEMPTED" | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY"
         | "SPECIAL_EXIT" | "LAUNCH_FAILED" => {
-            JobState::Ended(Ending::SchedulerFailure(base.to_string()))
+            let why = match base {
+                "TIMEOUT" => "its time limit was reached",
+                "NODE_FAIL" => {
+                    "a node of the job stopped responding to slurmctld (SlurmdTimeout) and was set DOWN"
+                }
+                "PREEMPTED" => "a higher-priority job preempted it",
+                "BOOT_FAIL" => "a node of the job failed to boot",
+                "DEADLINE" => "its deadline passed",
+                "OUT_OF_MEMORY" => "it ran out of memory",
+                "LAUNCH_FAILED" => "Slurm could not launch it",
+                _ => "it ended in a special state",
+            };
+            JobState::Ended(Ending::SchedulerFailure(format!(
+                "Slurm job state {base}: {why}"
+            )))
         }
         _ => return None,
     })
@@ -375,6 +480,8 @@ mod tests {
             recipe: &two,
             argv: &argv,
             port: None,
+            tasks: 1,
+            urls: &[],
         };
         let script = job_script(&spec, Some(&plan));
         assert!(
@@ -385,7 +492,7 @@ mod tests {
         // command once, here.
         let line = script
             .lines()
-            .find(|l| l.starts_with("srun "))
+            .find(|l| l.starts_with("srun --overlap "))
             .and_then(|l| l.strip_suffix(" &"))
             .unwrap_or_else(|| panic!("no srun line: {script}"));
         let fake_srun = "srun() { while [ \"${1#--}\" != \"$1\" ]; do shift; done; \"$@\"; }\n";
@@ -456,5 +563,99 @@ mod tests {
             r.memory = Some(mem.into());
             assert_eq!(r.memory_mib(), Some(Ok(mib)), "{mem}");
         }
+    }
+
+    #[test]
+    fn preflight_refuses_a_name_this_host_cannot_resolve_and_skips_addresses() {
+        let urls = [
+            ("the Pushgateway URL", "http://198.19.0.1:9091".to_string()),
+            (
+                "the remote-write URL",
+                "http://[::1]:9090/api/v1/write".to_string(),
+            ),
+            (
+                "the endpoint URL of the service",
+                "http://localhost:8000".to_string(),
+            ),
+        ];
+        for (url, name) in [
+            ("http://[::1]:9090/x", None),
+            ("http://10.0.0.1", None),
+            ("http://u:p@login01:19091/-/ready", Some("login01")),
+            ("https://pgw.example.org?x=1", Some("pgw.example.org")),
+            ("http://n1:8000/v1/$(id)'", Some("n1")),
+        ] {
+            assert_eq!(url_name(url).as_deref(), name, "{url}");
+        }
+        let checks = preflight(&urls);
+        assert_eq!(checks.matches("getent hosts").count(), 1, "{checks}");
+        let run = |script: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .output()
+                .expect("sh")
+        };
+        let out = run(&format!("{checks}echo reached"));
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "reached\n");
+        // A name nobody resolves (RFC 6761's .invalid), with a hostile value
+        // in the URL's path: nothing but the check runs.
+        let urls = [(
+            "the Pushgateway URL",
+            "http://user:secret@pgw.example.invalid:9091/$(touch x)'".to_string(),
+        )];
+        let out = run(&format!("{}echo reached", preflight(&urls)));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(PREFLIGHT_EXIT), "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        assert!(
+            err.starts_with("aif-bench-api preflight on ")
+                && err.contains(
+                    ": cannot resolve `pgw.example.invalid`, the host of the Pushgateway URL handed to this job"
+                ),
+            "{err}"
+        );
+        assert!(
+            !err.contains("secret"),
+            "no credentials in the job's log: {err}"
+        );
+    }
+
+    #[test]
+    fn a_run_of_several_tasks_is_one_srun_step_with_a_shared_start() {
+        let recipe = crate::recipes::Recipe::parse(
+            std::path::Path::new("l.toml"),
+            "name = \"l\"\ndescription = \"d\"\ncategory = \"c\"\nargv = [\"true\"]\n[resources]\nnodes = 2\n",
+        )
+        .unwrap();
+        let argv = vec!["/opt/aif-loadgen".to_string(), "--parts".into(), "2".into()];
+        let urls = [(
+            "the endpoint URL of the service",
+            "http://node1:8000".to_string(),
+        )];
+        let spec = LaunchSpec {
+            service_id: "run-1",
+            recipe: &recipe,
+            argv: &argv,
+            port: None,
+            tasks: 2,
+            urls: &urls,
+        };
+        let script = job_script(&spec, None);
+        let lines: Vec<&str> = script.lines().collect();
+        assert!(
+            lines[1].starts_with("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 sh -c ")
+                && lines[1].ends_with(&format!("|| exit {PREFLIGHT_EXIT}")),
+            "the preflight runs on every node first: {script}"
+        );
+        assert_eq!(
+            lines[2],
+            format!("aif_start=$(( $(date +%s%N) / 1000000 + {START_LEAD_MS} ))")
+        );
+        assert_eq!(
+            lines[3],
+            "srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=0 '/opt/aif-loadgen' '--parts' '2' --start-at \"$aif_start\""
+        );
     }
 }

@@ -13,6 +13,8 @@
 //!   flight may finish within `--drain-timeout`. A stop (SIGTERM, SIGINT)
 //!   abandons them at once: the partial result is written within one second
 //!   and the process exits, leaving blocked clients to the exit.
+//! - **Start**: at once, or at `--start-at` (the parts of a split run start
+//!   together); a stop while waiting ends the run before any request.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,6 +54,9 @@ pub struct Shared {
     pub clients: AtomicUsize,
     /// Client threads that ended.
     pub clients_done: AtomicUsize,
+    /// How late the start was after `--start-at` (0 without it, or when the
+    /// process was waiting for it).
+    pub start_late_ms: u64,
     recorder: Mutex<Recorder>,
     schedule: Mutex<Schedule>,
     handles: Mutex<Vec<JoinHandle<()>>>,
@@ -226,6 +231,18 @@ pub struct Engine {
 impl Engine {
     /// Starts the clients now.
     pub fn start(plan: Plan) -> Engine {
+        Engine::start_from(plan, Instant::now(), now_ms(), 0, false)
+    }
+
+    /// Starts the clients with `start` (`start_ms` on the wall clock) as the
+    /// run's start; `stopped`: no request is sent at all.
+    fn start_from(
+        plan: Plan,
+        start: Instant,
+        start_ms: i64,
+        start_late_ms: u64,
+        stopped: bool,
+    ) -> Engine {
         let (rate, arrivals) = match plan.load {
             Load::Open { rate, arrivals, .. } => (rate, arrivals),
             Load::Closed { .. } => (1.0, crate::loadgen::arrivals::Arrivals::Constant),
@@ -233,13 +250,14 @@ impl Engine {
         let seed = plan.seed;
         let shared = Arc::new(Shared {
             plan,
-            start: Instant::now(),
-            start_ms: now_ms(),
-            stop: AtomicBool::new(false),
+            start,
+            start_ms,
+            stop: AtomicBool::new(stopped),
             in_flight: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             clients: AtomicUsize::new(0),
             clients_done: AtomicUsize::new(0),
+            start_late_ms,
             recorder: Mutex::new(Recorder::default()),
             schedule: Mutex::new(Schedule::new(rate, arrivals, seed)),
             handles: Mutex::new(Vec::new()),
@@ -419,7 +437,52 @@ pub fn result(
         );
     }
     m.extend(r.figures(window, p.workload.api.is_openai(), &p.slo));
+    m.insert(
+        "part".into(),
+        json!({
+            "index": p.part.index,
+            "count": p.part.count,
+            "host": crate::loadgen::live::hostname(),
+            "start_late_ms": s.start_late_ms,
+        }),
+    );
+    m.insert("recorder".into(), r.to_json());
     m
+}
+
+/// Waits for `--start-at` (polling `stopped`); returns the start (monotonic
+/// and wall clock), how late it is (ms), and whether a stop came first.
+fn wait_for_start(start_at_ms: Option<i64>, stopped: &AtomicBool) -> (Instant, i64, u64, bool) {
+    let now = Instant::now();
+    let now_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let Some(at_ms) = start_at_ms else {
+        return (now, now_wall.as_millis() as i64, 0, false);
+    };
+    let at = Duration::from_millis(u64::try_from(at_ms).unwrap_or(0));
+    if now_wall >= at {
+        let late = (now_wall - at).as_millis() as u64;
+        if late > 0 {
+            log::warn!("--start-at {at_ms} passed {late} ms ago: starting at once");
+        }
+        return (now, now_wall.as_millis() as i64, late, false);
+    }
+    let start = now + (at - now_wall);
+    log::info!(
+        "waiting {:.3} s for --start-at {at_ms}",
+        (at - now_wall).as_secs_f64()
+    );
+    loop {
+        if stopped.load(Ordering::Acquire) {
+            return (Instant::now(), now_ms(), 0, true);
+        }
+        let now = Instant::now();
+        if now >= start {
+            return (start, at_ms, 0, false);
+        }
+        std::thread::sleep((start - now).min(Duration::from_millis(50)));
+    }
 }
 
 /// Writes `value` to `path` atomically (temporary file, then rename).
@@ -433,13 +496,15 @@ pub fn write_json(path: &std::path::Path, value: &Value) -> std::io::Result<()> 
 }
 
 /// Runs a plan to its end (or until `stopped` turns true), printing progress
-/// on stderr; returns the result and how it ended.
+/// on stderr; returns the result and how it ended. With `--start-at` it first
+/// waits for the start (a stop meanwhile ends the run before any request).
 pub fn run(
     plan: Plan,
     stopped: &AtomicBool,
     mut on_tick: impl FnMut(&Arc<Shared>),
 ) -> (Map<String, Value>, EndedBy) {
-    let engine = Engine::start(plan);
+    let (start, start_ms, late, stopped_early) = wait_for_start(plan.start_at_ms, stopped);
+    let engine = Engine::start_from(plan, start, start_ms, late, stopped_early);
     let s = Arc::clone(engine.shared());
     let end = s.start + s.plan.duration;
     let mut next_line = s.plan.progress_every.map(|d| s.start + d);

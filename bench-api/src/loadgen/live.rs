@@ -1,6 +1,7 @@
 //! Live metrics of a run, through the library's agent: a [`BatchSource`] over
 //! the run's figures, the write-ahead buffer, and the Pushgateway sink (job
-//! `aif_benchmark`, grouping key `instance` + `run_id`), optionally through an
+//! `aif_benchmark`, grouping key `instance` + `run_id`, + `part` for each part
+//! of a run split with `--parts`), optionally through an
 //! SSH local forward as the node exporter does. The group is deleted at the
 //! end unless `--keep-group`.
 //!
@@ -287,7 +288,9 @@ impl std::fmt::Debug for Live {
     }
 }
 
-fn hostname() -> String {
+/// This machine's name (`/proc/sys/kernel/hostname`; `localhost` when
+/// unreadable): the Pushgateway `instance` and a part's `host`.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -320,6 +323,10 @@ impl Live {
         let mut grouping = Labels::from_pairs([("run_id", plan.run_id.as_str())]);
         if let Some(s) = &plan.service_id {
             grouping.insert("service_id", s.clone());
+        }
+        // The parts of a split run push side by side, not over each other.
+        if plan.part.count > 1 {
+            grouping.insert("part", plan.part.index.to_string());
         }
         let client = PushgatewayBuilder::new(base)
             .job(JOB)

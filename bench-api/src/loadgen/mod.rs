@@ -15,6 +15,8 @@
 //! - [`stats`]: HDR histograms, the result JSON (vLLM's key names), the
 //!   summary table.
 //! - [`live`]: live metrics through the library's buffer and Pushgateway sink.
+//! - [`merge`]: one result from the results of the parts of a run split over
+//!   several processes (`--parts`, one per node).
 //!
 //! Exit codes: 0 when the run ran (whatever its requests answered; also when a
 //! signal cut it short: the partial result is written), 1 when the result
@@ -23,6 +25,7 @@
 pub mod arrivals;
 pub mod engine;
 pub mod live;
+pub mod merge;
 pub mod plan;
 pub mod prompts;
 pub mod stats;
@@ -80,6 +83,17 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         plan.load,
         plan.workload.api.name()
     );
+    if plan.part.count > 1 {
+        log::info!(
+            "part {} of {} (seed {}){}",
+            plan.part.index,
+            plan.part.count,
+            plan.seed,
+            plan.start_at_ms
+                .map(|t| format!(", starting at {t} ms since the epoch"))
+                .unwrap_or_default()
+        );
+    }
     let live = match &plan.live {
         Some(l) => match live::Live::start(l, &plan) {
             Ok(h) => Some(h),

@@ -1,6 +1,14 @@
 //! The command line of `aif-loadgen` and its validation into a [`Plan`].
 //! Every mistake is a [`PlanError`] naming the flag, found before any request
 //! is sent (the binary exits 2).
+//!
+//! A run may be split over several processes (one per node, one Slurm step
+//! with the same argv in every task): `--parts N` and `--part-index I` (default
+//! `$SLURM_PROCID`) give this process its share ([`Part::share`] of
+//! `--concurrency` and `--max-concurrency`, `--request-rate` / N, seed + I),
+//! `--start-at` aligns their starts, and `%t` in `--result-file` and
+//! `--progress-file` becomes the part index; [`crate::loadgen::merge`] merges
+//! their results.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +23,20 @@ use crate::loadgen::workload::{Api, OpenAiParams, Workload, openai_body};
 
 /// Most clients (closed loop) or concurrent requests (open loop).
 pub const MAX_CLIENTS: usize = 10_000;
+
+/// Most processes a run can be split over (`--parts`).
+pub const MAX_PARTS: usize = 256;
+
+/// The environment variable `--part-index` defaults to (set by Slurm in each
+/// task of a step).
+pub const PART_INDEX_ENV: &str = "SLURM_PROCID";
+
+/// `--start-at` values below this (2001-09-09 in ms) are refused: seconds
+/// given for milliseconds.
+const START_AT_MIN_MS: i64 = 1_000_000_000_000;
+
+/// `--start-at` may be at most this far ahead (a typo would hang the run).
+const START_AT_MAX_AHEAD_MS: i64 = 86_400_000;
 
 /// `aif-loadgen` flags.
 #[derive(Debug, Clone, Default, Parser)]
@@ -97,10 +119,12 @@ pub struct Args {
     /// Goodput SLOs in ms: `ttft:MS`, `tpot:MS`, `e2el:MS` (any of them).
     #[arg(long, value_name = "METRIC:MS", num_args = 1..)]
     pub goodput: Vec<String>,
-    /// Write the result JSON here.
+    /// Write the result JSON here (`%t` becomes the part index; required in
+    /// the name with `--parts` > 1).
     #[arg(long, value_name = "FILE")]
     pub result_file: Option<PathBuf>,
-    /// Rewrite a progress JSON here every second (for the API).
+    /// Rewrite a progress JSON here every second, for the API (`%t` becomes
+    /// the part index).
     #[arg(long, value_name = "FILE")]
     pub progress_file: Option<PathBuf>,
     /// Progress line on stderr this often (default 5s; `0s` for none).
@@ -112,9 +136,23 @@ pub struct Args {
     /// Service id (label `service_id`).
     #[arg(long, value_name = "ID")]
     pub service_id: Option<String>,
-    /// Seed for arrivals and synthetic prompts (default: random).
+    /// Seed for arrivals and synthetic prompts (default: random); part I of
+    /// `--parts` draws its arrivals from seed + I.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// This process is one of N (1..=256) sharing the load: it runs its share
+    /// of `--concurrency`, `--max-concurrency` and `--request-rate` (default 1).
+    #[arg(long, value_name = "N")]
+    pub parts: Option<usize>,
+    /// Which of the `--parts` this process is, 0..N-1 (default: `$SLURM_PROCID`
+    /// when `--parts` > 1).
+    #[arg(long, value_name = "I")]
+    pub part_index: Option<usize>,
+    /// Start the run (first request and warm-up) at this wall-clock time, ms
+    /// since the Unix epoch: wait until then, or start at once (with a warning)
+    /// when it has passed.
+    #[arg(long, value_name = "UNIX_MS")]
+    pub start_at: Option<i64>,
     /// Push live metrics to this Pushgateway (job `aif_benchmark`).
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
@@ -169,6 +207,32 @@ pub enum PlanError {
         /// Which choice it belongs to.
         only: &'static str,
     },
+    /// A total cannot be split over `--parts` (a part would get nothing).
+    #[error(
+        "--{flag} {value} cannot be shared by --parts {parts}: each part needs at least one client"
+    )]
+    Unshareable {
+        /// The flag (`concurrency` or `max-concurrency`).
+        flag: &'static str,
+        /// Its value.
+        value: usize,
+        /// `--parts`.
+        parts: usize,
+    },
+    /// `--parts` > 1 without `--part-index`, and `$SLURM_PROCID` is not set.
+    #[error(
+        "--part-index is required with --parts {parts} when ${PART_INDEX_ENV} is not set (srun sets it in each task)"
+    )]
+    NoPartIndex {
+        /// `--parts`.
+        parts: usize,
+    },
+    /// `$SLURM_PROCID` (the default of `--part-index`) is not a number.
+    #[error("${PART_INDEX_ENV} `{value}` is not a part index (a number); give --part-index")]
+    BadPartIndexEnv {
+        /// Its value.
+        value: String,
+    },
     /// Prompts could not be loaded.
     #[error(transparent)]
     Prompts(#[from] PromptError),
@@ -198,6 +262,38 @@ pub enum Load {
         /// Most requests in flight (`None`: up to [`MAX_CLIENTS`]).
         max_concurrency: Option<usize>,
     },
+}
+
+/// This process's part of a run split over `count` processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// 0..count-1.
+    pub index: usize,
+    /// How many processes share the run (1: not split).
+    pub count: usize,
+}
+
+impl Default for Part {
+    fn default() -> Self {
+        Part { index: 0, count: 1 }
+    }
+}
+
+impl Part {
+    /// This part's share of `total` clients: `total / count`, plus one for the
+    /// parts whose index is below `total % count` (the shares sum to `total`).
+    pub fn share(&self, total: usize) -> usize {
+        total / self.count + usize::from(self.index < total % self.count)
+    }
+
+    /// `path` with every `%t` replaced by the part index (as in Slurm's
+    /// filename patterns).
+    pub fn expand(&self, path: &std::path::Path) -> PathBuf {
+        match path.to_str() {
+            Some(s) if s.contains("%t") => PathBuf::from(s.replace("%t", &self.index.to_string())),
+            _ => path.to_path_buf(),
+        }
+    }
 }
 
 /// An SSH gateway for the Pushgateway.
@@ -261,10 +357,14 @@ pub struct Plan {
     pub run_id: String,
     /// Service id.
     pub service_id: Option<String>,
-    /// Seed.
+    /// Seed of this part's arrivals (`--seed` + part index).
     pub seed: u64,
     /// Live metrics.
     pub live: Option<LivePlan>,
+    /// This process's part of the run.
+    pub part: Part,
+    /// Start time, ms since the Unix epoch (`None`: at once).
+    pub start_at_ms: Option<i64>,
 }
 
 fn duration(flag: &'static str, v: Option<&str>, default: Duration) -> Result<Duration, PlanError> {
@@ -353,7 +453,7 @@ fn parse_header(h: &str) -> Result<(String, String), PlanError> {
     Ok((name.to_string(), value.trim().to_string()))
 }
 
-fn live_plan(a: &Args, run_id: &str) -> Result<Option<LivePlan>, PlanError> {
+fn live_plan(a: &Args, run_id: &str, part: Part) -> Result<Option<LivePlan>, PlanError> {
     let Some(url) = &a.pushgateway else {
         for (given, flag) in [
             (a.ssh_host.is_some(), "ssh-host"),
@@ -426,10 +526,13 @@ fn live_plan(a: &Args, run_id: &str) -> Result<Option<LivePlan>, PlanError> {
             })
         }
     };
-    let buffer = a
-        .buffer
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("aif-loadgen-{run_id}.sqlite")));
+    let buffer = match &a.buffer {
+        Some(b) => part.expand(b),
+        None if part.count > 1 => {
+            std::env::temp_dir().join(format!("aif-loadgen-{run_id}-part{}.sqlite", part.index))
+        }
+        None => std::env::temp_dir().join(format!("aif-loadgen-{run_id}.sqlite")),
+    };
     Ok(Some(LivePlan {
         pushgateway,
         interval,
@@ -439,12 +542,68 @@ fn live_plan(a: &Args, run_id: &str) -> Result<Option<LivePlan>, PlanError> {
     }))
 }
 
+fn part(a: &Args, procid: Option<&str>) -> Result<Part, PlanError> {
+    let count = a.parts.unwrap_or(1);
+    if !(1..=MAX_PARTS).contains(&count) {
+        return Err(invalid(
+            "parts",
+            format!("{count} is not in 1..={MAX_PARTS}"),
+        ));
+    }
+    let index = match (a.part_index, procid) {
+        (Some(i), _) => i,
+        (None, _) if count == 1 => 0,
+        (None, None) => return Err(PlanError::NoPartIndex { parts: count }),
+        (None, Some(v)) => v
+            .trim()
+            .parse()
+            .map_err(|_| PlanError::BadPartIndexEnv { value: v.into() })?,
+    };
+    if index >= count {
+        let from = if a.part_index.is_some() {
+            String::new()
+        } else {
+            format!(" (from ${PART_INDEX_ENV})")
+        };
+        return Err(invalid(
+            "part-index",
+            format!("{index}{from} is not below --parts {count}"),
+        ));
+    }
+    Ok(Part { index, count })
+}
+
+fn start_at(v: Option<i64>) -> Result<Option<i64>, PlanError> {
+    let Some(ms) = v else { return Ok(None) };
+    if ms < START_AT_MIN_MS {
+        return Err(invalid(
+            "start-at",
+            format!("{ms} is not a time in ms since the Unix epoch (seconds given?)"),
+        ));
+    }
+    if ms > crate::model::now_ms() + START_AT_MAX_AHEAD_MS {
+        return Err(invalid(
+            "start-at",
+            format!("{ms} is more than a day ahead"),
+        ));
+    }
+    Ok(Some(ms))
+}
+
 impl Args {
-    /// Checks every flag and builds the plan (reads the prompt and body files).
+    /// Checks every flag and builds the plan (reads the prompt and body files;
+    /// `--part-index` defaults to `$SLURM_PROCID`).
     ///
     /// # Errors
     /// [`PlanError`] naming the flag.
     pub fn build(&self) -> Result<Plan, PlanError> {
+        self.build_with(std::env::var(PART_INDEX_ENV).ok().as_deref())
+    }
+
+    /// [`Args::build`] with `procid` as the value of `$SLURM_PROCID`.
+    fn build_with(&self, procid: Option<&str>) -> Result<Plan, PlanError> {
+        let part = part(self, procid)?;
+        let start_at_ms = start_at(self.start_at)?;
         let url = self.url.as_deref().ok_or(PlanError::Missing("url"))?;
         if url.starts_with("https://") {
             return Err(invalid(
@@ -506,7 +665,11 @@ impl Args {
                     }
                 }
                 Load::Closed {
-                    concurrency: max_clients("concurrency", n)?,
+                    concurrency: shared_clients(
+                        part,
+                        "concurrency",
+                        max_clients("concurrency", n)?,
+                    )?,
                 }
             }
             (None, Some(rate)) => {
@@ -544,10 +707,12 @@ impl Args {
                 };
                 let max_concurrency = self
                     .max_concurrency
-                    .map(|n| max_clients("max-concurrency", n))
+                    .map(|n| {
+                        shared_clients(part, "max-concurrency", max_clients("max-concurrency", n)?)
+                    })
                     .transpose()?;
                 Load::Open {
-                    rate,
+                    rate: rate / part.count as f64,
                     arrivals,
                     max_concurrency,
                 }
@@ -611,6 +776,8 @@ impl Args {
             .iter()
             .map(|h| parse_header(h))
             .collect::<Result<Vec<_>, _>>()?;
+        // Synthetic prompts come from the base seed (every part has the same
+        // prompts); arrivals from seed + part index.
         let seed = self.seed.unwrap_or_else(gpu_metrics::retry::random_seed);
         let openai = OpenAiParams {
             model: self.model.clone(),
@@ -701,10 +868,14 @@ impl Args {
             } else {
                 self.prompts.clone()
             };
-            let bodies: Vec<Vec<u8>> = prompts
+            let mut bodies: Vec<Vec<u8>> = prompts
                 .iter()
                 .map(|p| openai_body(api, &openai, p))
                 .collect();
+            // Request n takes body n mod len: each part starts its picks at
+            // another place in the list.
+            let offset = part.index * bodies.len() / part.count;
+            bodies.rotate_left(offset);
             ("POST".to_string(), bodies, prompts.len())
         };
         let slo = parse_goodput(&self.goodput)?;
@@ -724,7 +895,21 @@ impl Args {
         if let Some(s) = &self.service_id {
             check_id("service-id", s)?;
         }
-        let live = live_plan(self, &run_id)?;
+        let live = live_plan(self, &run_id, part)?;
+        let result_file = self.result_file.as_deref().map(|f| part.expand(f));
+        if part.count > 1
+            && let (Some(given), Some(expanded)) = (&self.result_file, &result_file)
+            && given == expanded
+        {
+            return Err(invalid(
+                "result-file",
+                format!(
+                    "`{}` has no %t: with --parts {} the parts would overwrite each other's result",
+                    given.display(),
+                    part.count
+                ),
+            ));
+        }
         Ok(Plan {
             workload: Workload {
                 api,
@@ -744,15 +929,30 @@ impl Args {
             openai,
             prompt_count,
             slo,
-            result_file: self.result_file.clone(),
-            progress_file: self.progress_file.clone(),
+            result_file,
+            progress_file: self.progress_file.as_deref().map(|f| part.expand(f)),
             progress_every: (!progress_every.is_zero()).then_some(progress_every),
             run_id,
             service_id: self.service_id.clone(),
-            seed,
+            seed: seed.wrapping_add(part.index as u64),
             live,
+            part,
+            start_at_ms,
         })
     }
+}
+
+/// `total` clients split over the parts: this part's share, refused when a
+/// part would get none.
+fn shared_clients(part: Part, flag: &'static str, total: usize) -> Result<usize, PlanError> {
+    if total < part.count {
+        return Err(PlanError::Unshareable {
+            flag,
+            value: total,
+            parts: part.count,
+        });
+    }
+    Ok(part.share(total))
 }
 
 #[cfg(test)]
@@ -819,6 +1019,179 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.contains("--duration"), "{e}");
+    }
+
+    fn build_env(args: &[&str], procid: Option<&str>) -> Result<Plan, String> {
+        let a = Args::try_parse_from(std::iter::once("aif-loadgen").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        a.build_with(procid).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parts_share_the_load() {
+        let base = [
+            "--url",
+            "http://127.0.0.1:1",
+            "--duration",
+            "1s",
+            "--seed",
+            "40",
+        ];
+        let with = |extra: &[&str], procid: Option<&str>| {
+            let mut v: Vec<&str> = base.to_vec();
+            v.extend_from_slice(extra);
+            build_env(&v, procid)
+        };
+        // 10 clients over 3 parts: 4 + 3 + 3.
+        let shares: Vec<usize> = (0..3)
+            .map(|i| {
+                let p = with(
+                    &["--concurrency", "10", "--parts", "3"],
+                    Some(&i.to_string()),
+                )
+                .unwrap();
+                assert_eq!(p.part, Part { index: i, count: 3 });
+                assert_eq!(p.seed, 40 + i as u64);
+                match p.load {
+                    Load::Closed { concurrency } => concurrency,
+                    Load::Open { .. } => unreachable!(),
+                }
+            })
+            .collect();
+        assert_eq!(shares, [4, 3, 3]);
+        let p = with(
+            &[
+                "--request-rate",
+                "90",
+                "--max-concurrency",
+                "5",
+                "--parts",
+                "2",
+                "--part-index",
+                "1",
+                "--result-file",
+                "/tmp/r-%t.json",
+                "--progress-file",
+                "/tmp/p-%t.json",
+            ],
+            Some("0"),
+        )
+        .unwrap();
+        assert_eq!(p.part.index, 1, "--part-index wins over $SLURM_PROCID");
+        assert!(
+            matches!(p.load, Load::Open { rate, max_concurrency: Some(2), .. } if rate == 45.0),
+            "{:?}",
+            p.load
+        );
+        assert_eq!(p.result_file.unwrap(), PathBuf::from("/tmp/r-1.json"));
+        assert_eq!(p.progress_file.unwrap(), PathBuf::from("/tmp/p-1.json"));
+        // Not split: as before, and $SLURM_PROCID is not read.
+        let p = with(&["--concurrency", "3"], Some("x")).unwrap();
+        assert_eq!((p.part, p.seed, p.start_at_ms), (Part::default(), 40, None));
+        // Inline prompts: the parts start their picks at different places.
+        let chat = |i: &str| {
+            with(
+                &[
+                    "--concurrency",
+                    "2",
+                    "--parts",
+                    "2",
+                    "--part-index",
+                    i,
+                    "--workload",
+                    "chat",
+                    "--prompt",
+                    "a",
+                    "--prompt",
+                    "b",
+                ],
+                None,
+            )
+            .unwrap()
+            .workload
+            .bodies
+        };
+        assert_ne!(chat("0")[0], chat("1")[0]);
+
+        let now = crate::model::now_ms();
+        let soon = (now + 2000).to_string();
+        let p = with(&["--concurrency", "1", "--start-at", &soon], None).unwrap();
+        assert_eq!(p.start_at_ms, Some(now + 2000));
+
+        for (extra, procid, needles) in [
+            (
+                &["--concurrency", "1", "--parts", "2", "--part-index", "0"][..],
+                None,
+                &["--concurrency 1 cannot be shared by --parts 2"][..],
+            ),
+            (
+                &[
+                    "--request-rate",
+                    "5",
+                    "--max-concurrency",
+                    "2",
+                    "--parts",
+                    "3",
+                ],
+                Some("0"),
+                &["--max-concurrency 2 cannot be shared by --parts 3"],
+            ),
+            (
+                &["--concurrency", "2", "--parts", "2"],
+                None,
+                &["--part-index", "SLURM_PROCID"],
+            ),
+            (
+                &["--concurrency", "2", "--parts", "2"],
+                Some("one"),
+                &["--part-index", "SLURM_PROCID", "`one`"],
+            ),
+            (
+                &["--concurrency", "2", "--parts", "2"],
+                Some("2"),
+                &["--part-index", "SLURM_PROCID"],
+            ),
+            (
+                &["--concurrency", "2", "--parts", "2", "--part-index", "2"],
+                None,
+                &["--part-index", "--parts 2"],
+            ),
+            (&["--concurrency", "2", "--parts", "0"], None, &["--parts"]),
+            (
+                &["--concurrency", "2", "--parts", "257"],
+                None,
+                &["--parts"],
+            ),
+            (
+                &[
+                    "--concurrency",
+                    "2",
+                    "--parts",
+                    "2",
+                    "--part-index",
+                    "0",
+                    "--result-file",
+                    "/tmp/r.json",
+                ],
+                None,
+                &["--result-file", "%t"],
+            ),
+            (
+                &["--concurrency", "1", "--start-at", "1700000000"],
+                None,
+                &["--start-at", "seconds"],
+            ),
+            (
+                &["--concurrency", "1", "--start-at", "99999999999999"],
+                None,
+                &["--start-at"],
+            ),
+        ] {
+            let e = with(extra, procid).unwrap_err();
+            for n in needles {
+                assert!(e.contains(n), "{extra:?}: {e}");
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use serde_json::{Map, Value, json};
 
 use crate::loadgen::workload::{ErrorKind, Outcome};
@@ -118,6 +121,183 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// Format version of [`Recorder::to_json`] (key `version`).
+pub const RECORDER_JSON_VERSION: u64 = 1;
+
+/// The histograms of a [`Recorder`], by their key in [`Recorder::to_json`].
+const HISTOGRAMS: [&str; 5] = ["e2el", "ttft", "itl", "tpot", "wait"];
+
+/// The counters of a [`Recorder`], by their key in [`Recorder::to_json`].
+const COUNTERS: [&str; 6] = [
+    "completed",
+    "input_tokens",
+    "input_tokens_known",
+    "output_tokens",
+    "good",
+    "warmup_requests",
+];
+
+/// Why [`Recorder::from_json`] refused its input.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderDecodeError {
+    /// The value is not a JSON object.
+    #[error("recorder: not a JSON object")]
+    NotAnObject,
+    /// A key is missing.
+    #[error("recorder: key `{key}` is missing")]
+    Missing {
+        /// The key (`histograms.e2el.hdr` for a nested one).
+        key: String,
+    },
+    /// A key holds the wrong JSON type or an out-of-range number.
+    #[error("recorder: key `{key}` must be {expected}")]
+    WrongType {
+        /// The key.
+        key: String,
+        /// What it must hold.
+        expected: &'static str,
+    },
+    /// The format version is not [`RECORDER_JSON_VERSION`].
+    #[error(
+        "recorder: version {found} is not supported (this build reads {RECORDER_JSON_VERSION})"
+    )]
+    Version {
+        /// The version found.
+        found: u64,
+    },
+    /// A histogram is not valid base64.
+    #[error("recorder: key `{key}` is not base64: {source}")]
+    Base64 {
+        /// The key.
+        key: String,
+        /// The decoder's error.
+        source: base64::DecodeError,
+    },
+    /// A histogram is not a valid HdrHistogram V2 serialization.
+    #[error("recorder: key `{key}` is not an HdrHistogram V2 histogram: {source}")]
+    Histogram {
+        /// The key.
+        key: String,
+        /// The deserializer's error.
+        source: hdrhistogram::serialization::DeserializeError,
+    },
+    /// An error kind or HTTP status is not known.
+    #[error("recorder: `{name}` under key `{key}` is not {expected}")]
+    UnknownName {
+        /// The key (`errors` or `statuses`).
+        key: &'static str,
+        /// The name found.
+        name: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+}
+
+fn decode_u64(m: &Map<String, Value>, key: &str) -> Result<u64, RecorderDecodeError> {
+    m.get(key)
+        .ok_or_else(|| RecorderDecodeError::Missing { key: key.into() })?
+        .as_u64()
+        .ok_or_else(|| RecorderDecodeError::WrongType {
+            key: key.into(),
+            expected: "an unsigned integer",
+        })
+}
+
+fn decode_object<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+) -> Result<&'a Map<String, Value>, RecorderDecodeError> {
+    m.get(key)
+        .ok_or_else(|| RecorderDecodeError::Missing { key: key.into() })?
+        .as_object()
+        .ok_or_else(|| RecorderDecodeError::WrongType {
+            key: key.into(),
+            expected: "an object",
+        })
+}
+
+/// The object `key` of `m` as counts by a key that `parse` reads from each
+/// name (`expected` says what a name must be).
+fn decode_counts<K: Ord>(
+    m: &Map<String, Value>,
+    key: &'static str,
+    parse: impl Fn(&str) -> Option<K>,
+    expected: &'static str,
+) -> Result<BTreeMap<K, u64>, RecorderDecodeError> {
+    let mut out = BTreeMap::new();
+    for (name, n) in decode_object(m, key)? {
+        let k = parse(name).ok_or_else(|| RecorderDecodeError::UnknownName {
+            key,
+            name: name.clone(),
+            expected,
+        })?;
+        let n = n.as_u64().ok_or_else(|| RecorderDecodeError::WrongType {
+            key: format!("{key}.{name}"),
+            expected: "an unsigned integer",
+        })?;
+        out.insert(k, n);
+    }
+    Ok(out)
+}
+
+impl Latency {
+    /// `{"hdr": base64 of the V2 deflate serialization, "sum_s": "…"}`: the
+    /// sum as a string in Rust's shortest round-trip form, since JSON parsers
+    /// (serde_json's default one too) may read a number 1 ulp off.
+    fn to_json(&self) -> Value {
+        let mut bytes = Vec::new();
+        // Writing into a Vec cannot fail, and every count fits the format.
+        let _ = V2DeflateSerializer::new().serialize(&self.hist, &mut bytes);
+        json!({"hdr": BASE64.encode(&bytes), "sum_s": format!("{:?}", self.sum_s)})
+    }
+
+    fn from_json(v: &Value, name: &str) -> Result<Latency, RecorderDecodeError> {
+        let key = format!("histograms.{name}");
+        let m = v
+            .as_object()
+            .ok_or_else(|| RecorderDecodeError::WrongType {
+                key: key.clone(),
+                expected: "an object",
+            })?;
+        let hdr_key = format!("{key}.hdr");
+        let text = m
+            .get("hdr")
+            .ok_or_else(|| RecorderDecodeError::Missing {
+                key: hdr_key.clone(),
+            })?
+            .as_str()
+            .ok_or_else(|| RecorderDecodeError::WrongType {
+                key: hdr_key.clone(),
+                expected: "a base64 string",
+            })?;
+        let bytes = BASE64
+            .decode(text)
+            .map_err(|source| RecorderDecodeError::Base64 {
+                key: hdr_key.clone(),
+                source,
+            })?;
+        let hist: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|source| RecorderDecodeError::Histogram {
+                key: hdr_key,
+                source,
+            })?;
+        let sum_key = format!("{key}.sum_s");
+        let sum_s = match m.get("sum_s") {
+            None => return Err(RecorderDecodeError::Missing { key: sum_key }),
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::String(t)) => t.parse::<f64>().ok(),
+            Some(_) => None,
+        }
+        .filter(|v| v.is_finite())
+        .ok_or(RecorderDecodeError::WrongType {
+            key: sum_key,
+            expected: "a number (or one as a string)",
+        })?;
+        Ok(Latency { hist, sum_s })
+    }
+}
+
 /// Everything measured so far (requests sent after the warm-up).
 #[derive(Debug, Clone, Default)]
 pub struct Recorder {
@@ -213,6 +393,119 @@ impl Recorder {
         self.output_tokens += other.output_tokens;
         self.good += other.good;
         self.warmup_requests += other.warmup_requests;
+    }
+
+    /// Everything this recorder holds, as JSON (the result's `recorder` key):
+    /// `version`, the counters as numbers, `errors` by kind name, `statuses`
+    /// by status code, and `histograms` (`e2el`, `ttft`, `itl`, `tpot`,
+    /// `wait`), each `{"hdr": base64 of HdrHistogram's V2 deflate
+    /// serialization, "sum_s": exact sum in seconds, as a string}`.
+    /// [`Recorder::from_json`] rebuilds it.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("version".into(), json!(RECORDER_JSON_VERSION));
+        let counters = [
+            self.completed,
+            self.input_tokens,
+            self.input_tokens_known,
+            self.output_tokens,
+            self.good,
+            self.warmup_requests,
+        ];
+        for (key, v) in COUNTERS.iter().zip(counters) {
+            m.insert((*key).into(), json!(v));
+        }
+        m.insert(
+            "errors".into(),
+            Value::Object(
+                self.errors
+                    .iter()
+                    .map(|(k, v)| (k.name().to_string(), json!(v)))
+                    .collect(),
+            ),
+        );
+        m.insert(
+            "statuses".into(),
+            Value::Object(
+                self.statuses
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect(),
+            ),
+        );
+        let hists = [&self.e2el, &self.ttft, &self.itl, &self.tpot, &self.wait];
+        m.insert(
+            "histograms".into(),
+            Value::Object(
+                HISTOGRAMS
+                    .iter()
+                    .zip(hists)
+                    .map(|(k, h)| ((*k).to_string(), h.to_json()))
+                    .collect(),
+            ),
+        );
+        Value::Object(m)
+    }
+
+    /// Rebuilds a recorder from [`Recorder::to_json`]'s output.
+    ///
+    /// # Errors
+    /// [`RecorderDecodeError`] naming the key that is missing, of the wrong
+    /// type, or undecodable.
+    pub fn from_json(v: &Value) -> Result<Recorder, RecorderDecodeError> {
+        let m = v.as_object().ok_or(RecorderDecodeError::NotAnObject)?;
+        let version = decode_u64(m, "version")?;
+        if version != RECORDER_JSON_VERSION {
+            return Err(RecorderDecodeError::Version { found: version });
+        }
+        let mut counters = [0u64; COUNTERS.len()];
+        for (slot, key) in counters.iter_mut().zip(COUNTERS) {
+            *slot = decode_u64(m, key)?;
+        }
+        let [
+            completed,
+            input_tokens,
+            input_tokens_known,
+            output_tokens,
+            good,
+            warmup_requests,
+        ] = counters;
+        let errors = decode_counts(
+            m,
+            "errors",
+            |name| ErrorKind::ALL.into_iter().find(|k| k.name() == name),
+            "an error kind (connect, timeout, http_status, stream_broken, transport)",
+        )?;
+        let statuses = decode_counts(
+            m,
+            "statuses",
+            |name| name.parse::<u16>().ok(),
+            "an HTTP status code",
+        )?;
+        let hists = decode_object(m, "histograms")?;
+        let hist = |name: &str| {
+            hists
+                .get(name)
+                .ok_or_else(|| RecorderDecodeError::Missing {
+                    key: format!("histograms.{name}"),
+                })
+                .and_then(|v| Latency::from_json(v, name))
+        };
+        Ok(Recorder {
+            e2el: hist("e2el")?,
+            ttft: hist("ttft")?,
+            itl: hist("itl")?,
+            tpot: hist("tpot")?,
+            wait: hist("wait")?,
+            completed,
+            errors,
+            statuses,
+            input_tokens,
+            input_tokens_known,
+            output_tokens,
+            good,
+            warmup_requests,
+        })
     }
 
     /// The figures as result-file keys (vLLM's names where one exists), for a
@@ -420,6 +713,99 @@ mod tests {
         assert!((p99 - 400.0).abs() < 0.5, "{p99}");
         let table = summary_table(&f);
         assert!(table.contains("Successful requests:") && table.contains("Mean TTFT (ms):"));
+    }
+
+    #[test]
+    fn recorder_json_round_trips_exactly() {
+        let slo = Slo {
+            ttft_ms: Some(150.0),
+            e2el_ms: Some(350.0),
+            ..Slo::default()
+        };
+        let mut r = Recorder::default();
+        for i in 0..200u64 {
+            r.record(
+                &ok(100 + i * 3, 50 + i, 2 + i % 7),
+                Some(Duration::from_micros(i * 17)),
+                &slo,
+            );
+        }
+        r.record(
+            &Outcome {
+                error: Some(ErrorKind::Timeout),
+                ..Outcome::default()
+            },
+            None,
+            &slo,
+        );
+        r.record(
+            &Outcome {
+                error: Some(ErrorKind::HttpStatus),
+                status: Some(503),
+                ..Outcome::default()
+            },
+            None,
+            &slo,
+        );
+        r.warmup_requests = 7;
+        // Through the text of a result file, as the merge reads it.
+        let text = serde_json::to_string(&r.to_json()).unwrap();
+        let back = Recorder::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(back.figures(3.0, true, &slo), r.figures(3.0, true, &slo));
+        assert_eq!(back.e2el.hist, r.e2el.hist);
+        assert_eq!(back.itl.hist, r.itl.hist);
+        assert_eq!(back.wait.hist, r.wait.hist);
+        assert_eq!(
+            (
+                back.errors.clone(),
+                back.statuses.clone(),
+                back.warmup_requests
+            ),
+            (r.errors.clone(), r.statuses.clone(), 7)
+        );
+        assert_eq!(back.to_json(), r.to_json());
+        // A merge of decoded recorders works (same bounds).
+        let mut two = back.clone();
+        two.merge(&r);
+        assert_eq!(two.completed, 2 * r.completed);
+
+        let mut v = r.to_json();
+        v["histograms"]["ttft"]["hdr"] = json!("!!");
+        let e = Recorder::from_json(&v).unwrap_err();
+        assert!(
+            matches!(&e, RecorderDecodeError::Base64 { key, .. } if key == "histograms.ttft.hdr"),
+            "{e}"
+        );
+        v["histograms"]["ttft"]["hdr"] = json!("AAAA");
+        let e = Recorder::from_json(&v).unwrap_err();
+        assert!(matches!(e, RecorderDecodeError::Histogram { .. }), "{e}");
+        let mut v = r.to_json();
+        v.as_object_mut().unwrap().remove("good");
+        let e = Recorder::from_json(&v).unwrap_err();
+        assert!(
+            matches!(&e, RecorderDecodeError::Missing { key } if key == "good"),
+            "{e}"
+        );
+        v["good"] = json!("x");
+        let e = Recorder::from_json(&v).unwrap_err();
+        assert!(e.to_string().contains("`good`"), "{e}");
+        v["good"] = json!(1);
+        v["errors"]["nope"] = json!(1);
+        let e = Recorder::from_json(&v).unwrap_err();
+        assert!(
+            matches!(e, RecorderDecodeError::UnknownName { key: "errors", .. }),
+            "{e}"
+        );
+        v["version"] = json!(9);
+        let e = Recorder::from_json(&v).unwrap_err();
+        assert!(
+            matches!(e, RecorderDecodeError::Version { found: 9 }),
+            "{e}"
+        );
+        assert!(matches!(
+            Recorder::from_json(&json!([])),
+            Err(RecorderDecodeError::NotAnObject)
+        ));
     }
 
     #[test]

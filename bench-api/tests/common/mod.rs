@@ -393,3 +393,22 @@ pub fn exporter_binary() -> PathBuf {
     assert!(exe.is_file(), "{} missing", exe.display());
     exe
 }
+
+/// The true energy (J) of `gpus` simulated GPUs of seed 1 (the exporter's
+/// defaults: every exporter the API starts has these curves) over
+/// `[from_ms, to_ms]`, integrated at 5 ms steps.
+pub fn simulated_energy(gpus: usize, from_ms: i64, to_ms: i64) -> f64 {
+    use gpu_metrics::source::{GpuSource, SimulatedSource};
+    let mut src = SimulatedSource::new(gpus, 1).expect("simulated");
+    let total = |r: &[gpu_metrics::source::GpuReading]| -> f64 {
+        r.iter().map(|g| g.energy_mj.expect("energy") as f64).sum()
+    };
+    let start = total(&src.sample(from_ms).expect("sample"));
+    let mut t = from_ms;
+    let mut last = start;
+    while t < to_ms {
+        t = (t + 5).min(to_ms);
+        last = total(&src.sample(t).expect("sample"));
+    }
+    (last - start) / 1000.0
+}

@@ -15,7 +15,7 @@ const getPayload = compile(bench.options.update.getPayload);
 const API_FIELDS = new Set([
   'service_id', 'duration_seconds', 'concurrency', 'mode', 'requests_per_second', 'workload',
   'path', 'model', 'max_tokens', 'arrivals', 'burstiness', 'max_concurrency', 'warmup_seconds',
-  'prompts', 'synthetic_prompt_words', 'temperature', 'goodput',
+  'prompts', 'synthetic_prompt_words', 'temperature', 'goodput', 'load_nodes',
 ]);
 
 const base = { service_id: 'svc-1', duration_minutes: 5, mode: 'closed_loop', concurrency: 8, workload: 'http' };
@@ -37,6 +37,23 @@ test('open loop sends requests_per_second and no concurrency', () => {
   assert.equal(p.requests_per_second, 20);
   assert.equal(p.mode, 'open_loop');
   assert.ok(!('concurrency' in p));
+});
+
+test('Load nodes 2 is sent as load_nodes; 1 (the default) is not sent', () => {
+  const p = getPayload(payloadContext(bench, { ...base, load_nodes: 2 }));
+  assert.equal(p.load_nodes, 2);
+  assert.equal(p.concurrency, 8);
+  assert.ok(!('load_nodes' in getPayload(payloadContext(bench, { ...base, load_nodes: 1 }))));
+  const open = getPayload(payloadContext(bench, { ...base, mode: 'open_loop', requests_per_second: 20, load_nodes: 4 }));
+  assert.equal(open.load_nodes, 4);
+  assert.equal(open.requests_per_second, 20);
+});
+
+test('Load nodes above the concurrency, above 64 or not a number: refused naming the field', () => {
+  assert.throws(() => getPayload(payloadContext(bench, { ...base, concurrency: 2, load_nodes: 3 })),
+    /Concurrency 2 cannot be shared by Load nodes 3/);
+  assert.throws(() => getPayload(payloadContext(bench, { ...base, load_nodes: 65 })), /Load nodes must be at most 64/);
+  assert.throws(() => getPayload(payloadContext(bench, { ...base, load_nodes: 'two' })), /Load nodes must be a whole number/);
 });
 
 const valueChanged = compile(bench.options.elementValueChanged);

@@ -128,6 +128,119 @@ impl SshSession {
     }
 }
 
+impl SshSession {
+    /// `GET path` of `http://host:port` as the SSH server's host sees it:
+    /// over a `direct-tcpip` channel opened from the server (as `ssh -W`), an
+    /// HTTP/1.0 request whose status code is returned; `Ok(None)` when the
+    /// answer is not HTTP. For the hosts only the server reaches (compute
+    /// nodes behind a login node). The whole exchange is bounded by
+    /// `timeout`; the body is not read.
+    ///
+    /// # Errors
+    /// `InvalidCommand` for a path that does not start with `/` or holds
+    /// spaces or control characters, or a host with them; `ForwardRefused`
+    /// when the server refuses the channel (nothing listens there,
+    /// `AllowTcpForwarding no`); `Session` when reading fails or times out;
+    /// login errors from a reconnect.
+    pub fn http_status(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Option<u16>, SshError> {
+        let bad = |c: char| c.is_control() || c.is_whitespace();
+        if !path.starts_with('/') || path.chars().any(bad) {
+            return Err(SshError::InvalidCommand {
+                reason: format!("HTTP path {path:?} must start with / and hold no spaces"),
+            });
+        }
+        if host.is_empty() || host.chars().any(bad) {
+            return Err(SshError::InvalidCommand {
+                reason: format!("host {host:?} is empty or holds spaces"),
+            });
+        }
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(Connection::establish(&self.config)?);
+        }
+        let Some(conn) = guard.as_ref() else {
+            unreachable!("connection established above")
+        };
+        let session = &conn.session;
+        session.set_blocking(true);
+        session.set_timeout(duration_ms(timeout));
+        let (gw_host, gw_port) = (self.config.host.clone(), self.config.port);
+        let mut channel = match session.channel_direct_tcpip(host, port, None) {
+            Ok(c) => c,
+            Err(source) => {
+                let e = SshError::ForwardRefused {
+                    host: gw_host,
+                    port: gw_port,
+                    what: format!("direct-tcpip to {host}:{port}"),
+                    source,
+                };
+                if session_broken(session) {
+                    *guard = None;
+                }
+                return Err(e);
+            }
+        };
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let request =
+            format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        let io_err = |op: &'static str, source: io::Error| SshError::Io {
+            host: self.config.host.clone(),
+            port: self.config.port,
+            op,
+            source,
+        };
+        let deadline = Instant::now() + timeout;
+        let result = (|| {
+            use std::io::Write;
+            channel
+                .write_all(request.as_bytes())
+                .map_err(|e| io_err("write HTTP request", e))?;
+            let mut head = Vec::with_capacity(256);
+            let mut buf = [0u8; 1024];
+            while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
+                if Instant::now() >= deadline {
+                    return Err(io_err(
+                        "read HTTP status",
+                        io::Error::new(io::ErrorKind::TimedOut, "no status line in time"),
+                    ));
+                }
+                match channel.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                    Err(e) => return Err(io_err("read HTTP status", e)),
+                }
+            }
+            let line = String::from_utf8_lossy(&head);
+            let mut words = line.split_whitespace();
+            Ok(match (words.next(), words.next()) {
+                (Some(v), Some(code)) if v.starts_with("HTTP/1.") => code.parse().ok(),
+                _ => None,
+            })
+        })();
+        let _ = channel.close();
+        if result.as_ref().is_err_and(SshError::is_retryable) && session_broken(session) {
+            *guard = None;
+        }
+        result
+    }
+}
+
+/// True when the session itself no longer answers (a keepalive cannot be
+/// sent), as opposed to one refused channel.
+fn session_broken(session: &ssh2::Session) -> bool {
+    session.keepalive_send().is_err()
+}
+
 fn start_command(
     conn: &Connection,
     config: &SshConfig,

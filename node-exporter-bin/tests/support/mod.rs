@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use aif_testbed::{http_get, wait_until};
+use aif_testbed::netns::in_netns;
+use aif_testbed::{Topology, http_get, wait_until};
 
 pub const EXE: &str = env!("CARGO_BIN_EXE_aif-node-exporter");
 
@@ -14,28 +15,37 @@ pub struct Exporter {
     child: Option<Child>,
     pub log: PathBuf,
     pub listen: Option<String>,
+    /// The network namespace it runs in (`None`: the test's own); its
+    /// `--listen` address is scraped from inside it.
+    netns: Option<String>,
 }
 
 impl Exporter {
     /// Starts the exporter with `args`; stderr goes to `dir/exporter.log`.
     pub fn start(dir: &Path, args: &[&str]) -> Exporter {
-        Self::start_with_env(dir, args, &[])
+        Self::spawn(Command::new(EXE), None, dir, args)
     }
 
-    /// [`Exporter::start`] with extra environment variables.
-    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Exporter {
+    /// [`Exporter::start`] on `host` of `topo` (`ip netns exec`, which execs
+    /// the exporter: its network, its `/etc/hosts`, and [`Exporter::pid`] is
+    /// the exporter's); [`Exporter::scrape`] is made from inside that host.
+    pub fn start_in(topo: &Topology, host: &str, dir: &Path, args: &[&str]) -> Exporter {
+        let netns = topo.netns(host).to_string();
+        Self::spawn(topo.exec(host, EXE), Some(netns), dir, args)
+    }
+
+    fn spawn(mut cmd: Command, netns: Option<String>, dir: &Path, args: &[&str]) -> Exporter {
         let log = dir.join("exporter.log");
         let out = std::fs::File::create(&log).expect("log file");
         let listen = args
             .iter()
             .position(|a| *a == "--listen")
             .map(|i| args[i + 1].to_string());
-        let child = Command::new(EXE)
+        let child = cmd
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("SLURM_JOB_ID")
             .env_remove("AIF_PUSHGATEWAY_PASSWORD")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(out)
@@ -45,6 +55,7 @@ impl Exporter {
             child: Some(child),
             log,
             listen,
+            netns,
         }
     }
 
@@ -60,8 +71,9 @@ impl Exporter {
     /// The exporter's own `/metrics` (needs `--listen`).
     pub fn scrape(&self) -> String {
         let addr = self.listen.as_ref().expect("started with --listen");
-        match http_get(&format!("http://{addr}/metrics")) {
-            Ok((200, body)) => body,
+        let url = format!("http://{addr}/metrics");
+        match in_netns(self.netns.as_deref(), || http_get(&url)) {
+            Ok(Ok((200, body))) => body,
             _ => String::new(),
         }
     }

@@ -226,6 +226,11 @@ impl Backend for SlurmRestBackend {
     fn job_file(&self, key: &str, name: &str) -> PathBuf {
         self.log_dir.join(format!("{key}.{name}"))
     }
+
+    fn stderr_file(&self, key: &str, backend_ref: &str) -> PathBuf {
+        // sbatch's `--error` of [`JobResources::of`] (`%j`: the job id).
+        self.log_dir.join(format!("{key}-{backend_ref}.err"))
+    }
 }
 
 #[cfg(test)]

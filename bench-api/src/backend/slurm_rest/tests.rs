@@ -263,6 +263,7 @@ fn check_against_schema(job: &Value, types_fixture: &str) {
             Value::Number(_) => "integer",
             Value::Array(_) => "array",
             Value::Object(_) => "object",
+            Value::Bool(_) => "boolean",
             _ => "other",
         };
         assert_eq!(got, want, "{k} in {types_fixture}");
@@ -278,6 +279,8 @@ fn submit_bodies_follow_each_version_and_carry_the_cli_script() {
         recipe: &recipe,
         argv: &argv,
         port: None,
+        tasks: 1,
+        urls: &[],
     };
     let cli = SlurmBackend::new(
         Box::new(Printed {
@@ -305,6 +308,10 @@ fn submit_bodies_follow_each_version_and_carry_the_cli_script() {
     assert_eq!(job["time_limit"], 90);
     assert_eq!(job["gres"], "gpu:2");
     assert_eq!(job["cpus_per_task"], 4);
+    assert_eq!(
+        job["requeue"], false,
+        "a dead node must not restart the job unseen"
+    );
     assert_eq!(job["partition"], "gpu");
     assert_eq!(job["standard_output"], "/cluster/logs/svc-1-%j.out");
     assert_eq!(job["current_working_directory"], "/cluster/logs");
@@ -343,6 +350,7 @@ fn submit_bodies_follow_each_version_and_carry_the_cli_script() {
         "--time=1:30:00",
         "--cpus-per-task=4",
         "--output=/cluster/logs/svc-1-%j.out",
+        "--no-requeue",
     ] {
         assert!(args.contains(&a.to_string()), "{a} in {args:?}");
     }

@@ -182,6 +182,8 @@ impl ApiVersion {
         let mut job = serde_json::Map::new();
         job.insert("name".into(), json!(r.name));
         job.insert("tasks_per_node".into(), json!(1));
+        // As sbatch's `--no-requeue` (see JobResources::sbatch_options).
+        job.insert("requeue".into(), json!(false));
         job.insert("cpus_per_task".into(), json!(r.cpus_per_task));
         job.insert("current_working_directory".into(), json!(req.cwd));
         job.insert("standard_output".into(), json!(r.stdout));

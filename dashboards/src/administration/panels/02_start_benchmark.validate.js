@@ -45,6 +45,22 @@ function startBenchmarkRequest(elements) {
   } else {
     return { error: 'Load must be closed_loop or open_loop, not "' + byId.mode + '"' };
   }
+  const nodes = text('load_nodes') === '' ? { value: 1 } : positiveInt('load_nodes', 'Load nodes');
+  if (nodes.error) {
+    return nodes;
+  }
+  if (nodes.value > 64) {
+    return { error: 'Load nodes must be at most 64, not ' + nodes.value };
+  }
+  if (nodes.value > 1) {
+    if (payload.concurrency !== undefined && payload.concurrency < nodes.value) {
+      return {
+        error: 'Concurrency ' + payload.concurrency + ' cannot be shared by Load nodes ' + nodes.value
+          + ': each node needs at least one client',
+      };
+    }
+    payload.load_nodes = nodes.value;
+  }
   if (!['http', 'openai_completions', 'openai_chat'].includes(byId.workload)) {
     return { error: 'Workload must be http, openai_completions or openai_chat, not "' + byId.workload + '"' };
   }
