@@ -7,13 +7,19 @@
 //! field, never a silent default.
 //!
 //! The pieces:
-//! - [`config`]: flags and TOML (flags win; bad keys exit 2).
-//! - [`server`]: `tiny_http` with a fixed worker pool; [`routes`] is the one
-//!   route table both the router and [`openapi`] use.
+//! - [`config`]: flags and TOML (flags win; bad keys exit 2), put together
+//!   from the backends' own settings.
+//! - [`server`]: HTTP on `vendor/tiny_http`'s reactor with a fixed worker
+//!   pool; [`routes`] is the one route table both the router and [`openapi`]
+//!   use; [`start`]: why starting failed.
 //! - [`validate`]: strict JSON and query parsing, the error shape.
+//! - [`limits`]: the one table of request limits (validators and [`openapi`]).
 //! - [`cors`], [`auth`]: configured origins only; bearer token on mutating routes.
 //! - [`state`]: SQLite; [`recipes`]: TOML argv templates; [`backend`]: local
-//!   processes or Slurm (here or over SSH); [`app`]: handlers and the monitor.
+//!   processes or Slurm (here or over SSH); [`app`]: the `App` built from
+//!   the config, its handlers (services, runs) and the monitor.
+//! - [`benchmark`], [`energy`]: runs as jobs, their results and energy;
+//!   [`model`]: the API's types.
 //! - [`metrics`]: `GET /metrics`.
 //! - [`tunnel`]: the reverse tunnel on the Slurm login node (`--reverse-tunnel`).
 //! - [`loadgen`]: the load generator `aif-loadgen` runs (its own binary).
@@ -27,6 +33,7 @@ pub mod benchmark;
 pub mod config;
 pub mod cors;
 pub mod energy;
+pub mod limits;
 pub mod loadgen;
 pub mod metrics;
 pub mod model;
@@ -34,6 +41,7 @@ pub mod openapi;
 pub mod recipes;
 pub mod routes;
 pub mod server;
+pub mod start;
 pub mod state;
 pub mod tunnel;
 pub mod validate;

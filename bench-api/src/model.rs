@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits;
+use crate::validate::ApiError;
+
 /// Lifecycle status of a service or a benchmark run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -251,6 +254,242 @@ pub struct CreateRun {
     pub load_nodes: Option<i64>,
 }
 
+impl CreateRun {
+    /// Checks every choice of the body that needs no state (ranges from
+    /// [`crate::limits`], the fields each `mode`, `arrivals` and `workload`
+    /// takes) and fills in the defaults: the [`RunSpec`] to run. What needs
+    /// the service or the backend (`service_id`,
+    /// [`crate::benchmark::check_load_nodes`]) is checked by the caller.
+    ///
+    /// The checks run in a fixed order and the first failure is the answer,
+    /// so a body with several faults always blames the same field.
+    ///
+    /// # Errors
+    /// `400` naming the field (`prompts[i]`, `goodput.ttft_ms` for nested
+    /// ones): out of range, given for a mode or workload that does not take
+    /// it, missing where its choice requires it, or given with a field it
+    /// excludes.
+    pub fn validate(&self) -> Result<RunSpec, ApiError> {
+        let req = self;
+        limits::DURATION_SECONDS.check(req.duration_seconds)?;
+        let concurrency = req.concurrency.unwrap_or(1);
+        limits::CONCURRENCY.check(concurrency)?;
+        let mode = req.mode.unwrap_or(LoadMode::ClosedLoop);
+        match (mode, req.requests_per_second) {
+            (LoadMode::OpenLoop, None) => {
+                return Err(ApiError::bad_field(
+                    "requests_per_second",
+                    "missing field `requests_per_second` (required for mode `open_loop`)",
+                ));
+            }
+            (LoadMode::OpenLoop, Some(r)) => limits::REQUESTS_PER_SECOND.check(r)?,
+            (LoadMode::ClosedLoop, Some(_)) => {
+                return Err(ApiError::bad_field(
+                    "requests_per_second",
+                    "`requests_per_second` is for mode `open_loop`; closed_loop uses `concurrency`",
+                ));
+            }
+            (LoadMode::ClosedLoop, None) => {}
+        }
+        let workload = req.workload.unwrap_or(Workload::Http);
+        let path = match &req.path {
+            Some(p) => {
+                if !p.starts_with('/')
+                    || p.chars().count() > limits::PATH_CHARS.max as usize
+                    || p.chars().any(|c| c.is_control() || c == ' ')
+                {
+                    return Err(ApiError::bad_field(
+                        "path",
+                        "`path` must start with `/` and hold no spaces",
+                    ));
+                }
+                p.clone()
+            }
+            None if workload == Workload::OpenaiCompletions => "/v1/completions".into(),
+            None if workload == Workload::OpenaiChat => "/v1/chat/completions".into(),
+            None => "/".into(),
+        };
+        if workload == Workload::Http && (req.model.is_some() || req.max_tokens.is_some()) {
+            let field = if req.model.is_some() {
+                "model"
+            } else {
+                "max_tokens"
+            };
+            return Err(ApiError::bad_field(
+                field,
+                format!("`{field}` is for workload `openai_completions`"),
+            ));
+        }
+        if let Some(m) = &req.model
+            && (!limits::MODEL_CHARS.contains_len(m.chars().count())
+                || m.chars().any(char::is_control))
+        {
+            let l = limits::MODEL_CHARS;
+            return Err(ApiError::bad_field(
+                "model",
+                format!("`model` must be {}..={} printable characters", l.min, l.max),
+            ));
+        }
+        if let Some(t) = req.max_tokens {
+            limits::MAX_TOKENS.check(t)?;
+        }
+        let mut spec = RunSpec {
+            duration_seconds: req.duration_seconds,
+            concurrency,
+            mode,
+            requests_per_second: req.requests_per_second,
+            workload,
+            path,
+            model: req.model.clone(),
+            max_tokens: req.max_tokens,
+            ..RunSpec::default()
+        };
+        let open = spec.mode == LoadMode::OpenLoop;
+        match (open, req.arrivals, req.burstiness) {
+            (false, Some(_), _) => return Err(only_for("arrivals", "mode `open_loop`")),
+            (false, None, Some(_)) => return Err(only_for("burstiness", "`arrivals: gamma`")),
+            (true, Some(ArrivalKind::Gamma), None) => {
+                return Err(ApiError::bad_field(
+                    "burstiness",
+                    "missing field `burstiness` (required for `arrivals: gamma`)",
+                ));
+            }
+            (true, Some(ArrivalKind::Gamma), Some(b)) => {
+                if !limits::BURSTINESS.contains(b) {
+                    return Err(ApiError::bad_field(
+                        "burstiness",
+                        format!(
+                            "`burstiness` must be > {} and at most {}",
+                            limits::BURSTINESS.min,
+                            limits::BURSTINESS.max
+                        ),
+                    ));
+                }
+            }
+            (true, _, Some(_)) => return Err(only_for("burstiness", "`arrivals: gamma`")),
+            (true, _, None) | (false, None, None) => {}
+        }
+        if open {
+            spec.arrivals = Some(req.arrivals.unwrap_or(ArrivalKind::Poisson));
+            spec.burstiness = req.burstiness;
+        }
+        if let Some(m) = req.max_concurrency {
+            if !open {
+                return Err(only_for(
+                    "max_concurrency",
+                    "mode `open_loop` (closed_loop uses `concurrency`)",
+                ));
+            }
+            limits::MAX_CONCURRENCY.check(m)?;
+            spec.max_concurrency = Some(m);
+        }
+        if open && req.concurrency.is_some() {
+            return Err(only_for(
+                "concurrency",
+                "mode `closed_loop` (open_loop caps requests in flight with `max_concurrency`)",
+            ));
+        }
+        let warmup = req.warmup_seconds.unwrap_or(0);
+        limits::WARMUP_SECONDS.check(warmup)?;
+        spec.warmup_seconds = warmup;
+        let openai = spec.workload != Workload::Http;
+        let what = "workloads `openai_completions` and `openai_chat`";
+        for (given, field) in [
+            (req.prompts.is_some(), "prompts"),
+            (
+                req.synthetic_prompt_words.is_some(),
+                "synthetic_prompt_words",
+            ),
+            (req.temperature.is_some(), "temperature"),
+        ] {
+            if given && !openai {
+                return Err(only_for(field, what));
+            }
+        }
+        if let Some(p) = &req.prompts {
+            if req.synthetic_prompt_words.is_some() {
+                return Err(ApiError::bad_field(
+                    "synthetic_prompt_words",
+                    "give `prompts` or `synthetic_prompt_words`, not both",
+                ));
+            }
+            let (n, chars) = (limits::PROMPTS, limits::PROMPT_CHARS);
+            if !n.contains_len(p.len()) {
+                return Err(ApiError::bad_field(
+                    "prompts",
+                    format!("`prompts` must hold {}..={} prompts", n.min, n.max),
+                ));
+            }
+            if let Some(i) = p
+                .iter()
+                .position(|s| !chars.contains_len(s.chars().count()) || s.contains('\0'))
+            {
+                return Err(ApiError::bad_field(
+                    format!("prompts[{i}]"),
+                    format!(
+                        "a prompt must be {}..={} characters without NUL",
+                        chars.min, chars.max
+                    ),
+                ));
+            }
+            spec.prompts = Some(p.clone());
+        }
+        if let Some(n) = req.synthetic_prompt_words {
+            limits::SYNTHETIC_PROMPT_WORDS.check(n)?;
+        }
+        if openai && spec.prompts.is_none() {
+            spec.synthetic_prompt_words = Some(req.synthetic_prompt_words.unwrap_or(128));
+        }
+        if let Some(t) = req.temperature {
+            if !limits::TEMPERATURE.contains(t) {
+                return Err(ApiError::bad_field(
+                    "temperature",
+                    format!(
+                        "`temperature` must be in {}..={}",
+                        limits::TEMPERATURE.min,
+                        limits::TEMPERATURE.max
+                    ),
+                ));
+            }
+            spec.temperature = Some(t);
+        }
+        if let Some(g) = &req.goodput {
+            for (v, field, needs_openai) in [
+                (g.ttft_ms, "goodput.ttft_ms", true),
+                (g.tpot_ms, "goodput.tpot_ms", true),
+                (g.e2el_ms, "goodput.e2el_ms", false),
+            ] {
+                let Some(v) = v else { continue };
+                if needs_openai && !openai {
+                    return Err(only_for(field, what));
+                }
+                if !limits::GOODPUT_MS.contains(v) {
+                    return Err(ApiError::bad_field(
+                        field,
+                        format!("`{field}` must be > {} ms", limits::GOODPUT_MS.min),
+                    ));
+                }
+            }
+            if g.ttft_ms.is_none() && g.tpot_ms.is_none() && g.e2el_ms.is_none() {
+                return Err(ApiError::bad_field(
+                    "goodput",
+                    "`goodput` needs at least one of ttft_ms, tpot_ms, e2el_ms",
+                ));
+            }
+            spec.goodput = Some(*g);
+        }
+        let load_nodes = req.load_nodes.unwrap_or(1);
+        limits::LOAD_NODES.check(load_nodes)?;
+        spec.load_nodes = load_nodes;
+        Ok(spec)
+    }
+}
+
+/// "`field` is for WHAT": `field` given where it does not apply.
+fn only_for(field: &str, what: &str) -> ApiError {
+    ApiError::bad_field(field, format!("`{field}` is for {what}"))
+}
+
 /// What a run does: the validated, defaulted form of [`CreateRun`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -364,28 +603,27 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Formats Unix milliseconds as RFC 3339 UTC (`2024-05-01T12:00:00.123Z`).
+/// Formats Unix milliseconds as RFC 3339 UTC (`2024-05-01T12:00:00.123Z`):
+/// always milliseconds and `Z`, the year in at least 4 digits.
+///
+/// The civil time is jiff's: the epoch plus `ms` as a [`jiff::civil::DateTime`]
+/// (UTC has no offset to apply), whose range is every year -9999..=9999 in
+/// full; times beyond it are clamped to its ends.
 pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    use jiff::civil::{DateTime, datetime};
+    const UNIX_EPOCH: DateTime = datetime(1970, 1, 1, 0, 0, 0, 0);
+    let t = UNIX_EPOCH
+        .checked_add(jiff::SignedDuration::from_millis(ms))
+        .unwrap_or(if ms < 0 { DateTime::MIN } else { DateTime::MAX });
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
     )
 }
 
@@ -411,8 +649,127 @@ mod tests {
     #[test]
     fn rfc3339_known_values() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
         assert_eq!(rfc3339(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
+        assert_eq!(rfc3339(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(-62_167_219_200_000), "0000-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(i64::MIN), "-9999-01-01T00:00:00.000Z");
+    }
+
+    /// The formatter `rfc3339` had before it used jiff (civil from days,
+    /// Howard Hinnant's algorithm): the reference its output must match.
+    fn rfc3339_before_jiff(ms: i64) -> String {
+        let secs = ms.div_euclid(1000);
+        let millis = ms.rem_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let y = yoe + era * 400;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = if m <= 2 { y + 1 } else { y };
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        )
+    }
+
+    #[test]
+    fn rfc3339_is_byte_identical_to_the_hand_written_formatter() {
+        // Years -9999..=9999 in steps of a prime-ish 11.6 days (every
+        // millisecond residue, hour and minute comes round).
+        let lo = -377_705_116_800_000; // -9999-01-01T00:00:00.000Z
+        let hi = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let step = 1_000_000_007;
+        let mut ms = lo;
+        while ms <= hi {
+            assert_eq!(rfc3339(ms), rfc3339_before_jiff(ms), "{ms}");
+            ms += step;
+        }
+        for ms in [
+            0,
+            -1,
+            1,
+            999,
+            951_782_400_123,
+            1_709_164_800_000,
+            1_709_251_199_999,
+            -62_167_219_200_001,
+            hi,
+            lo,
+        ] {
+            assert_eq!(rfc3339(ms), rfc3339_before_jiff(ms), "{ms}");
+        }
+    }
+
+    /// A minimal `CreateRun` with `field` set to `value` and the choices
+    /// (`mode`, `arrivals`, `workload`) that take `field`.
+    fn create_run_with(field: &str, value: serde_json::Value) -> CreateRun {
+        let mut body = serde_json::json!({"service_id": "svc-x", "duration_seconds": 10});
+        let context = match field {
+            "requests_per_second" | "max_concurrency" => {
+                serde_json::json!({"mode": "open_loop", "requests_per_second": 1})
+            }
+            "burstiness" => serde_json::json!({
+                "mode": "open_loop", "requests_per_second": 1, "arrivals": "gamma"
+            }),
+            "max_tokens" | "synthetic_prompt_words" | "temperature" => {
+                serde_json::json!({"workload": "openai_completions"})
+            }
+            _ => serde_json::json!({}),
+        };
+        for (k, v) in context.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body[field] = value;
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn validate_takes_its_ranges_from_the_table() {
+        for l in limits::CREATE_RUN_INTEGERS {
+            for v in [l.min, l.max] {
+                let spec = create_run_with(l.field, v.into()).validate();
+                assert!(spec.is_ok(), "{} = {v}: {spec:?}", l.field);
+            }
+            for v in [l.min - 1, l.max + 1] {
+                let e = create_run_with(l.field, v.into()).validate().unwrap_err();
+                assert_eq!(e.status, 400);
+                assert_eq!(e.field.as_deref(), Some(l.field));
+                assert_eq!(
+                    e.error,
+                    format!(
+                        "`{}` must be between {} and {}, got {v}",
+                        l.field, l.min, l.max
+                    )
+                );
+            }
+        }
+        for l in limits::CREATE_RUN_NUMBERS {
+            let (min, max) = (l.min as f64, l.max as f64);
+            let ok = |v: f64| create_run_with(l.field, v.into()).validate().is_ok();
+            assert!(
+                ok(max) && !ok(max + 0.001) && !ok(min - 0.001),
+                "{}",
+                l.field
+            );
+            assert_eq!(ok(min), !l.exclusive_min, "{}", l.field);
+        }
+        let spec = create_run_with("warmup_seconds", 5.into())
+            .validate()
+            .unwrap();
+        assert_eq!((spec.warmup_seconds, spec.load_nodes), (5, 1));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::backend::Runnable;
+use crate::limits;
 use crate::model::Status;
 use crate::recipes::Catalogue;
 use crate::routes::{Body, Handler, ROUTES, Route};
@@ -108,23 +109,23 @@ fn create_run() -> Value {
     let mut v = choice_variants(
         &json!({
             "service_id": {"type": "string", "description": "A running service with an endpoint (404 when unknown, 409 when not running or without a port)"},
-            "duration_seconds": {"type": "integer", "minimum": 1, "maximum": 86400, "description": "Measured time, after the warm-up. Required: there is no default"},
-            "warmup_seconds": {"type": "integer", "minimum": 0, "maximum": 3600, "default": 0, "description": "Load sent before duration_seconds and excluded from the results"},
-            "concurrency": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1, "description": "Clients, each sending its next request when the last ended"},
+            "duration_seconds": {"type": "integer", "minimum": limits::DURATION_SECONDS.min, "maximum": limits::DURATION_SECONDS.max, "description": "Measured time, after the warm-up. Required: there is no default"},
+            "warmup_seconds": {"type": "integer", "minimum": limits::WARMUP_SECONDS.min, "maximum": limits::WARMUP_SECONDS.max, "default": 0, "description": "Load sent before duration_seconds and excluded from the results"},
+            "concurrency": {"type": "integer", "minimum": limits::CONCURRENCY.min, "maximum": limits::CONCURRENCY.max, "default": 1, "description": "Clients, each sending its next request when the last ended"},
             "mode": {"type": "string", "description": "closed_loop: `concurrency` clients back to back; open_loop: `requests_per_second`, latency from the scheduled send time"},
-            "requests_per_second": {"type": "integer", "minimum": 1, "maximum": 100000},
-            "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 10000, "description": "Most requests in flight; the wait for a free client is reported as queue_wait"},
+            "requests_per_second": {"type": "integer", "minimum": limits::REQUESTS_PER_SECOND.min, "maximum": limits::REQUESTS_PER_SECOND.max},
+            "max_concurrency": {"type": "integer", "minimum": limits::MAX_CONCURRENCY.min, "maximum": limits::MAX_CONCURRENCY.max, "description": "Most requests in flight; the wait for a free client is reported as queue_wait"},
             "arrivals": {"type": "string", "description": "How open-loop requests arrive (as vllm bench serve draws them)"},
-            "burstiness": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1000, "description": "Gamma shape: < 1 burstier, > 1 steadier"},
+            "burstiness": {"type": "number", "minimum": limits::BURSTINESS.min, "exclusiveMinimum": limits::BURSTINESS.exclusive_min, "maximum": limits::BURSTINESS.max, "description": "Gamma shape: < 1 burstier, > 1 steadier"},
             "workload": {"type": "string"},
-            "path": {"type": "string", "maxLength": 2048, "pattern": REQUEST_PATH, "description": "Request path (default `/`, `/v1/completions` for openai_completions, `/v1/chat/completions` for openai_chat)"},
-            "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": PRINTABLE},
-            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768},
-            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-            "prompts": {"type": "array", "minItems": 1, "maxItems": crate::benchmark::MAX_PROMPTS, "items": {"type": "string", "minLength": 1, "maxLength": crate::benchmark::MAX_PROMPT_CHARS, "pattern": "^[^\\u0000]*$"}},
-            "synthetic_prompt_words": {"type": "integer", "minimum": 1, "maximum": 4096, "description": "Synthetic prompts of this many words (default 128 when no prompts)"},
+            "path": {"type": "string", "maxLength": limits::PATH_CHARS.max, "pattern": REQUEST_PATH, "description": "Request path (default `/`, `/v1/completions` for openai_completions, `/v1/chat/completions` for openai_chat)"},
+            "model": {"type": "string", "minLength": limits::MODEL_CHARS.min, "maxLength": limits::MODEL_CHARS.max, "pattern": PRINTABLE},
+            "max_tokens": {"type": "integer", "minimum": limits::MAX_TOKENS.min, "maximum": limits::MAX_TOKENS.max},
+            "temperature": {"type": "number", "minimum": limits::TEMPERATURE.min, "maximum": limits::TEMPERATURE.max},
+            "prompts": {"type": "array", "minItems": limits::PROMPTS.min, "maxItems": limits::PROMPTS.max, "items": {"type": "string", "minLength": limits::PROMPT_CHARS.min, "maxLength": limits::PROMPT_CHARS.max, "pattern": "^[^\\u0000]*$"}},
+            "synthetic_prompt_words": {"type": "integer", "minimum": limits::SYNTHETIC_PROMPT_WORDS.min, "maximum": limits::SYNTHETIC_PROMPT_WORDS.max, "description": "Synthetic prompts of this many words (default 128 when no prompts)"},
             "goodput": openai_goodput,
-            "load_nodes": {"type": "integer", "minimum": 1, "maximum": crate::benchmark::MAX_LOAD_NODES, "default": 1, "description": "Nodes the load is sent from (Slurm backends): one aif-loadgen per node in one job, each with its share of concurrency, requests_per_second and max_concurrency (each node needs at least one client), started together; percentiles come from the merged histograms, per-node counts are in the result's `nodes`"}
+            "load_nodes": {"type": "integer", "minimum": limits::LOAD_NODES.min, "maximum": limits::LOAD_NODES.max, "default": 1, "description": "Nodes the load is sent from (Slurm backends): one aif-loadgen per node in one job, each with its share of concurrency, requests_per_second and max_concurrency (each node needs at least one client), started together; percentiles come from the merged histograms, per-node counts are in the result's `nodes`"}
         }),
         &["service_id", "duration_seconds"],
         CREATE_RUN_CHOICES,
@@ -349,7 +350,7 @@ fn schemas(recipes: &Catalogue) -> Value {
         "CancelRequest": {
             "type": "object",
             "additionalProperties": false,
-            "properties": {"reason": {"type": "string", "maxLength": 1024, "pattern": PRINTABLE, "description": "Stored in the status history"}}
+            "properties": {"reason": {"type": "string", "maxLength": limits::REASON_CHARS.max, "pattern": PRINTABLE, "description": "Stored in the status history"}}
         },
         "Service": {
             "type": "object",
@@ -390,9 +391,9 @@ fn schemas(recipes: &Catalogue) -> Value {
             "minProperties": 1,
             "description": "Goodput objectives: request_goodput counts the requests meeting every one given",
             "properties": {
-                "ttft_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000, "description": "openai_* workloads only"},
-                "tpot_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000, "description": "openai_* workloads only"},
-                "e2el_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000}
+                "ttft_ms": {"type": "number", "minimum": limits::GOODPUT_MS.min, "exclusiveMinimum": limits::GOODPUT_MS.exclusive_min, "maximum": limits::GOODPUT_MS.max, "description": "openai_* workloads only"},
+                "tpot_ms": {"type": "number", "minimum": limits::GOODPUT_MS.min, "exclusiveMinimum": limits::GOODPUT_MS.exclusive_min, "maximum": limits::GOODPUT_MS.max, "description": "openai_* workloads only"},
+                "e2el_ms": {"type": "number", "minimum": limits::GOODPUT_MS.min, "exclusiveMinimum": limits::GOODPUT_MS.exclusive_min, "maximum": limits::GOODPUT_MS.max}
             }
         },
         "GoodputSloHttp": {
@@ -401,7 +402,7 @@ fn schemas(recipes: &Catalogue) -> Value {
             "required": ["e2el_ms"],
             "description": "Goodput objective of the http workload (it has no tokens)",
             "properties": {
-                "e2el_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 86400000}
+                "e2el_ms": {"type": "number", "minimum": limits::GOODPUT_MS.min, "exclusiveMinimum": limits::GOODPUT_MS.exclusive_min, "maximum": limits::GOODPUT_MS.max}
             }
         },
         "RunProgress": {

@@ -11,40 +11,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::app::{App, Payload, Reply};
-use crate::backend::local::LocalBackend;
-use crate::backend::runner::{CommandRunner, LocalRunner, SshRunner};
-use crate::backend::slurm::{ExporterPlan, SlurmBackend};
-use crate::backend::{Backend, BackendError};
-use crate::config::{BackendKind, Config};
-use crate::recipes::{Catalogue, RecipeError};
+use crate::backend::Backend;
+use crate::config::Config;
 use crate::routes::{self, Body, Handler, Match, Method};
-use crate::state::{StateError, Store};
 use crate::validate::{ApiError, MAX_BODY_BYTES};
 
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The recipes are invalid (a configuration error: exit code 2).
-    #[error(transparent)]
-    Recipes(#[from] RecipeError),
-    /// The state database could not be opened.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// The backend could not be set up.
-    #[error("backend: {0}")]
-    Backend(#[from] BackendError),
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {message}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        message: String,
-    },
-    /// This program's own path is unknown (needed for the local supervisor).
-    #[error("cannot find this program's path: {0}")]
-    CurrentExe(std::io::Error),
-}
+pub use crate::start::StartError;
 
 /// A running server.
 pub struct Server {
@@ -64,164 +36,15 @@ impl std::fmt::Debug for Server {
     }
 }
 
-fn build_backend(config: &Config) -> Result<Box<dyn Backend>, StartError> {
-    match config.backend {
-        BackendKind::Local => {
-            let exe = std::env::current_exe().map_err(StartError::CurrentExe)?;
-            let local = LocalBackend::new(&config.log_dir, exe, config.kill_grace)?;
-            Ok(Box::new(match exporter_plan(config) {
-                Some(plan) => local.with_exporter(plan),
-                None => local,
-            }))
-        }
-        BackendKind::SlurmRest => build_slurm_rest(config),
-        BackendKind::Slurm => {
-            let timeout = Duration::from_secs(config.slurm.command_timeout_seconds.unwrap_or(30));
-            let (runner, default_log_dir): (Box<dyn CommandRunner>, std::path::PathBuf) =
-                match &config.slurm.ssh {
-                    Some(ssh) => (
-                        Box::new(SshRunner::new(ssh, timeout).map_err(BackendError::from)?),
-                        "aif-bench-logs".into(),
-                    ),
-                    None => (Box::new(LocalRunner::new(timeout)), local_log_dir(config)?),
-                };
-            let log_dir = config.slurm.log_dir.clone().unwrap_or(default_log_dir);
-            let exporter = exporter_plan(config);
-            if exporter.is_none() {
-                log::warn!(
-                    "slurm: no pushgateway configured; GPU services start without a node exporter"
-                );
-            }
-            log::info!("slurm: commands run via {}", runner.describe());
-            Ok(Box::new(SlurmBackend::new(
-                runner,
-                config.slurm.clone(),
-                log_dir,
-                exporter,
-            )))
-        }
-    }
-}
-
-/// The node exporter GPU jobs start beside the service, when there is a
-/// Pushgateway (through the reverse tunnel's port on the login node when
-/// there is one).
-fn exporter_plan(config: &Config) -> Option<ExporterPlan> {
-    config.job_pushgateway().map(|pgw| ExporterPlan {
-        settings: config.exporter.clone(),
-        pushgateway: pgw.to_string(),
-        remote_write: config.job_remote_write().map(str::to_string),
-    })
-}
-
-/// `log_dir` here, created, as an absolute path (jobs run elsewhere).
-fn local_log_dir(config: &Config) -> Result<std::path::PathBuf, BackendError> {
-    std::fs::create_dir_all(&config.log_dir).map_err(|source| BackendError::Io {
-        what: format!("create {}", config.log_dir.display()),
-        source,
-    })?;
-    Ok(config
-        .log_dir
-        .canonicalize()
-        .unwrap_or_else(|_| config.log_dir.clone()))
-}
-
-/// The `slurm-rest` backend: the client (through the SSH forward when
-/// `[slurm.rest.ssh]` is set) and the job settings.
-fn build_slurm_rest(config: &Config) -> Result<Box<dyn Backend>, StartError> {
-    use crate::backend::slurm_rest::{
-        Auth, Endpoint, SlurmRestBackend, SlurmRestClient, SlurmRestError, TokenFile, client,
-        version::ApiVersion,
-    };
-    let Some(rest) = config.slurm.rest.as_ref() else {
-        return Err(BackendError::from(SlurmRestError::Config {
-            key: "slurm.rest",
-            reason: "missing".into(),
-        })
-        .into());
-    };
-    let timeout = Duration::from_secs(rest.timeout_seconds.unwrap_or(30));
-    let mut tunnel = None;
-    let endpoint = if let Some(path) = rest.url.strip_prefix("unix:") {
-        Endpoint::Unix(std::path::PathBuf::from(path.trim_start_matches("//")))
-    } else if let Some(ssh) = &rest.ssh {
-        let (host, port) = client::host_port(&rest.url).map_err(|m| {
-            BackendError::from(SlurmRestError::Config {
-                key: "slurm.rest.url",
-                reason: format!("`{}`: {m}", rest.url),
-            })
-        })?;
-        let destination = format!("{}@{}:{}", ssh.user, ssh.host, ssh.port);
-        let ssh_err = |source| {
-            BackendError::from(SlurmRestError::Tunnel {
-                destination: destination.clone(),
-                source: Box::new(source),
-            })
-        };
-        let cfg = ssh.ssh_config(timeout).map_err(ssh_err)?;
-        let fwd = gpu_metrics::tunnel::LocalForward::start(&cfg, &host, port).map_err(ssh_err)?;
-        let local = format!("http://{}", fwd.local_addr());
-        log::info!(
-            "slurm-rest: {} reached through the SSH forward {local} via {destination}",
-            rest.url
-        );
-        tunnel = Some(fwd);
-        Endpoint::Http(local)
-    } else {
-        Endpoint::Http(rest.url.trim_end_matches('/').to_string())
-    };
-    let auth = match &rest.token_file {
-        Some(path) => Auth::Jwt(TokenFile::new(
-            path.clone(),
-            rest.user.clone().unwrap_or_default(),
-        )),
-        None => Auth::Local {
-            user: rest
-                .user
-                .clone()
-                .unwrap_or_else(|| "the socket's user".to_string()),
-        },
-    };
-    let pinned = rest.api_version.as_deref().and_then(ApiVersion::parse);
-    let client = SlurmRestClient::new(endpoint, auth, timeout, pinned);
-    let log_dir = match &config.slurm.log_dir {
-        Some(d) => d.clone(),
-        None => local_log_dir(config)?,
-    };
-    let exporter = exporter_plan(config);
-    let environment = rest.environment.clone().unwrap_or_else(|| {
-        [(
-            "PATH".to_string(),
-            "/usr/local/bin:/usr/bin:/bin".to_string(),
-        )]
-        .into()
-    });
-    log::info!(
-        "slurm-rest: {} as user {} ({}), job output in {}",
-        client.endpoint(),
-        client.user(),
-        pinned.map_or("API version discovered on first use", |v| v.as_str()),
-        log_dir.display()
-    );
-    Ok(Box::new(SlurmRestBackend::new(
-        client,
-        config.slurm.clone(),
-        log_dir,
-        exporter,
-        environment,
-        tunnel,
-    )))
-}
-
 impl Server {
-    /// Loads recipes, opens the state, reconciles with the backend, binds, and
-    /// starts the workers and the monitor.
+    /// Builds the application from the configuration ([`App::from_config`]:
+    /// the backend, the recipes, the state), reconciles with the backend,
+    /// binds, and starts the workers and the monitor.
     ///
     /// # Errors
     /// [`StartError`].
     pub fn start(config: Config) -> Result<Server, StartError> {
-        let backend = build_backend(&config)?;
-        Self::start_with_backend(config, backend)
+        Self::serve(App::from_config(config)?)
     }
 
     /// As [`Server::start`], with a backend of the caller's (embedding, tests).
@@ -232,21 +55,17 @@ impl Server {
         config: Config,
         backend: Box<dyn Backend>,
     ) -> Result<Server, StartError> {
-        let recipes = Catalogue::load(config.recipes.as_deref())?;
-        log::info!(
-            "loaded {} recipes (built-in{})",
-            recipes.len(),
-            config
-                .recipes
-                .as_ref()
-                .map_or(String::new(), |d| format!(" and {}", d.display()))
-        );
-        let store = Store::open(&config.db)?;
-        let listen = config.listen;
-        let workers_n = config.workers;
-        let limits = config.http_limits.clone();
-        let poll = config.poll_interval;
-        let app = Arc::new(App::new(config, store, recipes, backend));
+        Self::serve(App::open(config, backend)?)
+    }
+
+    /// Reconciles `app` with its backend, binds, and starts the workers and
+    /// the monitor.
+    fn serve(app: App) -> Result<Server, StartError> {
+        let listen = app.config.listen;
+        let workers_n = app.config.workers;
+        let limits = app.config.http_limits.clone();
+        let poll = app.config.poll_interval;
+        let app = Arc::new(app);
         app.reconcile_on_start();
         let listener = std::net::TcpListener::bind(listen).map_err(|e| StartError::Bind {
             addr: listen,
@@ -660,7 +479,7 @@ fn handle(app: &App, mut req: tiny_http::Request) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{JobState, LaunchSpec, Launched};
+    use crate::backend::{BackendError, JobState, LaunchSpec, Launched};
     use std::collections::HashMap;
 
     /// A backend whose launch panics: the last line of defence must turn it

@@ -40,7 +40,9 @@ use crate::source::GpuSource;
 
 /// How often the buffer's gauges (batches, bytes, per-sink backlog) are
 /// refreshed: a stats query per tick would cost more than the tick itself.
-pub const STATS_EVERY: Duration = Duration::from_secs(5);
+/// The same period as the Pushgateway sink's self-metrics rendering, so a
+/// push never carries gauges older than one period.
+pub const STATS_EVERY: Duration = crate::sink::SELF_METRICS_EVERY;
 
 pub use crate::delivery::ACK_EVERY;
 pub use crate::sink::{PUSHGATEWAY_SINK, REMOTE_WRITE_SINK};

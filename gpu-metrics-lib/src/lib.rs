@@ -9,10 +9,16 @@
 //!   or HTTP.
 //! - [`naming`]: readings → a [`Batch`] of series, native (`aif_gpu_*`) or
 //!   dcgm-exporter compatible names, with attribution labels.
+//! - [`sample`]: the series, labels and batches everything passes around;
+//!   [`catalogue`]: every name the crate emits, with its type and help text;
+//!   [`units`]: human-written durations (`100ms`, `5m`); [`url`]: the one
+//!   `http://`/`https://` URL parser every program uses.
 //! - [`exposition`]: a batch → Prometheus text exposition.
 //! - [`retry`]: exponential backoff with full jitter, for every retry loop.
+//! - [`rng`]: the seeded pseudo-random generators (SplitMix64, xoshiro256\*\*).
 //! - [`sink`], [`buffer`], [`agent`]: the write-ahead buffer and the
-//!   Pushgateway and remote-write clients that deliver it.
+//!   Pushgateway and remote-write clients that deliver it; [`delivery`]: the
+//!   one loop a sink runs in. `fasthash` (private): the hasher of the hot maps.
 //! - `ssh`, `tunnel` (feature `ssh`, on by default; libssh2 and a static
 //!   OpenSSL): SSH sessions and the tunnels the sinks can push through.
 //!   Without it (`default-features = false`) the crate samples, buffers and
@@ -44,6 +50,7 @@ pub mod exposition;
 mod fasthash;
 pub mod naming;
 pub mod retry;
+pub mod rng;
 pub mod sample;
 pub mod shell;
 pub mod sink;
@@ -53,6 +60,7 @@ pub mod ssh;
 #[cfg(feature = "ssh")]
 pub mod tunnel;
 pub mod units;
+pub mod url;
 
 pub use exposition::Exposition;
 pub use naming::{HostLabel, NameScheme, Namer};

@@ -11,10 +11,13 @@
 //!   count attempts themselves.
 //! - [`Backoff`]: the state of one retry sequence (failures since the last
 //!   success and its jitter source).
-//! - [`Jitter`]: the one source of jitter (xorshift64\*; no cryptographic
-//!   quality needed, only independence across nodes, see [`random_seed`]).
+//! - [`Jitter`]: the one source of jitter ([`crate::rng::SplitMix64`]; no
+//!   cryptographic quality needed, only independence across nodes, see
+//!   [`random_seed`]).
 
 use std::time::Duration;
+
+use crate::rng::{Rng, SplitMix64};
 
 /// The largest `max` a [`BackoffPolicy`] accepts: one day. A longer wait
 /// between retries is a misconfiguration, and far larger values overflow
@@ -132,35 +135,25 @@ pub fn random_seed() -> u64 {
     h.finish()
 }
 
-/// The jitter source: a xorshift64\* generator of uniform numbers in `[0, 1)`.
+/// The jitter source: uniform numbers in `[0, 1)` from a
+/// [`SplitMix64`] generator.
 #[derive(Debug, Clone)]
 pub struct Jitter {
-    state: u64,
+    rng: SplitMix64,
 }
 
 impl Jitter {
     /// A generator fed by `seed` (any value; 0 is fine). The same seed gives
     /// the same sequence.
     pub fn new(seed: u64) -> Self {
-        let state = seed ^ 0x2545_F491_4F6C_DD1D;
         Jitter {
-            // xorshift never leaves 0.
-            state: if state == 0 {
-                0x2545_F491_4F6C_DD1D
-            } else {
-                state
-            },
+            rng: SplitMix64::new(seed),
         }
     }
 
     /// The next uniform number in `[0, 1)`.
     pub fn next_unit(&mut self) -> f64 {
-        // xorshift64*
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        let x = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.unit()
     }
 }
 
@@ -369,7 +362,7 @@ mod tests {
         let ys: Vec<f64> = (0..8).map(|_| b.next_unit()).collect();
         assert_ne!(xs, ys);
         assert!(xs.iter().chain(&ys).all(|u| (0.0..1.0).contains(u)));
-        let mut z = Jitter::new(0x2545_F491_4F6C_DD1D);
+        let mut z = Jitter::new(0);
         assert!((0..8).map(|_| z.next_unit()).any(|u| u > 0.0));
     }
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use gpu_metrics::ssh::SshArgs;
 
 /// The AI-factory GPU node agent: samples GPUs, keeps every sample on local disk
 /// and pushes it to a Prometheus Pushgateway, directly or through an SSH tunnel.
@@ -146,29 +147,8 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// SSH gateway host: pushes and remote writes travel through tunnels
-    /// opened to it (their URLs are resolved on the gateway's side).
-    #[arg(long, value_name = "HOST")]
-    pub ssh_host: Option<String>,
-
-    /// SSH gateway port. [default: 22]
-    #[arg(long, value_name = "PORT")]
-    pub ssh_port: Option<u16>,
-
-    /// SSH user. [default: the current user]
-    #[arg(long, value_name = "USER")]
-    pub ssh_user: Option<String>,
-
-    /// SSH private key (ed25519 or RSA; OpenSSH or PEM format).
-    #[arg(long, value_name = "PATH")]
-    pub ssh_identity: Option<PathBuf>,
-
-    /// known_hosts file used to verify the gateway. [default: ~/.ssh/known_hosts]
-    #[arg(long, value_name = "PATH")]
-    pub ssh_known_hosts: Option<PathBuf>,
-
-    /// Accept and record an unknown gateway host key (a changed key is always
-    /// refused; `--ssh-accept-new=false` overrides the file).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub ssh_accept_new: Option<bool>,
+    /// The SSH gateway (`--ssh-*`): pushes and remote writes travel through
+    /// tunnels opened to it.
+    #[command(flatten)]
+    pub ssh: SshArgs,
 }

@@ -12,7 +12,7 @@ use gpu_metrics::buffer::{Durability, MIN_MAX_BYTES, parse_size};
 use gpu_metrics::naming::{HostLabel, LabelError, NameScheme, parse_label};
 use gpu_metrics::retry::{BackoffPolicy, BackoffPolicyError};
 use gpu_metrics::sink::Secret;
-use gpu_metrics::ssh::SshConfig;
+use gpu_metrics::ssh::{SshArgs, SshArgsError, SshConfig};
 use gpu_metrics::units::parse_duration;
 use serde::Deserialize;
 
@@ -228,36 +228,7 @@ pub fn validate_base_url(key: &'static str, url: &str) -> Result<String, ConfigE
     gpu_metrics::sink::normalize_base_url(url).map_err(|e| invalid(key, e))
 }
 
-/// Splits `http://host[:port][/path]` into host, port (default 80) and path.
-/// `None` for anything else (https, userinfo, bad port).
-pub fn split_http_url(url: &str) -> Option<(String, u16, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    if authority.contains('@') || authority.is_empty() {
-        return None;
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => 80,
-            None => return None,
-        };
-        (h.to_string(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().ok()?),
-            None => (authority.to_string(), 80),
-        }
-    };
-    if host.is_empty() || port == 0 {
-        return None;
-    }
-    Some((host, port, path.to_string()))
-}
+pub use gpu_metrics::url::split_http_url;
 
 /// The host name of this machine (`instance` default, dcgm mode's host label).
 pub fn hostname() -> String {
@@ -506,15 +477,32 @@ impl Config {
             })?),
             None => None,
         };
-        let ssh = match cli.ssh_host.or(file.ssh_host) {
-            Some(host) => {
-                let identity =
-                    cli.ssh_identity
-                        .or(file.ssh_identity)
-                        .ok_or(ConfigError::Needs {
-                            key: "ssh_host",
-                            needs: "ssh_identity",
-                        })?;
+        // Strays are checked on the flags only: a file may keep `ssh_user`
+        // and friends with `ssh_host` commented out.
+        if file.ssh_host.is_none()
+            && let Some(flag) = cli.ssh.given_without_host()
+        {
+            return Err(ConfigError::Needs {
+                key: flag.key(),
+                needs: "ssh_host",
+            });
+        }
+        let ssh_args = cli.ssh.or(SshArgs {
+            ssh_host: file.ssh_host,
+            ssh_port: file.ssh_port,
+            ssh_user: file.ssh_user,
+            ssh_identity: file.ssh_identity,
+            ssh_known_hosts: file.ssh_known_hosts,
+            ssh_accept_new: file.ssh_accept_new,
+        });
+        let ssh = match ssh_args.to_config().map_err(|e| match e {
+            SshArgsError::NeedsIdentity => ConfigError::Needs {
+                key: "ssh_host",
+                needs: "ssh_identity",
+            },
+            other => invalid(other.flag().key(), other),
+        })? {
+            Some(ssh) => {
                 if pushgateway.is_none() && remote_write.is_none() {
                     return Err(ConfigError::Needs {
                         key: "ssh_host",
@@ -546,37 +534,13 @@ impl Config {
                     .as_ref()
                     .map(|rw| forward("remote_write", &rw.url))
                     .transpose()?;
-                let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-                let user = cli
-                    .ssh_user
-                    .or(file.ssh_user)
-                    .or_else(|| std::env::var("USER").ok())
-                    .unwrap_or_else(|| "root".into());
-                let ssh = SshConfig::builder(non_empty("ssh_host", host)?, user, identity)
-                    .port(cli.ssh_port.or(file.ssh_port).unwrap_or(22))
-                    .known_hosts(
-                        cli.ssh_known_hosts
-                            .or(file.ssh_known_hosts)
-                            .unwrap_or_else(|| PathBuf::from(home).join(".ssh/known_hosts")),
-                    )
-                    .accept_new(cli.ssh_accept_new.or(file.ssh_accept_new).unwrap_or(false))
-                    .build()
-                    .map_err(|e| invalid("ssh_host", e))?;
                 Some(SshSettings {
                     ssh,
                     pushgateway: pushgateway_forward,
                     remote_write: remote_write_forward,
                 })
             }
-            None => {
-                if cli.ssh_identity.is_some() || cli.ssh_port.is_some() || cli.ssh_user.is_some() {
-                    return Err(ConfigError::Needs {
-                        key: "ssh_identity",
-                        needs: "ssh_host",
-                    });
-                }
-                None
-            }
+            None => None,
         };
         let buffer_max_bytes = match cli.buffer_max_bytes.or(file.buffer_max_bytes) {
             Some(text) => {
@@ -861,6 +825,61 @@ mod tests {
         let rw = c.remote_write.expect("rw");
         assert_eq!(rw.bearer_token.expect("token").expose(), "s3cret");
         assert!(!format!("{:?}", c.ssh).contains("s3cret"));
+    }
+
+    #[test]
+    fn ssh_flags_merge_with_the_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "pushgateway = \"http://pgw:9091\"\nssh_host = \"gw\"\nssh_port = 2222\n\
+             ssh_identity = \"/k\"\nssh_accept_new = true\n",
+        )
+        .expect("write");
+        let cfg = p.to_str().expect("utf8");
+        let me = gpu_metrics::ssh::current_user().expect("current user");
+        let ssh = resolve(&["--config", cfg]).expect("ok").ssh.expect("ssh");
+        assert_eq!(ssh.ssh.destination(), format!("{}@gw:2222", me.name));
+        assert_eq!(ssh.ssh.known_hosts, me.known_hosts());
+        assert!(ssh.ssh.accept_new);
+        let fw = ssh.pushgateway.expect("forward");
+        assert_eq!((fw.remote_host.as_str(), fw.remote_port), ("pgw", 9091));
+        let ssh = resolve(&[
+            "--config",
+            cfg,
+            "--ssh-user",
+            "svc",
+            "--ssh-known-hosts",
+            "/kh",
+            "--ssh-accept-new=false",
+        ])
+        .expect("ok")
+        .ssh
+        .expect("ssh");
+        assert_eq!(ssh.ssh.destination(), "svc@gw:2222");
+        assert_eq!(ssh.ssh.known_hosts, PathBuf::from("/kh"));
+        assert!(!ssh.ssh.accept_new, "the flag turns the file's true off");
+        let c = resolve(&[
+            "--pushgateway",
+            "http://pgw:9091",
+            "--ssh-host",
+            "gw",
+            "--ssh-identity",
+            "/k",
+            "--ssh-accept-new",
+        ])
+        .expect("ok");
+        assert!(c.ssh.expect("ssh").ssh.accept_new);
+        assert_eq!(
+            key_of(resolve(&["--ssh-port", "1"]).unwrap_err()),
+            "ssh_port"
+        );
+        assert_eq!(
+            key_of(resolve(&["--config", cfg, "--ssh-user", "a b"]).unwrap_err()),
+            "ssh_user"
+        );
+        assert!(Cli::try_parse_from(["x", "--ssh-accept-new=maybe"]).is_err());
     }
 
     #[test]

@@ -176,32 +176,17 @@ impl LocalBackend {
                 return;
             }
         };
-        let mut cmd = Command::new(&e.settings.binary);
-        cmd.args([
-            "--pushgateway",
-            &e.pushgateway,
-            "--job",
-            "aif-service",
-            "--instance",
-            &host,
-        ])
-        .arg("--label")
-        .arg(format!("service_id={}", spec.service_id))
-        .args(["--delete-on-exit", "--interval", &e.settings.interval])
-        .args(["--source", &e.settings.source])
-        .args(
-            e.remote_write
-                .as_deref()
-                .map(|rw| ["--remote-write", rw])
-                .into_iter()
-                .flatten(),
-        )
-        .arg("--buffer")
-        .arg(dir.join("exporter.sqlite"))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_or(Stdio::null(), Stdio::from))
-        .stderr(log);
+        let argv: Vec<OsString> = e.argv(
+            spec.service_id,
+            host.into(),
+            dir.join("exporter.sqlite").into(),
+        );
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_or(Stdio::null(), Stdio::from))
+            .stderr(log);
         {
             use std::os::unix::process::CommandExt;
             cmd.process_group(pgid);

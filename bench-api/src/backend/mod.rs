@@ -1,4 +1,6 @@
-//! Where services run: one [`Backend`] trait, two implementations.
+//! Where services run: one [`Backend`] trait, three implementations
+//! ([`local`], [`slurm`]: commands here or over SSH, [`slurm_rest`]:
+//! slurmrestd).
 //!
 //! - [`local::LocalBackend`]: child processes of the API, each in its own
 //!   process group, logs to files, exit state recorded on disk so it survives an
@@ -15,11 +17,15 @@
 //! The API's monitor asks for [`JobState`]s and turns them into statuses; health
 //! checks and timeouts are the monitor's, not the backend's.
 
+pub mod exporter;
 pub mod local;
 pub mod runner;
+pub mod settings;
 pub mod slurm;
 pub mod slurm_job;
 pub mod slurm_rest;
+pub mod slurm_settings;
+pub mod ssh_settings;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

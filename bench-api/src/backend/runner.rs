@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use gpu_metrics::ssh::{SshConfig, SshSession};
 
-use crate::config::SshSettings;
+use super::ssh_settings::SshSettings;
 
 /// Why a command could not be run.
 #[derive(Debug, thiserror::Error)]

@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use super::runner::{CommandOutput, CommandRunner};
 pub use super::slurm_job::ExporterPlan;
 use super::slurm_job::{ExitStatus, JobResources, first_host, job_script, job_state};
+use super::slurm_settings::SlurmSettings;
 use super::{Backend, BackendError, JobState, LaunchSpec, Launched};
-use crate::config::SlurmSettings;
 
 /// Slurm jobs through a [`CommandRunner`].
 pub struct SlurmBackend {
@@ -93,7 +93,9 @@ impl SlurmBackend {
     /// The `sbatch` argv for `spec`.
     pub fn sbatch_args(&self, spec: &LaunchSpec<'_>) -> Vec<String> {
         let mut args = vec!["sbatch".to_string(), "--parsable".into()];
-        args.extend(JobResources::of(spec, &self.settings, &self.log_dir).sbatch_options());
+        args.extend(
+            JobResources::of(spec, &self.settings.job_defaults(), &self.log_dir).sbatch_options(),
+        );
         args.extend(self.settings.extra_args.iter().cloned());
         args.push(format!("--wrap={}", self.script(spec)));
         self.env.iter().cloned().chain(args).collect()
@@ -325,7 +327,7 @@ impl Backend for SlurmBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ExporterSettings;
+    use crate::backend::exporter::ExporterSettings;
     use crate::recipes::Recipe;
     use gpu_metrics::shell::shell_quote;
     use std::path::Path;

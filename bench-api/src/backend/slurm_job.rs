@@ -11,19 +11,8 @@
 
 use gpu_metrics::shell::{shell_join, shell_quote};
 
+pub use super::exporter::ExporterPlan;
 use super::{Ending, JobState, LaunchSpec};
-use crate::config::{ExporterSettings, SlurmSettings};
-
-/// The node exporter to start beside GPU services.
-#[derive(Debug, Clone)]
-pub struct ExporterPlan {
-    /// Exporter binary and interval.
-    pub settings: ExporterSettings,
-    /// Pushgateway URL (as the job sees it: the reverse tunnel's when held).
-    pub pushgateway: String,
-    /// Remote-write URL (`--remote-write`), delivered to besides the Pushgateway.
-    pub remote_write: Option<String>,
-}
 
 /// How much ahead of the step's launch the tasks of a several-node run are
 /// told to start (ms): time for `srun` to start every task.
@@ -33,20 +22,13 @@ pub const START_LEAD_MS: u64 = 3000;
 /// (`EX_CONFIG` of sysexits.h).
 pub const PREFLIGHT_EXIT: i32 = 78;
 
-/// The host of `url` when it is a name (an IP literal needs no resolver):
-/// the authority after `scheme://`, without user info, port and IPv6
-/// brackets; read by hand, so that no URL is skipped for a character a
-/// stricter parser refuses.
+/// The host of `url` when it is a name (an IP literal needs no resolver),
+/// through the one URL parser ([`gpu_metrics::url::parse_http_url`]). The
+/// URLs handed to jobs were checked by it at start-up, so `None` means an
+/// address, never a URL skipped for being odd.
 pub fn url_name(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(inner) = host_port.strip_prefix('[') {
-        inner.split(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    };
-    (!host.is_empty() && host.parse::<std::net::IpAddr>().is_err()).then(|| host.to_string())
+    let host = gpu_metrics::url::parse_http_url(url).ok()?.host;
+    host.parse::<std::net::IpAddr>().is_err().then_some(host)
 }
 
 /// Shell lines checking that every name among `urls` resolves on this host
@@ -116,46 +98,35 @@ pub fn job_script(spec: &LaunchSpec<'_>, exporter: Option<&ExporterPlan>) -> Str
         }
     }
     if let Some(e) = exporter {
-        let args = [
-            e.settings.binary.to_string_lossy().into_owned(),
-            "--pushgateway".into(),
-            e.pushgateway.clone(),
-            "--job".into(),
-            "aif-service".into(),
-            "--instance".into(),
-        ];
-        let mut rest = vec![
-            "--label".to_string(),
-            format!("service_id={}", spec.service_id),
-            "--delete-on-exit".into(),
-            "--interval".into(),
-            e.settings.interval.clone(),
-            "--source".into(),
-            e.settings.source.clone(),
-        ];
-        if let Some(rw) = &e.remote_write {
-            rest.extend(["--remote-write".to_string(), rw.clone()]);
-        }
         let nodes = spec.recipe.resources.nodes;
+        // The instance and the buffer are words the shell expands on the
+        // node; every other word arrives quoted.
+        let buffer = if nodes > 1 {
+            "\"${TMPDIR:-/tmp}/aif-node-exporter-${SLURM_JOB_ID}-$(hostname).sqlite\""
+        } else {
+            "\"${TMPDIR:-/tmp}/aif-node-exporter-${SLURM_JOB_ID}.sqlite\""
+        };
+        let command = e
+            .argv(
+                spec.service_id,
+                ShellWord("\"$(hostname)\"".into()),
+                ShellWord(buffer.into()),
+            )
+            .into_iter()
+            .map(|w| w.0)
+            .collect::<Vec<_>>()
+            .join(" ");
         if nodes > 1 {
             // One exporter on every node of the job (a step of one task per
             // node beside the service); each names itself and keeps its own
             // buffer (the nodes may share /tmp). srun forwards the TERM below.
-            let inner = format!(
-                "exec {} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}-$(hostname).sqlite\"",
-                shell_join(&args),
-                shell_join(&rest)
-            );
+            let inner = format!("exec {command}");
             s.push_str(&format!(
                 "srun --overlap --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 --kill-on-bad-exit=0 sh -c {} &\n",
                 shell_quote(&inner)
             ));
         } else {
-            s.push_str(&format!(
-                "{} \"$(hostname)\" {} --buffer \"${{TMPDIR:-/tmp}}/aif-node-exporter-${{SLURM_JOB_ID}}.sqlite\" &\n",
-                shell_join(&args),
-                shell_join(&rest)
-            ));
+            s.push_str(&format!("{command} &\n"));
         }
         s.push_str("aif_exporter=$!\n");
     }
@@ -176,6 +147,39 @@ pub fn job_script(spec: &LaunchSpec<'_>, exporter: Option<&ExporterPlan>) -> Str
     }
     s.push_str("exit \"$aif_rc\"\n");
     s
+}
+
+/// One word of the job script's exporter command line: an argument
+/// arrives single-quoted (through `From`), a word built here
+/// (`"$(hostname)"`) as written.
+struct ShellWord(String);
+
+impl From<String> for ShellWord {
+    fn from(arg: String) -> ShellWord {
+        // The script has always written this flag bare (`--buffer "${TMPDIR…}"`),
+        // the same word to the shell; kept so that job scripts stay as they were.
+        if arg == "--buffer" {
+            ShellWord(arg)
+        } else {
+            ShellWord(shell_quote(&arg))
+        }
+    }
+}
+
+impl From<std::path::PathBuf> for ShellWord {
+    fn from(path: std::path::PathBuf) -> ShellWord {
+        ShellWord(shell_quote(&path.to_string_lossy()))
+    }
+}
+
+/// What every job of the site asks for besides the recipe's resources (the
+/// `[slurm]` settings' `partition` and `account`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobDefaults {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--account`.
+    pub account: Option<String>,
 }
 
 /// What a service's job asks Slurm for (the `sbatch` options, or the fields
@@ -205,8 +209,8 @@ pub struct JobResources {
 }
 
 impl JobResources {
-    /// The resources of `spec` under `settings`, output in `log_dir`.
-    pub fn of(spec: &LaunchSpec<'_>, settings: &SlurmSettings, log_dir: &std::path::Path) -> Self {
+    /// The resources of `spec` with the site's `settings`, output in `log_dir`.
+    pub fn of(spec: &LaunchSpec<'_>, settings: &JobDefaults, log_dir: &std::path::Path) -> Self {
         let r = &spec.recipe.resources;
         let log = |ext: &str| {
             log_dir
@@ -455,7 +459,7 @@ mod tests {
     /// keeps the exporter in the batch script itself.
     #[test]
     fn exporter_on_every_node_of_a_multi_node_job() {
-        use crate::config::ExporterSettings;
+        use crate::backend::exporter::ExporterSettings;
         use crate::recipes::Recipe;
         let recipe = |nodes: u32| {
             let text = format!(
@@ -581,9 +585,9 @@ mod tests {
         for (url, name) in [
             ("http://[::1]:9090/x", None),
             ("http://10.0.0.1", None),
-            ("http://u:p@login01:19091/-/ready", Some("login01")),
+            ("http://login01:19091/-/ready", Some("login01")),
             ("https://pgw.example.org?x=1", Some("pgw.example.org")),
-            ("http://n1:8000/v1/$(id)'", Some("n1")),
+            ("http://n1:8000/v1/$(id)", Some("n1")),
         ] {
             assert_eq!(url_name(url).as_deref(), name, "{url}");
         }
@@ -600,10 +604,11 @@ mod tests {
         assert!(out.status.success(), "{out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "reached\n");
         // A name nobody resolves (RFC 6761's .invalid), with a hostile value
-        // in the URL's path: nothing but the check runs.
+        // in the URL's path and a secret in its query: nothing but the check
+        // runs, and the URL is not repeated.
         let urls = [(
             "the Pushgateway URL",
-            "http://user:secret@pgw.example.invalid:9091/$(touch x)'".to_string(),
+            "http://pgw.example.invalid:9091/$(touch%20x)?token=secret".to_string(),
         )];
         let out = run(&format!("{}echo reached", preflight(&urls)));
         let err = String::from_utf8_lossy(&out.stderr);

@@ -3,6 +3,7 @@
 //! with shape `burstiness` and scale `1 / (rate * burstiness)`, so the mean
 //! rate stays `rate`; burstiness 1 is Poisson).
 
+use gpu_metrics::rng::{Rng, Xoshiro256};
 use serde::Serialize;
 
 /// How inter-arrival gaps are drawn.
@@ -36,71 +37,29 @@ impl Arrivals {
     }
 }
 
-/// xoshiro256** seeded through SplitMix64: fast, reproducible for a seed.
-#[derive(Debug, Clone)]
-pub struct Rng([u64; 4]);
+/// A standard normal draw (Box–Muller).
+fn normal(rng: &mut Xoshiro256) -> f64 {
+    let (u1, u2) = (rng.open_unit(), rng.open_unit());
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
 
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Rng {
-        let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        Rng([next(), next(), next(), next()])
+/// Gamma(shape, 1) by Marsaglia and Tsang (boosted for shape < 1).
+fn gamma(rng: &mut Xoshiro256, shape: f64) -> f64 {
+    if shape < 1.0 {
+        let u = rng.open_unit();
+        return gamma(rng, shape + 1.0) * u.powf(1.0 / shape);
     }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.0;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform in (0, 1): never 0, so `ln` is finite.
-    pub fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `0..n` (`n` > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.unit() * n as f64) as usize % n.max(1)
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.unit(), self.unit());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-
-    /// Gamma(shape, 1) by Marsaglia and Tsang (boosted for shape < 1).
-    pub fn gamma(&mut self, shape: f64) -> f64 {
-        if shape < 1.0 {
-            let u = self.unit();
-            return self.gamma(shape + 1.0) * u.powf(1.0 / shape);
+    let d = shape - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        let x = normal(rng);
+        let v = (1.0 + c * x).powi(3);
+        if v <= 0.0 {
+            continue;
         }
-        let d = shape - 1.0 / 3.0;
-        let c = 1.0 / (9.0 * d).sqrt();
-        loop {
-            let x = self.normal();
-            let v = (1.0 + c * x).powi(3);
-            if v <= 0.0 {
-                continue;
-            }
-            let u = self.unit();
-            if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
-                return d * v;
-            }
+        let u = rng.open_unit();
+        if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+            return d * v;
         }
     }
 }
@@ -110,7 +69,8 @@ impl Rng {
 pub struct Schedule {
     rate: f64,
     arrivals: Arrivals,
-    rng: Rng,
+    /// xoshiro256\*\* ([`gpu_metrics::rng`]): reproducible for the seed.
+    rng: Xoshiro256,
     next_s: f64,
 }
 
@@ -121,7 +81,7 @@ impl Schedule {
         Schedule {
             rate,
             arrivals,
-            rng: Rng::new(seed),
+            rng: Xoshiro256::new(seed),
             next_s: 0.0,
         }
     }
@@ -131,8 +91,8 @@ impl Schedule {
         let due = self.next_s;
         let gap = match self.arrivals {
             Arrivals::Constant => 1.0 / self.rate,
-            Arrivals::Poisson => -self.rng.unit().ln() / self.rate,
-            Arrivals::Gamma(k) => self.rng.gamma(k) / (self.rate * k),
+            Arrivals::Poisson => -self.rng.open_unit().ln() / self.rate,
+            Arrivals::Gamma(k) => gamma(&mut self.rng, k) / (self.rate * k),
         };
         self.next_s += gap;
         due
@@ -180,6 +140,50 @@ mod tests {
                 "{arrivals:?}: cv {cv}"
             );
         }
+    }
+
+    /// The schedules of a seed are pinned (results name their seed, so a
+    /// run can be repeated): these are the due times of seed 7 since the
+    /// generator was written.
+    #[test]
+    fn the_schedules_of_a_seed_do_not_change() {
+        let due = |arrivals| {
+            let mut s = Schedule::new(100.0, arrivals, 7);
+            (0..6).map(|_| s.next_due().to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            due(Arrivals::Poisson),
+            [
+                0,
+                0x3f6d_26c0_7719_f0e3,
+                0x3f90_b990_8a85_dfb1,
+                0x3f92_83c8_cf96_c317,
+                0x3f92_b5cf_5585_fc8c,
+                0x3f92_cde1_193f_1885,
+            ]
+        );
+        assert_eq!(
+            due(Arrivals::Gamma(0.25)),
+            [
+                0,
+                0x3f93_bcd7_30f7_8aad,
+                0x3fb3_5f5b_9d5b_e0bd,
+                0x3fb3_6204_8b2e_4111,
+                0x3fb7_98a3_4bd6_045c,
+                0x3fb7_ac74_0d2c_5424,
+            ]
+        );
+        assert_eq!(
+            due(Arrivals::Gamma(4.0)),
+            [
+                0,
+                0x3f81_537f_eb19_5538,
+                0x3f93_09e6_7b1f_bbac,
+                0x3fa4_7909_6ff3_14aa,
+                0x3fa5_e7d8_9da0_d46a,
+                0x3fab_43fa_3192_5795,
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::loadgen::arrivals::Rng;
+use gpu_metrics::rng::{Rng, Xoshiro256};
 
 /// Why prompts could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,7 @@ const WORDS: &[&str] = &[
 
 /// `count` synthetic prompts of `words` words each, reproducible for `seed`.
 pub fn synthetic(count: usize, words: usize, seed: u64) -> Vec<String> {
-    let mut rng = Rng::new(seed ^ 0x005E_ED0F_5EED);
+    let mut rng = Xoshiro256::new(seed ^ 0x005E_ED0F_5EED);
     (0..count)
         .map(|_| {
             let mut s = String::with_capacity(words * 6);

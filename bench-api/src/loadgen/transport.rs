@@ -11,10 +11,16 @@
 //!   `recv(MSG_PEEK | MSG_DONTWAIT)`, skipped when the connection was used less
 //!   than [`PROBE_AFTER`] ago (a keep-alive close within that time shows as a
 //!   failed request, as it would a moment later anyway).
+//!
+//! [`UnixConnector`] opens the same transport on a Unix socket (slurmrestd's
+//! `unix:` endpoint, [`crate::backend::slurm_rest`]), probing every pooled
+//! connection before reuse.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ureq::unversioned::transport::{
@@ -55,6 +61,7 @@ impl Connector<()> for LeanConnector {
                             config.output_buffer_size(),
                         ),
                         last_io: Instant::now(),
+                        probe_after: PROBE_AFTER,
                     }));
                 }
                 Err(e) => last = Some(e),
@@ -70,12 +77,53 @@ impl Connector<()> for LeanConnector {
     }
 }
 
-/// A plain TCP connection with fixed socket timeouts.
+/// Opens [`LeanTransport`]s to the Unix socket `path`, whatever the request
+/// URL's host (give the agent a resolver that looks nothing up, such as
+/// [`crate::loadgen::workload::FixedResolver`]). A pooled connection is
+/// always probed before reuse: the server may close it after any answer.
+#[derive(Debug, Clone)]
+pub struct UnixConnector {
+    /// The socket.
+    pub path: PathBuf,
+    /// Socket read/write timeout.
+    pub timeout: Duration,
+}
+
+impl Connector<()> for UnixConnector {
+    type Out = LeanTransport<UnixStream>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        _chained: Option<()>,
+    ) -> Result<Option<LeanTransport<UnixStream>>, ureq::Error> {
+        let stream = UnixStream::connect(&self.path).map_err(|e| {
+            ureq::Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("connect {}: {e}", self.path.display()),
+            ))
+        })?;
+        stream.set_read_timeout(Some(self.timeout))?;
+        stream.set_write_timeout(Some(self.timeout))?;
+        let config = details.config;
+        Ok(Some(LeanTransport {
+            stream,
+            buffers: LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size()),
+            last_io: Instant::now(),
+            probe_after: Duration::ZERO,
+        }))
+    }
+}
+
+/// A plain stream connection (TCP, or a Unix socket) with fixed socket
+/// timeouts.
 #[derive(Debug)]
-pub struct LeanTransport {
-    stream: TcpStream,
+pub struct LeanTransport<S = TcpStream> {
+    stream: S,
     buffers: LazyBuffers,
     last_io: Instant,
+    /// Reuse without a probe when idle for less than this.
+    probe_after: Duration,
 }
 
 fn timed_out(e: &std::io::Error) -> bool {
@@ -85,7 +133,10 @@ fn timed_out(e: &std::io::Error) -> bool {
     )
 }
 
-impl Transport for LeanTransport {
+impl<S> Transport for LeanTransport<S>
+where
+    S: Read + Write + AsRawFd + std::fmt::Debug + Send + Sync + 'static,
+{
     fn buffers(&mut self) -> &mut dyn Buffers {
         &mut self.buffers
     }
@@ -118,11 +169,12 @@ impl Transport for LeanTransport {
     }
 
     fn is_open(&mut self) -> bool {
-        if self.last_io.elapsed() < PROBE_AFTER {
+        if self.last_io.elapsed() < self.probe_after {
             return true;
         }
         let mut byte = 0u8;
-        // SAFETY: recv(2) on our own open socket into a 1-byte buffer we own.
+        // SAFETY: recv(2) on our own open socket (TCP or Unix) into a 1-byte
+        // buffer we own.
         let r = unsafe {
             libc::recv(
                 self.stream.as_raw_fd(),

@@ -22,9 +22,12 @@
 //!   thread fell behind).
 //!
 //! Each has its own `rusqlite::Connection` to the same file (WAL mode: readers
-//! never block the writer and the writer never blocks readers; writes — appends
-//! and acks — are serialised by SQLite's write lock with a 10 s busy timeout).
-//! There must be one writer per file (one exporter process).
+//! never block the writer and the writer never blocks readers). Writes —
+//! appends and acks — are ordered in the process by one write gate (a mutex
+//! the readers' acks and the writer share, which the sampler's append takes
+//! first), so SQLite's busy handler never decides who waits; its write lock
+//! (10 s busy timeout) only guards against another process. There must be one
+//! writer per file (one exporter process).
 //!
 //! ## Invariants
 //!

@@ -317,37 +317,38 @@ pub fn normalize_base_url(url: &str) -> Result<String, BuildError> {
     normalize_url(SinkKind::Pushgateway, url)
 }
 
-/// [`normalize_base_url`] with errors about `sink`.
+/// [`normalize_base_url`] with errors about `sink`: the URL as
+/// [`crate::url::parse_http_url`] accepts it, without a query, and returned
+/// with its scheme in lower case and no trailing `/`.
 fn normalize_url(sink: SinkKind, url: &str) -> Result<String, BuildError> {
+    use crate::url::UrlError;
     let bad = |reason| BuildError::BadUrl {
         sink,
         url: url.to_string(),
         reason,
     };
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| BuildError::BadScheme {
+    const QUERY: &str = "must not contain a query, fragment or space";
+    let parsed = crate::url::parse_http_url(url).map_err(|e| match e {
+        UrlError::NoScheme | UrlError::UnsupportedScheme { .. } => BuildError::BadScheme {
             sink,
             url: url.to_string(),
-        })?;
-    let host_port = rest.split('/').next().unwrap_or("");
-    if host_port.is_empty() || host_port.starts_with(':') {
-        return Err(bad("has no host"));
+        },
+        UrlError::NoHost => bad("has no host"),
+        UrlError::Userinfo => bad("must not carry credentials (use basic-auth settings)"),
+        UrlError::BadPort { .. } => bad("has an invalid port"),
+        UrlError::Fragment => bad(QUERY),
+        UrlError::Invalid { .. } if url.contains(['?', '#', ' ']) => bad(QUERY),
+        UrlError::Invalid { .. } => bad("is not a valid URL"),
+    })?;
+    if parsed.query().is_some() {
+        return Err(bad(QUERY));
     }
-    if host_port.contains('@') {
-        return Err(bad("must not carry credentials (use basic-auth settings)"));
-    }
-    if let Some((_, port)) = host_port.rsplit_once(':')
-        && !host_port.ends_with(']')
-        && port.parse::<u16>().is_err()
-    {
-        return Err(bad("has an invalid port"));
-    }
-    if url.contains(['?', '#', ' ']) {
-        return Err(bad("must not contain a query, fragment or space"));
-    }
-    Ok(url.trim_end_matches('/').to_string())
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    Ok(format!(
+        "{}://{}",
+        parsed.scheme,
+        rest.trim_end_matches('/')
+    ))
 }
 
 /// Name resolution for the sink's agent: IP literals without any lookup, host
@@ -440,6 +441,11 @@ mod tests {
             normalize_base_url("http://[::1]:9091/p").as_deref(),
             Ok("http://[::1]:9091/p")
         );
+        // The scheme in any case (RFC 3986), given back in lower case.
+        assert_eq!(
+            normalize_base_url("HTTPS://Pgw/P/").as_deref(),
+            Ok("https://Pgw/P")
+        );
         for bad in [
             "pgw:9091",
             "http://",
@@ -447,6 +453,10 @@ mod tests {
             "http://pgw:x",
             "http://pgw?a=1",
             "http://u:p@pgw",
+            "http://pgw/p#f",
+            "http://pgw:0",
+            "http://[::1",
+            "ftp://pgw",
         ] {
             assert!(normalize_base_url(bad).is_err(), "{bad}");
         }

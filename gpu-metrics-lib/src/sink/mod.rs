@@ -32,6 +32,7 @@ pub use remote_write::{
     DEFAULT_MAX_SAMPLES_PER_REQUEST, Refusal, RemoteWriteBuilder, RemoteWriteClient,
     RemoteWriteError,
 };
+pub(crate) use sinks::SELF_METRICS_EVERY;
 pub use sinks::{PUSHGATEWAY_SINK, PushgatewaySink, REMOTE_WRITE_SINK, RemoteWriteSink};
 
 use crate::retry::BackoffPolicy;

@@ -20,11 +20,11 @@ pub const PUSHGATEWAY_SINK: &str = "pushgateway";
 pub const REMOTE_WRITE_SINK: &str = "remote_write";
 
 /// How long the Pushgateway sink reuses its rendering of the self-metrics
-/// (as often as the agent refreshes its buffer gauges, `STATS_EVERY`):
-/// rendering the recorder is most of a push's CPU, and the same figures are
-/// live on `--listen`'s `/metrics`. The last push on shutdown renders them
-/// fresh.
-pub const SELF_METRICS_EVERY: Duration = crate::agent::STATS_EVERY;
+/// (the agent refreshes its buffer gauges as often: `agent::STATS_EVERY` is
+/// this constant): rendering the recorder is most of a push's CPU, and the
+/// same figures are live on `--listen`'s `/metrics`. The last push on
+/// shutdown renders them fresh.
+pub const SELF_METRICS_EVERY: Duration = Duration::from_secs(5);
 
 /// The live view: `PUT`s the newest batch, followed by the self-metrics
 /// (rendered at most every [`SELF_METRICS_EVERY`]), to the Pushgateway group;

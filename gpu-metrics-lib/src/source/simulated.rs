@@ -12,6 +12,7 @@
 //! remapped rows, XID) stay at 0, as on a healthy GPU.
 
 use super::{GpuReading, GpuSource, SourceError, SourceKind, ThrottleReason, XidReading};
+use crate::rng::{Rng, SplitMix64};
 
 /// The model name every simulated GPU reports.
 pub const SIMULATED_MODEL: &str = "Simulated GPU";
@@ -45,19 +46,6 @@ pub struct SimulatedSource {
     gpus: Vec<SimGpu>,
 }
 
-/// SplitMix64: a tiny, well-distributed generator, enough for seeding curves.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn unit(state: &mut u64) -> f64 {
-    (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 impl SimulatedSource {
     /// `count` simulated GPUs whose curves derive from `seed`.
     ///
@@ -73,9 +61,10 @@ impl SimulatedSource {
         }
         let gpus = (0..count)
             .map(|i| {
-                let mut st = seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407);
-                let a = splitmix64(&mut st);
-                let b = splitmix64(&mut st);
+                // SplitMix64: enough for seeding curves; one stream per GPU.
+                let mut st = SplitMix64::new(seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+                let a = st.next_u64();
+                let b = st.next_u64();
                 SimGpu {
                     uuid: format!(
                         "SIM-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
@@ -85,11 +74,11 @@ impl SimulatedSource {
                         b >> 48,
                         b & 0xffff_ffff_ffff
                     ),
-                    period_s: 300.0 + 600.0 * unit(&mut st),
-                    phase: std::f64::consts::TAU * unit(&mut st),
-                    fast_period_s: 20.0 + 40.0 * unit(&mut st),
-                    fast_phase: std::f64::consts::TAU * unit(&mut st),
-                    energy_mj: (1.0e9 * unit(&mut st)).floor(),
+                    period_s: 300.0 + 600.0 * st.unit(),
+                    phase: std::f64::consts::TAU * st.unit(),
+                    fast_period_s: 20.0 + 40.0 * st.unit(),
+                    fast_phase: std::f64::consts::TAU * st.unit(),
+                    energy_mj: (1.0e9 * st.unit()).floor(),
                     nvlink_tx_kib: 0.0,
                     nvlink_rx_kib: 0.0,
                     last: None,
@@ -206,6 +195,49 @@ mod tests {
         }
         let mut c = SimulatedSource::new(8, 43).expect("source");
         assert_ne!(a.sample(4_000).expect("a"), c.sample(4_000).expect("c"));
+    }
+
+    /// The curves of a seed are pinned (a simulated run can be repeated and
+    /// compared): seed 42 as since the source was written.
+    #[test]
+    fn the_gpus_of_a_seed_do_not_change() {
+        let s = SimulatedSource::new(2, 42).expect("source");
+        let got: Vec<_> = s
+            .gpus
+            .iter()
+            .map(|g| {
+                (
+                    g.uuid.as_str(),
+                    [g.period_s, g.phase, g.fast_period_s, g.fast_phase].map(f64::to_bits),
+                    g.energy_mj,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "SIM-bdd73226-2feb-6e95-28ef-e333b266f103",
+                    [
+                        0x407d_3292_2341_4ac9,
+                        0x4001_4d08_98b9_9927,
+                        0x4035_856d_ce15_ab45,
+                        0x4015_d229_e1e7_bc65
+                    ],
+                    218_405_193.0
+                ),
+                (
+                    "SIM-0fc1bc4c-9cef-205d-f34b-3763afdbbaab",
+                    [
+                        0x4085_74c4_72df_0c22,
+                        0x3fe7_3ead_a070_1db9,
+                        0x404b_523f_0384_8f24,
+                        0x4014_0d79_27ce_f819
+                    ],
+                    63_651_710.0
+                ),
+            ]
+        );
     }
 
     #[test]

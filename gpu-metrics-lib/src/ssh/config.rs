@@ -90,28 +90,16 @@ impl fmt::Debug for SshConfig {
     }
 }
 
-/// `~/.ssh/known_hosts` of the current user (`$HOME`, else the password
-/// database).
+/// `~/.ssh/known_hosts` of the current user, from the password database
+/// ([`super::current_user`]: `getpwuid_r(geteuid())`, not `$HOME`). When
+/// the user has no entry, `/.ssh/known_hosts`, which will not exist: the
+/// session then fails naming that path, and `known_hosts` must be given.
 pub fn default_known_hosts() -> PathBuf {
-    home_dir().join(".ssh").join("known_hosts")
-}
-
-fn home_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(home);
-    }
-    // SAFETY: getpwuid returns a pointer into static storage or null; we copy
-    // the directory out at once and do not keep the pointer.
-    unsafe {
-        let pw = libc::getpwuid(libc::getuid());
-        if !pw.is_null() && !(*pw).pw_dir.is_null() {
-            let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
-            return PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked(
-                dir.to_bytes(),
-            ));
-        }
-    }
-    PathBuf::from("/")
+    super::args::current_user()
+        .map(|u| u.home)
+        .unwrap_or_else(|_| PathBuf::from("/"))
+        .join(".ssh")
+        .join("known_hosts")
 }
 
 impl SshConfig {

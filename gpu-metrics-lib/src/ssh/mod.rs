@@ -30,6 +30,7 @@
 //! [`known_hosts`]. Shell quoting is [`crate::shell`] (no SSH needed).
 //! All of it is behind the `ssh` feature (default on).
 
+mod args;
 mod config;
 mod connect;
 mod error;
@@ -38,6 +39,7 @@ pub mod known_hosts;
 mod poll;
 
 pub use crate::shell::{shell_join, shell_quote};
+pub use args::{CurrentUser, CurrentUserError, SshArgs, SshArgsError, SshFlag, current_user};
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_PORT, Passphrase, SshConfig,
     SshConfigBuilder, default_known_hosts,

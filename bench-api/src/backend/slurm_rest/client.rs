@@ -1,10 +1,10 @@
-//! The slurmrestd client: transport (TCP through ureq, maybe over the SSH
-//! local forward, or a Unix socket), authentication (JWT headers from a token
-//! file, or `rest_auth/local` on a socket), version discovery, and the
-//! translation of answers into [`SlurmRestError`]s.
+//! The slurmrestd client: transport (ureq over TCP, maybe over the SSH
+//! local forward, or over a Unix socket through
+//! [`crate::loadgen::transport::UnixConnector`]), authentication (JWT
+//! headers from a token file, or `rest_auth/local` on a socket), version
+//! discovery, and the translation of answers into [`SlurmRestError`]s.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -176,36 +176,38 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// `http://host:port` → (`host`, `port`); no path, no https (ureq is built
-/// without TLS here: reach a TLS-only slurmrestd through the SSH forward).
+/// `http://host:port` → (`host`, `port`), parsed by
+/// [`gpu_metrics::url::parse_http_url`] (an IPv6 host without its brackets);
+/// no path, no userinfo, no https (ureq is built without TLS here: reach a
+/// TLS-only slurmrestd through the SSH forward).
 ///
 /// # Errors
 /// What is wrong with `url`.
 pub fn host_port(url: &str) -> Result<(String, u16), &'static str> {
-    if url.starts_with("https://") {
-        return Err(
-            "https is not supported; use http:// on the login node's loopback through [slurm.rest.ssh]",
-        );
-    }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("must be http://host:port or unix:/path")?;
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains(['/', '?', '#', '@', ' ']) {
+    use gpu_metrics::url::{Scheme, UrlError};
+    let u = match gpu_metrics::url::parse_http_url(url) {
+        Ok(u) if u.scheme == Scheme::Https => {
+            return Err(
+                "https is not supported; use http:// on the login node's loopback through [slurm.rest.ssh]",
+            );
+        }
+        Ok(u) => u,
+        Err(UrlError::NoScheme | UrlError::UnsupportedScheme { .. }) => {
+            return Err("must be http://host:port or unix:/path");
+        }
+        Err(UrlError::NoHost) => return Err("must be http://host:port"),
+        Err(UrlError::BadPort { .. }) => return Err("the port must be 1..=65535"),
+        Err(UrlError::Userinfo | UrlError::Fragment | UrlError::Invalid { .. }) => {
+            return Err("must be http://host:port with no path");
+        }
+    };
+    if !matches!(u.path_and_query.as_str(), "" | "/") {
         return Err("must be http://host:port with no path");
     }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-            h,
-            p.parse::<u16>().map_err(|_| "the port must be 1..=65535")?,
-        ),
-        _ => return Err("must name the port (slurmrestd has no default)"),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || port == 0 {
-        return Err("must be http://host:port");
+    if !u.port_given {
+        return Err("must name the port (slurmrestd has no default)");
     }
-    Ok((host.to_string(), port))
+    Ok((u.host, u.port))
 }
 
 /// How requests authenticate.
@@ -376,7 +378,6 @@ pub struct SlurmRestClient {
     endpoint: Endpoint,
     auth: Auth,
     agent: ureq::Agent,
-    timeout: Duration,
     pinned: Option<ApiVersion>,
     version: Mutex<Option<ApiVersion>>,
 }
@@ -429,19 +430,32 @@ impl SlurmRestClient {
         timeout: Duration,
         pinned: Option<ApiVersion>,
     ) -> SlurmRestClient {
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .max_idle_connections(2)
-            .user_agent(concat!("aif-bench-api/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            .user_agent(concat!("aif-bench-api/", env!("CARGO_PKG_VERSION")));
+        let agent = match &endpoint {
+            Endpoint::Http(_) => config.build().new_agent(),
+            // The socket is the only place to go: no proxy, no name lookup
+            // (the request URL's host is only the `Host` header).
+            Endpoint::Unix(sock) => ureq::Agent::with_parts(
+                config.proxy(None).build(),
+                crate::loadgen::transport::UnixConnector {
+                    path: sock.clone(),
+                    timeout,
+                },
+                crate::loadgen::workload::FixedResolver(vec![std::net::SocketAddr::from((
+                    [127, 0, 0, 1],
+                    80,
+                ))]),
+            ),
+        };
         SlurmRestClient {
             endpoint,
             auth,
             agent,
-            timeout,
             pinned,
             version: Mutex::new(pinned),
         }
@@ -482,21 +496,14 @@ impl SlurmRestClient {
             headers.push(("X-SLURM-USER-TOKEN", t.expose().to_string()));
         }
         let payload = body.map(Value::to_string);
-        let answer = match &self.endpoint {
-            Endpoint::Http(_) => self.http(method, &url, &headers, payload.as_deref()),
-            Endpoint::Unix(sock) => unix_request(
-                sock,
-                self.timeout,
-                method,
-                path,
-                &headers,
-                payload.as_deref(),
-            )
-            .map_err(|detail| SlurmRestError::Transport {
-                url: url.clone(),
-                detail,
-            }),
-        }?;
+        let target = match &self.endpoint {
+            Endpoint::Http(_) => url.clone(),
+            Endpoint::Unix(_) => {
+                headers.push(("Accept", "application/json".into()));
+                format!("http://localhost{path}")
+            }
+        };
+        let answer = self.http(method, &url, &target, &headers, payload.as_deref())?;
         log::debug!(
             "slurm-rest: {method} {url} as {} → {}",
             self.auth.user(),
@@ -517,10 +524,13 @@ impl SlurmRestClient {
         Ok(answer)
     }
 
+    /// `method` `target` (the endpoint's URL, or `http://localhost/…` on the
+    /// Unix socket); errors name `url`.
     fn http(
         &self,
         method: &str,
         url: &str,
+        target: &str,
         headers: &[(&str, String)],
         payload: Option<&str>,
     ) -> Result<Answer, SlurmRestError> {
@@ -532,7 +542,7 @@ impl SlurmRestClient {
             ("POST", Some(p)) => {
                 let mut req = self
                     .agent
-                    .post(url)
+                    .post(target)
                     .header("Content-Type", "application/json");
                 for (k, v) in headers {
                     req = req.header(*k, v);
@@ -540,14 +550,14 @@ impl SlurmRestClient {
                 req.send(p)
             }
             ("DELETE", _) => {
-                let mut req = self.agent.delete(url);
+                let mut req = self.agent.delete(target);
                 for (k, v) in headers {
                     req = req.header(*k, v);
                 }
                 req.call()
             }
             ("GET", None) => {
-                let mut req = self.agent.get(url);
+                let mut req = self.agent.get(target);
                 for (k, v) in headers {
                     req = req.header(*k, v);
                 }
@@ -707,108 +717,6 @@ pub fn is_invalid_job(e: &SlurmRestError) -> bool {
     matches!(e, SlurmRestError::Slurm { number, .. } if *number == ESLURM_INVALID_JOB_ID)
 }
 
-/// One HTTP/1.1 request over a Unix socket (`Connection: close`), bounded by
-/// `timeout` per read/write and [`MAX_ANSWER_BYTES`].
-fn unix_request(
-    sock: &Path,
-    timeout: Duration,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    payload: Option<&str>,
-) -> Result<Answer, String> {
-    let mut s = std::os::unix::net::UnixStream::connect(sock)
-        .map_err(|e| format!("connect {}: {e}", sock.display()))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAccept: application/json\r\n"
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let body = payload.unwrap_or("");
-    if payload.is_some() {
-        head.push_str("Content-Type: application/json\r\n");
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    s.write_all(head.as_bytes())
-        .and_then(|()| s.write_all(body.as_bytes()))
-        .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    (&mut s)
-        .take(MAX_ANSWER_BYTES + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read: {e}"))?;
-    if raw.len() as u64 > MAX_ANSWER_BYTES {
-        return Err(format!("answer over {MAX_ANSWER_BYTES} bytes"));
-    }
-    parse_http_answer(&raw)
-}
-
-/// Status and body of a whole HTTP/1.1 answer (`Content-Length`, chunked, or
-/// up to the close).
-fn parse_http_answer(raw: &[u8]) -> Result<Answer, String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of the answer's head")?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "answer head is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line `{}`", excerpt(status_line)))?;
-    let mut chunked = false;
-    let mut length: Option<usize> = None;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-            if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
-                chunked = true;
-            } else if k == "content-length" {
-                length = v.parse().ok();
-            }
-        }
-    }
-    let rest = &raw[end + 4..];
-    let body = if chunked {
-        let mut out = Vec::new();
-        let mut r = rest;
-        loop {
-            let nl = r
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or("truncated chunk")?;
-            let size_text = std::str::from_utf8(&r[..nl]).map_err(|_| "bad chunk size")?;
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| "bad chunk size")?;
-            r = &r[nl + 2..];
-            if size == 0 {
-                break;
-            }
-            if r.len() < size {
-                return Err("truncated chunk".into());
-            }
-            out.extend_from_slice(&r[..size]);
-            r = r.get(size + 2..).unwrap_or(&[]);
-        }
-        out
-    } else if let Some(n) = length {
-        rest.get(..n).ok_or("truncated body")?.to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(Answer {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -890,15 +798,27 @@ mod tests {
     }
 
     #[test]
-    fn http_answers_are_parsed_bounded() {
-        let a = parse_http_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}extra").unwrap();
-        assert_eq!((a.status, a.body.as_str()), (200, "{}"));
-        let a = parse_http_answer(
-            b"HTTP/1.1 500 x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((a.status, a.body.as_str()), (500, "abcde"));
-        assert!(parse_http_answer(b"HTTP/1.1 200 OK\r\n").is_err());
-        assert!(parse_http_answer(b"garbage\r\n\r\n").is_err());
+    fn host_port_needs_http_a_host_and_a_port_and_nothing_else() {
+        assert_eq!(host_port("http://h:6820"), Ok(("h".into(), 6820)));
+        assert_eq!(host_port("http://h:6820/"), Ok(("h".into(), 6820)));
+        assert_eq!(host_port("HTTP://h:6820"), Ok(("h".into(), 6820)));
+        assert_eq!(host_port("http://[::1]:6820"), Ok(("::1".into(), 6820)));
+        for (bad, why) in [
+            ("https://h:6820", "https is not supported"),
+            ("h:6820", "must be http://host:port or unix:/path"),
+            ("ftp://h:6820", "must be http://host:port or unix:/path"),
+            ("http://h", "must name the port"),
+            ("http://[::1]", "must name the port"),
+            ("http://h:0", "1..=65535"),
+            ("http://h:x", "1..=65535"),
+            ("http://:6820", "must be http://host:port"),
+            ("http://h:6820/x", "with no path"),
+            ("http://h:6820?x", "with no path"),
+            ("http://u@h:6820", "with no path"),
+            ("http://h:6820/#x", "with no path"),
+        ] {
+            let e = host_port(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -18,6 +18,7 @@
 //! the `slurm` backend without `sacct -c`.
 
 pub mod client;
+pub mod settings;
 pub mod version;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,14 +27,13 @@ use std::path::PathBuf;
 pub use client::{Auth, Endpoint, SlurmRestClient, SlurmRestError, TokenFile};
 use version::{ApiVersion, ESLURM_ALREADY_DONE, ESLURM_INVALID_JOB_ID, JobRequest};
 
-use super::slurm_job::{ExporterPlan, JobResources, job_script, job_state};
+use super::slurm_job::{ExporterPlan, JobDefaults, JobResources, job_script, job_state};
 use super::{Backend, BackendError, JobState, LaunchSpec, Launched};
-use crate::config::SlurmSettings;
 
 /// Slurm jobs through slurmrestd.
 pub struct SlurmRestBackend {
     client: SlurmRestClient,
-    settings: SlurmSettings,
+    settings: JobDefaults,
     log_dir: PathBuf,
     exporter: Option<ExporterPlan>,
     environment: BTreeMap<String, String>,
@@ -59,7 +59,7 @@ impl SlurmRestBackend {
     /// on the cluster), the job environment `environment`.
     pub fn new(
         client: SlurmRestClient,
-        settings: SlurmSettings,
+        settings: JobDefaults,
         log_dir: PathBuf,
         exporter: Option<ExporterPlan>,
         environment: BTreeMap<String, String>,

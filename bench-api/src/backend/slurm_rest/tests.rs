@@ -10,6 +10,7 @@ use super::version::{ApiVersion, errors};
 use super::*;
 use crate::backend::runner::{CommandOutput, CommandRunner, RunnerError};
 use crate::backend::slurm::SlurmBackend;
+use crate::backend::slurm_settings::SlurmSettings;
 use crate::backend::{Ending, JobState};
 use crate::recipes::Recipe;
 
@@ -238,9 +239,9 @@ fn backend(v: Option<ApiVersion>) -> SlurmRestBackend {
     );
     SlurmRestBackend::new(
         client,
-        SlurmSettings {
+        JobDefaults {
             partition: Some("gpu".into()),
-            ..SlurmSettings::default()
+            ..JobDefaults::default()
         },
         PathBuf::from("/cluster/logs"),
         None,
@@ -447,7 +448,7 @@ fn unix_backend(sock: PathBuf) -> SlurmRestBackend {
     );
     SlurmRestBackend::new(
         client,
-        SlurmSettings::default(),
+        JobDefaults::default(),
         PathBuf::from("/cluster/logs"),
         None,
         BTreeMap::new(),

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use gpu_metrics::ssh::SshConfig;
+use gpu_metrics::ssh::{SshArgs, SshArgsError, SshConfig};
 
 use crate::loadgen::arrivals::Arrivals;
 use crate::loadgen::prompts::{self, PromptError};
@@ -165,24 +165,9 @@ pub struct Args {
     /// Buffer file of live metrics (default `$TMPDIR/aif-loadgen-<run_id>.sqlite`).
     #[arg(long, value_name = "FILE")]
     pub buffer: Option<PathBuf>,
-    /// Push through an SSH local forward via this gateway.
-    #[arg(long, value_name = "HOST")]
-    pub ssh_host: Option<String>,
-    /// SSH port (default 22).
-    #[arg(long, value_name = "PORT")]
-    pub ssh_port: Option<u16>,
-    /// SSH user (default `$USER`).
-    #[arg(long, value_name = "USER")]
-    pub ssh_user: Option<String>,
-    /// SSH private key.
-    #[arg(long, value_name = "FILE")]
-    pub ssh_identity: Option<PathBuf>,
-    /// known_hosts the gateway's key must match (default `~/.ssh/known_hosts`).
-    #[arg(long, value_name = "FILE")]
-    pub ssh_known_hosts: Option<PathBuf>,
-    /// Record an unknown gateway key on first contact (a changed key is refused).
-    #[arg(long)]
-    pub ssh_accept_new: bool,
+    /// The SSH gateway (`--ssh-*`) the pushes travel through.
+    #[command(flatten)]
+    pub ssh: SshArgs,
 }
 
 /// Why the command line was refused.
@@ -374,26 +359,7 @@ fn duration(flag: &'static str, v: Option<&str>, default: Duration) -> Result<Du
     }
 }
 
-/// `http://host[:port]` with nothing after but a path: host, port, path.
-pub fn split_http_url(url: &str) -> Option<(String, u16, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) {
-        return None;
-    }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
-        _ => (authority, 80),
-    };
-    if host.is_empty() || port == 0 {
-        return None;
-    }
-    Some((
-        host.to_string(),
-        port,
-        path.trim_end_matches('/').to_string(),
-    ))
-}
+pub use gpu_metrics::url::split_http_url;
 
 fn check_id(flag: &'static str, id: &str) -> Result<(), PlanError> {
     if id.is_empty()
@@ -456,7 +422,7 @@ fn parse_header(h: &str) -> Result<(String, String), PlanError> {
 fn live_plan(a: &Args, run_id: &str, part: Part) -> Result<Option<LivePlan>, PlanError> {
     let Some(url) = &a.pushgateway else {
         for (given, flag) in [
-            (a.ssh_host.is_some(), "ssh-host"),
+            (a.ssh.ssh_host.is_some(), "ssh-host"),
             (a.keep_group, "keep-group"),
             (a.push_interval.is_some(), "push-interval"),
             (a.buffer.is_some(), "buffer"),
@@ -480,21 +446,18 @@ fn live_plan(a: &Args, run_id: &str, part: Part) -> Result<Option<LivePlan>, Pla
     if interval < Duration::from_millis(100) {
         return Err(invalid("push-interval", "must be at least 100ms"));
     }
-    let ssh = match &a.ssh_host {
-        None => {
-            if a.ssh_identity.is_some() || a.ssh_port.is_some() || a.ssh_user.is_some() {
-                return Err(PlanError::Misplaced {
-                    flag: "ssh-identity",
-                    only: "goes with --ssh-host",
-                });
-            }
-            None
-        }
-        Some(host) => {
-            let identity = a
-                .ssh_identity
-                .clone()
-                .ok_or(PlanError::Missing("ssh-identity"))?;
+    if let Some(flag) = a.ssh.given_without_host() {
+        return Err(PlanError::Misplaced {
+            flag: flag.flag(),
+            only: "goes with --ssh-host",
+        });
+    }
+    let ssh = match a.ssh.to_config().map_err(|e| match e {
+        SshArgsError::NeedsIdentity => PlanError::Missing("ssh-identity"),
+        other => invalid(other.flag().flag(), other.to_string()),
+    })? {
+        None => None,
+        Some(ssh) => {
             let (remote_host, remote_port, path) =
                 split_http_url(&pushgateway).ok_or_else(|| {
                     invalid(
@@ -502,22 +465,6 @@ fn live_plan(a: &Args, run_id: &str, part: Part) -> Result<Option<LivePlan>, Pla
                         "through --ssh-host the URL must be http://HOST[:PORT][/PATH]",
                     )
                 })?;
-            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-            let user = a
-                .ssh_user
-                .clone()
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "root".into());
-            let ssh = SshConfig::builder(host.as_str(), user, identity)
-                .port(a.ssh_port.unwrap_or(22))
-                .known_hosts(
-                    a.ssh_known_hosts
-                        .clone()
-                        .unwrap_or_else(|| PathBuf::from(home).join(".ssh/known_hosts")),
-                )
-                .accept_new(a.ssh_accept_new)
-                .build()
-                .map_err(|e| invalid("ssh-host", e.to_string()))?;
             Some(SshPlan {
                 ssh,
                 remote_host,
@@ -605,13 +552,16 @@ impl Args {
         let part = part(self, procid)?;
         let start_at_ms = start_at(self.start_at)?;
         let url = self.url.as_deref().ok_or(PlanError::Missing("url"))?;
-        if url.starts_with("https://") {
+        if url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        {
             return Err(invalid(
                 "url",
                 format!("`{url}`: https is not supported (no TLS built in); use http://"),
             ));
         }
-        let (host, port, base_path) = split_http_url(url).ok_or_else(|| {
+        let target = gpu_metrics::url::parse_http_url(url).map_err(|_| {
             invalid(
                 "url",
                 format!("`{url}` is not http://HOST[:PORT] (a scheme is required)"),
@@ -619,17 +569,16 @@ impl Args {
         })?;
         let addrs: Vec<std::net::SocketAddr> = {
             use std::net::ToSocketAddrs;
-            (host.trim_start_matches('[').trim_end_matches(']'), port)
+            (target.host.as_str(), target.port)
                 .to_socket_addrs()
-                .map_err(|e| invalid("url", format!("`{host}` does not resolve: {e}")))?
+                .map_err(|e| invalid("url", format!("`{}` does not resolve: {e}", target.host)))?
                 .collect()
         };
-        let authority = if port == 80 {
-            host
-        } else {
-            format!("{host}:{port}")
-        };
-        let base_url = format!("http://{authority}{base_path}");
+        let base_url = format!(
+            "http://{}{}",
+            target.authority(),
+            target.path_and_query.trim_end_matches('/')
+        );
 
         let max_clients = |flag: &'static str, n: usize| {
             if (1..=MAX_CLIENTS).contains(&n) {
@@ -956,294 +905,4 @@ fn shared_clients(part: Part, flag: &'static str, total: usize) -> Result<usize,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn build(args: &[&str]) -> Result<Plan, String> {
-        let a = Args::try_parse_from(std::iter::once("aif-loadgen").chain(args.iter().copied()))
-            .map_err(|e| e.to_string())?;
-        a.build().map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn bad_input_names_the_flag() {
-        let base = ["--url", "http://127.0.0.1:1", "--duration", "1s"];
-        let with = |extra: &[&str]| {
-            let mut v: Vec<&str> = base.to_vec();
-            v.extend_from_slice(extra);
-            build(&v)
-        };
-        for (extra, needle) in [
-            (&["--request-rate", "0"][..], "--request-rate"),
-            (&["--concurrency", "0"], "--concurrency"),
-            (&[], "--concurrency"),
-            (
-                &["--concurrency", "1", "--request-rate", "5"],
-                "--concurrency",
-            ),
-            (
-                &["--request-rate", "5", "--arrivals", "gamma"],
-                "--burstiness",
-            ),
-            (&["--request-rate", "5", "--arrivals", "zipf"], "--arrivals"),
-            (
-                &["--concurrency", "1", "--max-concurrency", "3"],
-                "--max-concurrency",
-            ),
-            (&["--concurrency", "1", "--warmup", "2s"], "--warmup"),
-            (&["--concurrency", "1", "--model", "m"], "--model"),
-            (&["--concurrency", "1", "--workload", "chat"], "--prompt"),
-            (&["--concurrency", "1", "--goodput", "ttft:5"], "--goodput"),
-            (&["--concurrency", "1", "--goodput", "e2el:x"], "--goodput"),
-            (
-                &["--concurrency", "1", "--header", "bad header"],
-                "--header",
-            ),
-            (&["--concurrency", "1", "--ssh-host", "gw"], "--ssh-host"),
-            (&["--concurrency", "1", "--bogus"], "--bogus"),
-        ] {
-            let e = with(extra).unwrap_err();
-            assert!(e.contains(needle), "{extra:?}: {e}");
-        }
-        for url in ["127.0.0.1:8000", "https://x", "http://"] {
-            let e = build(&["--url", url, "--duration", "1s", "--concurrency", "1"]).unwrap_err();
-            assert!(e.contains("--url"), "{url}: {e}");
-        }
-        let e = build(&[
-            "--url",
-            "http://127.0.0.1:1",
-            "--duration",
-            "5",
-            "--concurrency",
-            "1",
-        ])
-        .unwrap_err();
-        assert!(e.contains("--duration"), "{e}");
-    }
-
-    fn build_env(args: &[&str], procid: Option<&str>) -> Result<Plan, String> {
-        let a = Args::try_parse_from(std::iter::once("aif-loadgen").chain(args.iter().copied()))
-            .map_err(|e| e.to_string())?;
-        a.build_with(procid).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn parts_share_the_load() {
-        let base = [
-            "--url",
-            "http://127.0.0.1:1",
-            "--duration",
-            "1s",
-            "--seed",
-            "40",
-        ];
-        let with = |extra: &[&str], procid: Option<&str>| {
-            let mut v: Vec<&str> = base.to_vec();
-            v.extend_from_slice(extra);
-            build_env(&v, procid)
-        };
-        // 10 clients over 3 parts: 4 + 3 + 3.
-        let shares: Vec<usize> = (0..3)
-            .map(|i| {
-                let p = with(
-                    &["--concurrency", "10", "--parts", "3"],
-                    Some(&i.to_string()),
-                )
-                .unwrap();
-                assert_eq!(p.part, Part { index: i, count: 3 });
-                assert_eq!(p.seed, 40 + i as u64);
-                match p.load {
-                    Load::Closed { concurrency } => concurrency,
-                    Load::Open { .. } => unreachable!(),
-                }
-            })
-            .collect();
-        assert_eq!(shares, [4, 3, 3]);
-        let p = with(
-            &[
-                "--request-rate",
-                "90",
-                "--max-concurrency",
-                "5",
-                "--parts",
-                "2",
-                "--part-index",
-                "1",
-                "--result-file",
-                "/tmp/r-%t.json",
-                "--progress-file",
-                "/tmp/p-%t.json",
-            ],
-            Some("0"),
-        )
-        .unwrap();
-        assert_eq!(p.part.index, 1, "--part-index wins over $SLURM_PROCID");
-        assert!(
-            matches!(p.load, Load::Open { rate, max_concurrency: Some(2), .. } if rate == 45.0),
-            "{:?}",
-            p.load
-        );
-        assert_eq!(p.result_file.unwrap(), PathBuf::from("/tmp/r-1.json"));
-        assert_eq!(p.progress_file.unwrap(), PathBuf::from("/tmp/p-1.json"));
-        // Not split: as before, and $SLURM_PROCID is not read.
-        let p = with(&["--concurrency", "3"], Some("x")).unwrap();
-        assert_eq!((p.part, p.seed, p.start_at_ms), (Part::default(), 40, None));
-        // Inline prompts: the parts start their picks at different places.
-        let chat = |i: &str| {
-            with(
-                &[
-                    "--concurrency",
-                    "2",
-                    "--parts",
-                    "2",
-                    "--part-index",
-                    i,
-                    "--workload",
-                    "chat",
-                    "--prompt",
-                    "a",
-                    "--prompt",
-                    "b",
-                ],
-                None,
-            )
-            .unwrap()
-            .workload
-            .bodies
-        };
-        assert_ne!(chat("0")[0], chat("1")[0]);
-
-        let now = crate::model::now_ms();
-        let soon = (now + 2000).to_string();
-        let p = with(&["--concurrency", "1", "--start-at", &soon], None).unwrap();
-        assert_eq!(p.start_at_ms, Some(now + 2000));
-
-        for (extra, procid, needles) in [
-            (
-                &["--concurrency", "1", "--parts", "2", "--part-index", "0"][..],
-                None,
-                &["--concurrency 1 cannot be shared by --parts 2"][..],
-            ),
-            (
-                &[
-                    "--request-rate",
-                    "5",
-                    "--max-concurrency",
-                    "2",
-                    "--parts",
-                    "3",
-                ],
-                Some("0"),
-                &["--max-concurrency 2 cannot be shared by --parts 3"],
-            ),
-            (
-                &["--concurrency", "2", "--parts", "2"],
-                None,
-                &["--part-index", "SLURM_PROCID"],
-            ),
-            (
-                &["--concurrency", "2", "--parts", "2"],
-                Some("one"),
-                &["--part-index", "SLURM_PROCID", "`one`"],
-            ),
-            (
-                &["--concurrency", "2", "--parts", "2"],
-                Some("2"),
-                &["--part-index", "SLURM_PROCID"],
-            ),
-            (
-                &["--concurrency", "2", "--parts", "2", "--part-index", "2"],
-                None,
-                &["--part-index", "--parts 2"],
-            ),
-            (&["--concurrency", "2", "--parts", "0"], None, &["--parts"]),
-            (
-                &["--concurrency", "2", "--parts", "257"],
-                None,
-                &["--parts"],
-            ),
-            (
-                &[
-                    "--concurrency",
-                    "2",
-                    "--parts",
-                    "2",
-                    "--part-index",
-                    "0",
-                    "--result-file",
-                    "/tmp/r.json",
-                ],
-                None,
-                &["--result-file", "%t"],
-            ),
-            (
-                &["--concurrency", "1", "--start-at", "1700000000"],
-                None,
-                &["--start-at", "seconds"],
-            ),
-            (
-                &["--concurrency", "1", "--start-at", "99999999999999"],
-                None,
-                &["--start-at"],
-            ),
-        ] {
-            let e = with(extra, procid).unwrap_err();
-            for n in needles {
-                assert!(e.contains(n), "{extra:?}: {e}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_good_plan() {
-        let p = build(&[
-            "--url",
-            "http://127.0.0.1:8000/",
-            "--duration",
-            "10s",
-            "--warmup",
-            "1s",
-            "--request-rate",
-            "50",
-            "--arrivals",
-            "gamma",
-            "--burstiness",
-            "0.5",
-            "--max-concurrency",
-            "8",
-            "--workload",
-            "chat",
-            "--prompt",
-            "a",
-            "--prompt",
-            "b",
-            "--model",
-            "m",
-            "--max-tokens",
-            "16",
-            "--goodput",
-            "ttft:200",
-            "e2el:1000",
-        ])
-        .unwrap();
-        assert_eq!(p.workload.url, "http://127.0.0.1:8000/v1/chat/completions");
-        assert_eq!(p.workload.bodies.len(), 2);
-        assert_eq!(
-            p.load,
-            Load::Open {
-                rate: 50.0,
-                arrivals: Arrivals::Gamma(0.5),
-                max_concurrency: Some(8)
-            }
-        );
-        assert_eq!(
-            (p.slo.ttft_ms, p.slo.e2el_ms, p.slo.tpot_ms),
-            (Some(200.0), Some(1000.0), None)
-        );
-        assert!(p.run_id.starts_with("run-"));
-        assert_eq!(
-            split_http_url("http://h:9091/p/").unwrap(),
-            ("h".into(), 9091, "/p".into())
-        );
-    }
-}
+mod tests;

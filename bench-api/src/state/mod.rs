@@ -1,6 +1,49 @@
 //! Durable state in SQLite: services, benchmark runs, their status history and
 //! results. Survives a restart; the list served to Grafana is cached as JSON and
 //! rebuilt after every write.
+//!
+//! ## Schema versions (`PRAGMA user_version`)
+//!
+//! [`Store::open`] reads `PRAGMA user_version` and brings the file to
+//! [`SCHEMA_VERSION`] in one `BEGIN IMMEDIATE` transaction (so two processes
+//! opening the same file at once do not both migrate it):
+//!
+//! | `user_version` | what it is | at open |
+//! |---|---|---|
+//! | 0, no tables | a new (empty) file | the version 1 schema is created |
+//! | 0, with a `services` table | written before the version pragma existed (the schema of version 1; `run_jobs` is missing in files from before `aif-loadgen`) | adopted as version 1: missing tables and indexes are created, no row changes |
+//! | 0, other tables, or tables lacking a column of version 1 | not a state database | refused: [`StateError::ForeignSchema`] |
+//! | 1 | the current schema | used as it is |
+//! | above 1 | written by a newer build | refused: [`StateError::NewerSchema`], the file is not touched |
+//! | below 0 | not written by this program | refused: [`StateError::ForeignSchema`] |
+//!
+//! A later schema change adds a step to `MIGRATIONS` (version `n` to
+//! `n + 1`) and bumps [`SCHEMA_VERSION`]; the steps run in order, in the same
+//! transaction, so a file is either fully migrated or left as it was.
+//!
+//! ## On-disk schema, version 1
+//!
+//! The file is in WAL mode (`-wal` and `-shm` beside it), with
+//! `synchronous = NORMAL` and foreign keys on. Times are Unix milliseconds;
+//! statuses are the lowercase names of [`Status`]; JSON columns hold the
+//! serde form of the model types.
+//!
+//! - `services(id TEXT PRIMARY KEY, recipe, params JSON, status, backend,
+//!   backend_ref, host, port, exit_code, detail, created_ms, updated_ms)`:
+//!   one row per service, its current status.
+//! - `service_history(service_id → services.id, status, at_ms, detail)`:
+//!   every status a service entered, in `rowid` order.
+//! - `runs(id TEXT PRIMARY KEY, service_id → services.id, status, spec JSON
+//!   ([`RunSpec`]), created_ms, started_ms, ended_ms, detail, result JSON)`:
+//!   one row per benchmark run.
+//! - `run_history(run_id → runs.id, status, at_ms, detail)`: every status a
+//!   run entered.
+//! - `run_jobs(run_id TEXT PRIMARY KEY → runs.id, backend_ref, result_path,
+//!   progress_path, planned_end_ms, progress JSON, collected 0/1,
+//!   energy_pending 0/1)`: the load-generator job of a run ([`RunJob`]).
+//! - Indexes: `service_history_id`, `run_history_id`, `services_status`,
+//!   `services_updated`, `runs_status`, `runs_service`, and `runs_last` on
+//!   `COALESCE(ended_ms, started_ms, created_ms)`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +74,29 @@ pub enum StateError {
     /// A stored status is not one this version knows.
     #[error("state database holds unknown status `{0}`")]
     BadStatus(String),
+    /// The file was written by a newer build: its schema version is above
+    /// [`SCHEMA_VERSION`]. It is refused, not used or changed.
+    #[error(
+        "state database {path} has schema version {found}, newer than version {known} this build knows; \
+         run a newer aif-bench-api or use another state file"
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// Its `PRAGMA user_version`.
+        found: i32,
+        /// The version this build reads and writes ([`SCHEMA_VERSION`]).
+        known: i32,
+    },
+    /// The file is a SQLite database but not one of this program's state
+    /// files (a negative schema version, or tables of something else).
+    #[error("{path} is not an aif-bench-api state database: {reason}")]
+    ForeignSchema {
+        /// The database file.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
 }
 
 /// The result of asking for a status change.
@@ -44,67 +110,12 @@ pub enum Transition<T> {
     NotFound,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS services (
-    id TEXT PRIMARY KEY,
-    recipe TEXT NOT NULL,
-    params TEXT NOT NULL,
-    status TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    backend_ref TEXT,
-    host TEXT,
-    port INTEGER,
-    exit_code INTEGER,
-    detail TEXT,
-    created_ms INTEGER NOT NULL,
-    updated_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS service_history (
-    service_id TEXT NOT NULL REFERENCES services(id),
-    status TEXT NOT NULL,
-    at_ms INTEGER NOT NULL,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS service_history_id ON service_history(service_id);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    service_id TEXT NOT NULL REFERENCES services(id),
-    status TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    started_ms INTEGER,
-    ended_ms INTEGER,
-    detail TEXT,
-    result TEXT
-);
-CREATE TABLE IF NOT EXISTS run_history (
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    status TEXT NOT NULL,
-    at_ms INTEGER NOT NULL,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS run_history_id ON run_history(run_id);
-CREATE INDEX IF NOT EXISTS services_status ON services(status);
-CREATE INDEX IF NOT EXISTS services_updated ON services(updated_ms);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
-CREATE INDEX IF NOT EXISTS runs_service ON runs(service_id);
-CREATE INDEX IF NOT EXISTS runs_last ON runs(COALESCE(ended_ms, started_ms, created_ms));
-";
+mod schema;
 
-/// Load-generator jobs of runs (added with `aif-loadgen`; a table of its own,
-/// so databases of earlier versions gain it without touching `runs`).
-const RUN_JOBS_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS run_jobs (
-    run_id TEXT PRIMARY KEY REFERENCES runs(id),
-    backend_ref TEXT NOT NULL,
-    result_path TEXT NOT NULL,
-    progress_path TEXT NOT NULL,
-    planned_end_ms INTEGER NOT NULL,
-    progress TEXT,
-    collected INTEGER NOT NULL DEFAULT 0,
-    energy_pending INTEGER NOT NULL DEFAULT 0
-);
-";
+pub use schema::SCHEMA_VERSION;
+#[cfg(test)]
+use schema::{MIGRATIONS, probe};
+use schema::{check_v0, check_version, migrate, read_version};
 
 /// Statuses of services and runs that are not terminal.
 const OPEN: [Status; 4] = [
@@ -172,24 +183,35 @@ fn parse_status(s: String) -> Result<Status, StateError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, in WAL mode.
+    /// Opens (creating if needed) the database at `path`, in WAL mode, and
+    /// brings its schema to [`SCHEMA_VERSION`] (see the module documentation).
     ///
     /// # Errors
-    /// [`StateError::Open`] when the file cannot be opened or the schema created.
+    /// - [`StateError::NewerSchema`] when the file was written by a newer
+    ///   build (it is left untouched);
+    /// - [`StateError::ForeignSchema`] when it is some other SQLite database;
+    /// - [`StateError::Open`] when the file cannot be opened or its schema
+    ///   created or migrated.
     pub fn open(path: &Path) -> Result<Store, StateError> {
-        let open = || -> Result<Connection, rusqlite::Error> {
-            let conn = Connection::open(path)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
-            conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
-            conn.execute_batch(SCHEMA)?;
-            conn.execute_batch(RUN_JOBS_SCHEMA)?;
-            Ok(conn)
-        };
-        let conn = open().map_err(|source| StateError::Open {
+        let sqlite = |source| StateError::Open {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut conn = Connection::open(path).map_err(sqlite)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
+        // Refuse a newer or foreign file before changing anything in it (its
+        // journal mode included); `migrate` checks again under the write lock.
+        let found = read_version(&conn).map_err(sqlite)?;
+        check_version(path, found)?;
+        if found == 0 {
+            check_v0(&conn, path)?;
+        }
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .map_err(sqlite)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .map_err(sqlite)?;
+        migrate(&mut conn, path)?;
         Ok(Store {
             conn: Mutex::new(conn),
             list_cache: Mutex::new(HashMap::new()),
@@ -796,166 +818,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{LoadMode, Workload};
-
-    fn service(id: &str) -> Service {
-        Service {
-            id: id.into(),
-            recipe: "demo".into(),
-            params: serde_json::Map::new(),
-            status: Status::Pending,
-            backend: "local".into(),
-            backend_ref: None,
-            host: None,
-            port: Some(8000),
-            exit_code: None,
-            detail: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-            history: None,
-        }
-    }
-
-    #[test]
-    fn services_persist_and_terminal_is_sticky() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("s.sqlite");
-        {
-            let store = Store::open(&db).unwrap();
-            store.insert_service(&service("svc-1"), 1).unwrap();
-            let first = store.list_services_json(None).unwrap();
-            assert!(matches!(
-                store
-                    .transition_service("svc-1", Status::Failed, Some("exit 3"), Some(3))
-                    .unwrap(),
-                Transition::Changed(_)
-            ));
-            assert_ne!(
-                first,
-                store.list_services_json(None).unwrap(),
-                "cache invalidated"
-            );
-            assert!(matches!(
-                store
-                    .transition_service("svc-1", Status::Running, None, None)
-                    .unwrap(),
-                Transition::Unchanged(_)
-            ));
-            assert_eq!(
-                store
-                    .transition_service("nope", Status::Running, None, None)
-                    .unwrap(),
-                Transition::NotFound
-            );
-        }
-        let store = Store::open(&db).unwrap();
-        let s = store.get_service("svc-1", true).unwrap().unwrap();
-        assert_eq!((s.status, s.exit_code), (Status::Failed, Some(3)));
-        let h = s.history.unwrap();
-        assert_eq!(
-            h.iter().map(|c| c.status).collect::<Vec<_>>(),
-            vec![Status::Pending, Status::Failed]
-        );
-        assert_eq!(
-            store.list_services(Some(&[Status::Running])).unwrap().len(),
-            0
-        );
-    }
-
-    #[test]
-    fn runs_stamp_times() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        store.insert_service(&service("svc-1"), 1).unwrap();
-        let run = Run {
-            id: "run-1".into(),
-            service_id: "svc-1".into(),
-            status: Status::Pending,
-            spec: RunSpec {
-                duration_seconds: 5,
-                concurrency: 1,
-                mode: LoadMode::ClosedLoop,
-                requests_per_second: None,
-                workload: Workload::Http,
-                path: "/".into(),
-                model: None,
-                max_tokens: None,
-                ..RunSpec::default()
-            },
-            created_at: String::new(),
-            started_at: None,
-            ended_at: None,
-            detail: None,
-            result: None,
-            history: None,
-        };
-        store.insert_run(&run, 1).unwrap();
-        store
-            .transition_run("run-1", Status::Running, None)
-            .unwrap();
-        assert!(store.run_started_ms("run-1").unwrap().is_some());
-        store
-            .transition_run("run-1", Status::Completed, None)
-            .unwrap();
-        let r = store.get_run("run-1", true).unwrap().unwrap();
-        assert!(r.started_at.is_some() && r.ended_at.is_some());
-        assert_eq!(r.history.unwrap().len(), 3);
-        assert_eq!(store.list_runs(Some("svc-1"), None).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn a_list_computed_before_a_write_is_not_cached_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        store.insert_service(&service("svc-1"), 1).unwrap();
-        // A reader computes the list, then a write lands (and invalidates)
-        // before the reader caches what it computed.
-        let generation = store.generation();
-        let stale = Arc::new(serde_json::to_vec(&store.list_services(None).unwrap()).unwrap());
-        store.insert_service(&service("svc-2"), 2).unwrap();
-        store.cache_list(String::new(), generation, &stale);
-        let list: serde_json::Value =
-            serde_json::from_slice(&store.list_services_json(None).unwrap()).unwrap();
-        assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
-        // Without a write in between, the list is cached and served again.
-        let a = store.list_services_json(None).unwrap();
-        assert!(Arc::ptr_eq(&a, &store.list_services_json(None).unwrap()));
-    }
-
-    #[test]
-    fn metrics_view_holds_open_and_recent_records_and_counts_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-        for id in ["old-done", "old-open", "new-done"] {
-            store.insert_service(&service(id), 1).unwrap();
-        }
-        for id in ["old-done", "new-done"] {
-            store
-                .transition_service(id, Status::Completed, None, None)
-                .unwrap();
-        }
-        // `old-done` ended long ago: move its last change before the window.
-        store
-            .conn()
-            .execute(
-                "UPDATE services SET updated_ms = 5 WHERE id = 'old-done'",
-                [],
-            )
-            .unwrap();
-        let view = store.metrics_view(now_ms() - 60_000).unwrap();
-        let mut shown: Vec<&str> = view.services.iter().map(|s| s.id.as_str()).collect();
-        shown.sort_unstable();
-        assert_eq!(shown, ["new-done", "old-open"]);
-        assert_eq!(view.service_counts.get(&Status::Completed), Some(&2));
-        assert_eq!(view.service_counts.get(&Status::Pending), Some(&1));
-        assert_eq!(
-            store
-                .list_services(Some(&[Status::Completed]))
-                .unwrap()
-                .len(),
-            2
-        );
-    }
-}
+mod tests;
