@@ -221,32 +221,12 @@ impl NsApi {
         // While a test panics, no request that could panic again (an abort
         // would skip every teardown): the API is only stopped, and its jobs
         // end with the Slurm testbed.
-        let running = matches!(c.try_wait(), Ok(None));
-        if running && !std::thread::panicking() {
-            let a = self.get("/api/v1/services");
-            if a.status == 200 {
-                for s in a.json().as_array().cloned().unwrap_or_default() {
-                    let st = s["status"].as_str().unwrap_or("");
-                    if !matches!(st, "completed" | "failed" | "cancelled") {
-                        let id = s["id"].as_str().unwrap_or("");
-                        let _ = self.send("DELETE", &format!("/api/v1/services/{id}"), None);
-                    }
-                }
+        if !std::thread::panicking() && matches!(c.try_wait(), Ok(None)) {
+            for id in common::open_service_ids(&self.get("/api/v1/services")) {
+                let _ = self.send("DELETE", &format!("/api/v1/services/{id}"), None);
             }
         }
-        if running {
-            // SAFETY: kill(2) on the PID of our own child (`ip netns exec`
-            // execs the API, so it is the API's).
-            unsafe {
-                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-            }
-            if !wait_until(Duration::from_secs(5), || {
-                matches!(c.try_wait(), Ok(Some(_)))
-            }) {
-                let _ = c.kill();
-            }
-        }
-        let _ = c.wait();
+        common::terminate(c);
     }
 }
 

@@ -269,29 +269,50 @@ impl Api {
         if self.child.is_none() {
             return;
         }
-        let a = self.get("/api/v1/services");
-        if a.status == 200 {
-            for s in a.json().as_array().cloned().unwrap_or_default() {
-                let st = s["status"].as_str().unwrap_or("");
-                if !matches!(st, "completed" | "failed" | "cancelled") {
-                    let id = s["id"].as_str().unwrap_or("");
-                    let _ = self.send("DELETE", &format!("/api/v1/services/{id}"), None);
-                }
-            }
+        for id in open_service_ids(&self.get("/api/v1/services")) {
+            let _ = self.send("DELETE", &format!("/api/v1/services/{id}"), None);
         }
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on the PID of our own child.
-            unsafe {
-                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-            }
-            if !wait_until(Duration::from_secs(5), || {
-                matches!(c.try_wait(), Ok(Some(_)))
-            }) {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
+        if let Some(c) = self.child.take() {
+            terminate(c);
         }
     }
+}
+
+/// The ids of the services a `GET /api/v1/services` answer lists as not
+/// ended (none when it is not a 200).
+pub fn open_service_ids(list: &Answer) -> Vec<String> {
+    if list.status != 200 {
+        return Vec::new();
+    }
+    list.json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            !matches!(
+                s["status"].as_str().unwrap_or(""),
+                "completed" | "failed" | "cancelled"
+            )
+        })
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// SIGTERM to a child API (or a program that exec'd it), SIGKILL when it has
+/// not exited 5 s later, then reaps it.
+pub fn terminate(mut c: Child) {
+    if matches!(c.try_wait(), Ok(None)) {
+        // SAFETY: kill(2) on the PID of our own child.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+        if !wait_until(Duration::from_secs(5), || {
+            matches!(c.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = c.kill();
+        }
+    }
+    let _ = c.wait();
 }
 
 impl Drop for Api {
