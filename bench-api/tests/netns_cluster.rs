@@ -585,7 +585,7 @@ fn the_cluster_on_namespaces_end_to_end() {
     names(&site);
     login_faults(&api, &mut site, &sid);
     load_from_two_nodes(&api, &site, &sid, port);
-    partition(&api, &site, &sid, port);
+    partition(&api, &site, &sid);
     node_dies(&api, &mut site, &sid, &job);
     println!("scenario done in {:?}", t0.elapsed());
 }
@@ -825,7 +825,7 @@ fn load_from_two_nodes(api: &NsApi, site: &Site, sid: &str, port: u16) {
 }
 
 /// Phase 3 (2.4): node1's link down for 60 s during a run.
-fn partition(api: &NsApi, site: &Site, sid: &str, _port: u16) {
+fn partition(api: &NsApi, site: &Site, sid: &str) {
     let a = api.send(
         "POST",
         "/api/v1/benchmarks",

@@ -304,8 +304,7 @@ impl Backend for SlurmBackend {
     }
 
     fn stderr_file(&self, key: &str, backend_ref: &str) -> PathBuf {
-        // sbatch's `--error` of [`JobResources::of`] (`%j`: the job id).
-        self.log_dir.join(format!("{key}-{backend_ref}.err"))
+        super::slurm_job::job_log_path(&self.log_dir, key, backend_ref, "err")
     }
 
     fn read_job_file(&self, path: &std::path::Path) -> Result<Option<String>, BackendError> {

@@ -172,6 +172,18 @@ impl From<std::path::PathBuf> for ShellWord {
     }
 }
 
+/// A job's output file in `log_dir`: `KEY-JOB.EXT`, with `job` Slurm's `%j`
+/// in the job description and the job id once it is known (so the backends
+/// read the files sbatch's `--output`/`--error` name).
+pub fn job_log_path(
+    log_dir: &std::path::Path,
+    key: &str,
+    job: &str,
+    ext: &str,
+) -> std::path::PathBuf {
+    log_dir.join(format!("{key}-{job}.{ext}"))
+}
+
 /// What every job of the site asks for besides the recipe's resources (the
 /// `[slurm]` settings' `partition` and `account`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -213,8 +225,7 @@ impl JobResources {
     pub fn of(spec: &LaunchSpec<'_>, settings: &JobDefaults, log_dir: &std::path::Path) -> Self {
         let r = &spec.recipe.resources;
         let log = |ext: &str| {
-            log_dir
-                .join(format!("{}-%j.{ext}", spec.service_id))
+            job_log_path(log_dir, spec.service_id, "%j", ext)
                 .to_string_lossy()
                 .into_owned()
         };

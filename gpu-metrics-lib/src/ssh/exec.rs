@@ -161,11 +161,9 @@ impl SshSession {
             });
         }
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            *guard = Some(Connection::establish(&self.config)?);
-        }
-        let Some(conn) = guard.as_ref() else {
-            unreachable!("connection established above")
+        let conn: &Connection = match &mut *guard {
+            Some(c) => c,
+            slot @ None => slot.insert(Connection::establish(&self.config)?),
         };
         let session = &conn.session;
         session.set_blocking(true);

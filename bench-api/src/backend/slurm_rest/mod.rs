@@ -228,8 +228,7 @@ impl Backend for SlurmRestBackend {
     }
 
     fn stderr_file(&self, key: &str, backend_ref: &str) -> PathBuf {
-        // sbatch's `--error` of [`JobResources::of`] (`%j`: the job id).
-        self.log_dir.join(format!("{key}-{backend_ref}.err"))
+        crate::backend::slurm_job::job_log_path(&self.log_dir, key, backend_ref, "err")
     }
 }
 
