@@ -115,7 +115,7 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 if ((only_exporter)); then
   packages=(-p aif-node-exporter)
 else
-  packages=(-p aif-node-exporter -p aif-bench-api)
+  packages=(-p aif-node-exporter -p aif-bench-api -p aif-loadgen)
 fi
 t0=$(date +%s)
 echo "dist.sh: cargo zigbuild --release --target $triple.$GLIBC ${packages[*]} (commit $commit)"

@@ -76,7 +76,7 @@ prometheus_bin=$(need prometheus prometheus)
 pushgateway_bin=$(need prometheus-pushgateway prometheus-pushgateway)
 command -v python3 >/dev/null || die "python3 is not installed (Debian package python3; the demo-http recipe runs it)"
 
-build -p aif-node-exporter -p aif-bench-api
+build -p aif-node-exporter -p aif-bench-api -p aif-loadgen
 
 pg_port="${AIF_PUSHGATEWAY_PORT:-9091}"
 prom_port="${AIF_PROMETHEUS_PORT:-9090}"

@@ -20,6 +20,7 @@
 
 use std::path::Path;
 
+use aif_loadgen::plan::Args;
 use serde_json::{Value, json};
 
 use crate::model::{ArrivalKind, LoadMode, Run, RunSpec, Workload};
@@ -39,7 +40,106 @@ pub fn total_seconds(spec: &RunSpec) -> i64 {
 /// Time after the duration the generator's requests may still finish.
 pub const DRAIN_SECONDS: i64 = 30;
 
-/// The `aif-loadgen` command line of a run.
+/// The `aif-loadgen` flags of a run, as the load generator's own [`Args`]
+/// (its [`Args::to_argv`] is the command line; parsing that gives these
+/// `Args` back, the contract the crate tests).
+///
+/// # Errors
+/// `400` naming the field when a count does not fit the generator's type
+/// (only a spec that skipped [`crate::model::CreateRun::validate`] can hold one).
+pub fn loadgen_args(
+    run: &Run,
+    url: &str,
+    result_path: &Path,
+    progress_path: &Path,
+    pushgateway: Option<&str>,
+) -> Result<Args, ApiError> {
+    let s = &run.spec;
+    let count = |field: &str, v: Option<i64>| -> Result<Option<usize>, ApiError> {
+        v.map(|v| whole(field, v)).transpose()
+    };
+    let (concurrency, max_concurrency) = match s.mode {
+        LoadMode::ClosedLoop => (count("concurrency", Some(s.concurrency))?, None),
+        LoadMode::OpenLoop => (None, count("max_concurrency", s.max_concurrency)?),
+    };
+    let (request_rate, arrivals, burstiness) = match s.mode {
+        LoadMode::ClosedLoop => (None, None, None),
+        LoadMode::OpenLoop => (
+            Some(s.requests_per_second.unwrap_or(1) as f64),
+            Some(
+                s.arrivals
+                    .unwrap_or(ArrivalKind::Poisson)
+                    .as_str()
+                    .to_string(),
+            ),
+            s.burstiness,
+        ),
+    };
+    let workload = match s.workload {
+        Workload::Http => "http",
+        Workload::OpenaiCompletions => "completions",
+        Workload::OpenaiChat => "chat",
+    };
+    let goodput = s
+        .goodput
+        .iter()
+        .flat_map(|g| {
+            [
+                ("ttft", g.ttft_ms),
+                ("tpot", g.tpot_ms),
+                ("e2el", g.e2el_ms),
+            ]
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| format!("{name}:{v}")))
+        })
+        .collect();
+    Ok(Args {
+        url: Some(url.to_string()),
+        concurrency,
+        request_rate,
+        arrivals,
+        burstiness,
+        max_concurrency,
+        duration: Some(format!("{}s", total_seconds(s))),
+        warmup: Some(format!("{}s", s.warmup_seconds)),
+        drain_timeout: Some(format!("{DRAIN_SECONDS}s")),
+        workload: Some(workload.to_string()),
+        path: Some(s.path.clone()),
+        prompts: s.prompts.iter().flatten().cloned().collect(),
+        synthetic_prompt_words: count("synthetic_prompt_words", s.synthetic_prompt_words)?,
+        model: s.model.clone(),
+        max_tokens: s.max_tokens.map(|v| whole("max_tokens", v)).transpose()?,
+        temperature: s.temperature,
+        goodput,
+        result_file: Some(result_path.to_path_buf()),
+        progress_file: Some(progress_path.to_path_buf()),
+        progress_every: Some("0s".to_string()),
+        run_id: Some(run.id.clone()),
+        service_id: Some(run.service_id.clone()),
+        pushgateway: pushgateway.map(str::to_string),
+        // Each task takes its share and its index from SLURM_PROCID; the
+        // job script adds the shared `--start-at`.
+        parts: count("load_nodes", (s.load_nodes > 1).then_some(s.load_nodes))?,
+        ..Args::default()
+    })
+}
+
+/// `v` as the generator's integer type, or `400` naming `field`.
+fn whole<T: TryFrom<i64>>(field: &str, v: i64) -> Result<T, ApiError> {
+    T::try_from(v).map_err(|_| {
+        ApiError::field(
+            400,
+            field,
+            format!("`{field}` {v} is out of the generator's range"),
+        )
+    })
+}
+
+/// The `aif-loadgen` command line of a run: `binary`, then
+/// [`loadgen_args`]'s [`Args::to_argv`].
+///
+/// # Errors
+/// As [`loadgen_args`].
 pub fn loadgen_argv(
     binary: &Path,
     run: &Run,
@@ -47,89 +147,11 @@ pub fn loadgen_argv(
     result_path: &Path,
     progress_path: &Path,
     pushgateway: Option<&str>,
-) -> Vec<String> {
-    let s = &run.spec;
-    let mut a: Vec<String> = vec![binary.to_string_lossy().into_owned()];
-    let mut push = |k: &str, v: String| {
-        a.push(k.to_string());
-        a.push(v);
-    };
-    push("--url", url.to_string());
-    push("--duration", format!("{}s", total_seconds(s)));
-    push("--warmup", format!("{}s", s.warmup_seconds));
-    push("--drain-timeout", format!("{DRAIN_SECONDS}s"));
-    push("--run-id", run.id.clone());
-    push("--service-id", run.service_id.clone());
-    push("--result-file", result_path.to_string_lossy().into_owned());
-    push(
-        "--progress-file",
-        progress_path.to_string_lossy().into_owned(),
-    );
-    push("--progress-every", "0s".into());
-    push("--path", s.path.clone());
-    match s.mode {
-        LoadMode::ClosedLoop => push("--concurrency", s.concurrency.to_string()),
-        LoadMode::OpenLoop => {
-            push(
-                "--request-rate",
-                s.requests_per_second.unwrap_or(1).to_string(),
-            );
-            let arrivals = s.arrivals.unwrap_or(ArrivalKind::Poisson);
-            push("--arrivals", arrivals.as_str().into());
-            if let Some(b) = s.burstiness {
-                push("--burstiness", b.to_string());
-            }
-            if let Some(m) = s.max_concurrency {
-                push("--max-concurrency", m.to_string());
-            }
-        }
-    }
-    let workload = match s.workload {
-        Workload::Http => "http",
-        Workload::OpenaiCompletions => "completions",
-        Workload::OpenaiChat => "chat",
-    };
-    push("--workload", workload.into());
-    if let Some(m) = &s.model {
-        push("--model", m.clone());
-    }
-    if let Some(n) = s.max_tokens {
-        push("--max-tokens", n.to_string());
-    }
-    if let Some(t) = s.temperature {
-        push("--temperature", t.to_string());
-    }
-    for p in s.prompts.iter().flatten() {
-        push("--prompt", p.clone());
-    }
-    if let Some(n) = s.synthetic_prompt_words {
-        push("--synthetic-prompt-words", n.to_string());
-    }
-    if let Some(g) = &s.goodput {
-        let mut slos = Vec::new();
-        for (name, v) in [
-            ("ttft", g.ttft_ms),
-            ("tpot", g.tpot_ms),
-            ("e2el", g.e2el_ms),
-        ] {
-            if let Some(v) = v {
-                slos.push(format!("{name}:{v}"));
-            }
-        }
-        a.push("--goodput".into());
-        a.extend(slos);
-    }
-    if let Some(p) = pushgateway {
-        a.push("--pushgateway".into());
-        a.push(p.to_string());
-    }
-    if s.load_nodes > 1 {
-        // Each task takes its share and its index from SLURM_PROCID; the
-        // job script adds the shared `--start-at`.
-        a.push("--parts".into());
-        a.push(s.load_nodes.to_string());
-    }
-    a
+) -> Result<Vec<String>, ApiError> {
+    let args = loadgen_args(run, url, result_path, progress_path, pushgateway)?;
+    Ok(std::iter::once(binary.to_string_lossy().into_owned())
+        .chain(args.to_argv())
+        .collect())
 }
 
 /// Whether this API can send `spec`'s load from its `load_nodes` nodes: `409`

@@ -22,7 +22,8 @@
 //!   [`model`]: the API's types.
 //! - [`metrics`]: `GET /metrics`.
 //! - [`tunnel`]: the reverse tunnel on the Slurm login node (`--reverse-tunnel`).
-//! - [`loadgen`]: the load generator `aif-loadgen` runs (its own binary).
+//! - the load generator is its own crate, `aif_loadgen` (`loadgen/`): runs build
+//!   its command line with `aif_loadgen::plan::Args::to_argv`.
 
 #![recursion_limit = "256"]
 
@@ -34,7 +35,7 @@ pub mod config;
 pub mod cors;
 pub mod energy;
 pub mod limits;
-pub mod loadgen;
+
 pub mod metrics;
 pub mod model;
 pub mod openapi;

@@ -239,7 +239,7 @@ fn every_gpu_panel_shows_data() {
 fn stub_recipe() -> String {
     format!(
         r#"name = "openai-stub"
-description = "OpenAI-compatible streaming stand-in (bench-api/benches/openai-stub.py)"
+description = "OpenAI-compatible streaming stand-in (loadgen/benches/openai-stub.py)"
 category = "test"
 argv = ["python3", "{}", "{{port}}", "20", "5", "8"]
 port = "{{port}}"
@@ -251,7 +251,7 @@ min = 1024
 max = 65535
 "#,
         repo_dir()
-            .join("bench-api/benches/openai-stub.py")
+            .join("loadgen/benches/openai-stub.py")
             .display()
     )
 }

@@ -45,6 +45,7 @@
 pub mod agent;
 pub mod buffer;
 pub mod catalogue;
+pub mod clock;
 pub mod delivery;
 pub mod exposition;
 mod fasthash;
@@ -58,6 +59,7 @@ pub mod source;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 #[cfg(feature = "ssh")]
+pub mod transport;
 pub mod tunnel;
 pub mod units;
 pub mod url;

@@ -11,9 +11,10 @@ use super::App;
 use crate::backend::{Ending, JobState, LaunchSpec};
 use crate::benchmark::{loadgen_argv, loadgen_recipe, merge_progress, part_path, total_seconds};
 use crate::energy::{self, Energy};
-use crate::model::{Run, Service, Status, now_ms, rfc3339};
+use crate::model::{Run, Service, Status};
 use crate::state::{RunJob, Transition};
 use crate::validate::ApiError;
+use gpu_metrics::clock::{now_ms, rfc3339};
 
 fn read_json(app: &App, path: &str) -> Option<Value> {
     match app.backend.read_job_file(Path::new(path)) {
@@ -63,7 +64,8 @@ impl App {
             &result_path,
             &progress_path,
             self.config.job_pushgateway(),
-        );
+        )
+        .inspect_err(|e| fail(e.error.clone()))?;
         let recipe = loadgen_recipe(&run.spec);
         let mut urls = vec![("the endpoint URL of the service", url.clone())];
         if let Some(p) = self.config.job_pushgateway() {
@@ -375,7 +377,7 @@ impl App {
     }
 
     /// A run's result: its generator's, or its generators' merged into one
-    /// ([`crate::loadgen::merge::merge_parts`]: percentiles from the merged
+    /// ([`aif_loadgen::merge::merge_parts`]: percentiles from the merged
     /// histograms, per-node counts under `nodes`); with why there is none
     /// when some of several generators wrote none or they cannot be merged.
     fn read_result(&self, job: &RunJob, run: &Run) -> (Option<Map<String, Value>>, Option<String>) {
@@ -395,7 +397,7 @@ impl App {
             }
         }
         let why = if missing.is_empty() {
-            match crate::loadgen::merge::merge_parts(&parts) {
+            match aif_loadgen::merge::merge_parts(&parts) {
                 Ok(m) => return (Some(m), None),
                 Err(e) => format!("the {n} load generators' results cannot be merged: {e}"),
             }

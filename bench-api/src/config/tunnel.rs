@@ -141,7 +141,7 @@ pub(super) fn reverse_tunnel(
         }
     };
     let forward = |name: &'static str, key: &str, url: &str, port: u16| {
-        let (target_host, target_port, path) = crate::loadgen::plan::split_http_url(url)
+        let (target_host, target_port, path) = gpu_metrics::url::split_http_url(url)
             .ok_or_else(|| {
                 ConfigError::invalid(
                     key,

@@ -52,7 +52,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::model::{Run, RunSpec, Service, Status, StatusChange, now_ms, rfc3339};
+use crate::model::{Run, RunSpec, Service, Status, StatusChange};
+use gpu_metrics::clock::{now_ms, rfc3339};
 
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]

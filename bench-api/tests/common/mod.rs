@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-pub mod servers;
+
 pub mod slurm;
 
 use std::fs::File;
@@ -401,7 +401,7 @@ pub fn group_alive(pgid: i32) -> bool {
 
 /// `aif-node-exporter` of this workspace, built when it is not there yet.
 pub fn exporter_binary() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_aif-loadgen"));
+    let dir = binary();
     let exe = dir.parent().expect("target dir").join("aif-node-exporter");
     if !exe.is_file() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -1,6 +1,6 @@
 //! The slurmrestd client: transport (ureq over TCP, maybe over the SSH
 //! local forward, or over a Unix socket through
-//! [`crate::loadgen::transport::UnixConnector`]), authentication (JWT
+//! [`gpu_metrics::transport::UnixConnector`]), authentication (JWT
 //! headers from a token file, or `rest_auth/local` on a socket), version
 //! discovery, and the translation of answers into [`SlurmRestError`]s.
 
@@ -442,11 +442,11 @@ impl SlurmRestClient {
             // (the request URL's host is only the `Host` header).
             Endpoint::Unix(sock) => ureq::Agent::with_parts(
                 config.proxy(None).build(),
-                crate::loadgen::transport::UnixConnector {
+                gpu_metrics::transport::UnixConnector {
                     path: sock.clone(),
                     timeout,
                 },
-                crate::loadgen::workload::FixedResolver(vec![std::net::SocketAddr::from((
+                gpu_metrics::transport::FixedResolver(vec![std::net::SocketAddr::from((
                     [127, 0, 0, 1],
                     80,
                 ))]),

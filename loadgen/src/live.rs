@@ -34,10 +34,10 @@ use gpu_metrics::ssh::SshError;
 use gpu_metrics::tunnel::{LocalForward, TunnelOptions};
 use gpu_metrics::{Batch, Labels, MetricKind, Series};
 
-use crate::loadgen::engine::Shared;
-use crate::loadgen::plan::{LivePlan, Plan};
-use crate::loadgen::stats::{Latency, Recorder};
-use crate::loadgen::workload::ErrorKind;
+use crate::engine::Shared;
+use crate::plan::{LivePlan, Plan};
+use crate::stats::{Latency, Recorder};
+use crate::workload::ErrorKind;
 
 /// The Pushgateway job of live metrics.
 pub const JOB: &str = "aif_benchmark";

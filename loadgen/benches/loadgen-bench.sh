@@ -29,7 +29,7 @@ for tool in wrk nginx taskset python3 curl; do
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release -p aif-bench-api --bin aif-loadgen --manifest-path "$ROOT/Cargo.toml" >&2
+cargo build --release -p aif-loadgen --bin aif-loadgen --manifest-path "$ROOT/Cargo.toml" >&2
 LOADGEN="$ROOT/target/release/aif-loadgen"
 
 T=$(mktemp -d /tmp/aif-loadgen-bench-XXXXXX)

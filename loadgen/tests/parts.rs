@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aif_bench_api::loadgen::merge::merge_parts;
+use aif_loadgen::merge::merge_parts;
 use aif_testbed::wait_until;
 use serde_json::{Map, Value};
 

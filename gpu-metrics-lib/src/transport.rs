@@ -1,4 +1,4 @@
-//! A TCP transport for the load generator's ureq agents that costs fewer
+//! A TCP transport for ureq agents (the load generator's and the Slurm REST client's) that costs fewer
 //! system calls per request than ureq's own (measured there: 4 `ioctl`, 2
 //! failing `recv`, 2 `setsockopt` around each request's one `send` and one
 //! `recv`, which capped the request rate at a third of wrk's):
@@ -6,14 +6,14 @@
 //! - socket timeouts are set once, at connect, to `--timeout` (each read and
 //!   write waits at most that long); ureq's shrinking per-request deadline
 //!   would reset them on every read. The whole request is still bounded:
-//!   [`crate::loadgen::workload`] checks the elapsed time while streaming.
+//!   the load generator checks the elapsed time while streaming.
 //! - the liveness probe of a pooled connection is one
 //!   `recv(MSG_PEEK | MSG_DONTWAIT)`, skipped when the connection was used less
 //!   than [`PROBE_AFTER`] ago (a keep-alive close within that time shows as a
 //!   failed request, as it would a moment later anyway).
 //!
 //! [`UnixConnector`] opens the same transport on a Unix socket (slurmrestd's
-//! `unix:` endpoint, [`crate::backend::slurm_rest`]), probing every pooled
+//! `unix:` endpoint, in the API's Slurm REST backend), probing every pooled
 //! connection before reuse.
 
 use std::io::{Read, Write};
@@ -79,7 +79,7 @@ impl Connector<()> for LeanConnector {
 
 /// Opens [`LeanTransport`]s to the Unix socket `path`, whatever the request
 /// URL's host (give the agent a resolver that looks nothing up, such as
-/// [`crate::loadgen::workload::FixedResolver`]). A pooled connection is
+/// [`FixedResolver`]). A pooled connection is
 /// always probed before reuse: the server may close it after any answer.
 #[derive(Debug, Clone)]
 pub struct UnixConnector {
@@ -186,5 +186,29 @@ where
         // Nothing to read (EAGAIN) is the only healthy answer: 0 is a close,
         // a byte is data nobody asked for.
         r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
+}
+
+/// The service's addresses, resolved once before the run: ureq's default
+/// resolver starts a thread per request (to honour the timeout), which would
+/// be in every latency and cap the request rate.
+#[derive(Debug, Clone)]
+pub struct FixedResolver(pub Vec<std::net::SocketAddr>);
+
+impl ureq::unversioned::resolver::Resolver for FixedResolver {
+    fn resolve(
+        &self,
+        _uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let mut out = self.empty();
+        for a in self.0.iter().take(16) {
+            out.push(*a);
+        }
+        if self.0.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
     }
 }

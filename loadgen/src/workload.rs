@@ -200,30 +200,6 @@ fn body_error(e: std::io::Error) -> ErrorKind {
     }
 }
 
-/// The service's addresses, resolved once before the run: ureq's default
-/// resolver starts a thread per request (to honour the timeout), which would
-/// be in every latency and cap the request rate.
-#[derive(Debug, Clone)]
-pub struct FixedResolver(pub Vec<std::net::SocketAddr>);
-
-impl ureq::unversioned::resolver::Resolver for FixedResolver {
-    fn resolve(
-        &self,
-        _uri: &ureq::http::Uri,
-        _config: &ureq::config::Config,
-        _timeout: ureq::unversioned::transport::NextTimeout,
-    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        let mut out = self.empty();
-        for a in self.0.iter().take(16) {
-            out.push(*a);
-        }
-        if self.0.is_empty() {
-            return Err(ureq::Error::HostNotFound);
-        }
-        Ok(out)
-    }
-}
-
 /// A ureq agent for one client: one keep-alive connection to `addrs`,
 /// `timeout` for the whole request (connect to the end of the body),
 /// statuses as answers.
@@ -239,8 +215,8 @@ pub fn agent(timeout: Duration, addrs: &[std::net::SocketAddr]) -> ureq::Agent {
         .build();
     ureq::Agent::with_parts(
         config,
-        crate::loadgen::transport::LeanConnector { timeout },
-        FixedResolver(addrs.to_vec()),
+        gpu_metrics::transport::LeanConnector { timeout },
+        gpu_metrics::transport::FixedResolver(addrs.to_vec()),
     )
 }
 

@@ -7,7 +7,7 @@
 //! `$SLURM_PROCID`) give this process its share ([`Part::share`] of
 //! `--concurrency` and `--max-concurrency`, `--request-rate` / N, seed + I),
 //! `--start-at` aligns their starts, and `%t` in `--result-file` and
-//! `--progress-file` becomes the part index; [`crate::loadgen::merge`] merges
+//! `--progress-file` becomes the part index; [`crate::merge`] merges
 //! their results.
 
 use std::path::PathBuf;
@@ -16,10 +16,10 @@ use std::time::Duration;
 use clap::Parser;
 use gpu_metrics::ssh::{SshArgs, SshArgsError, SshConfig};
 
-use crate::loadgen::arrivals::Arrivals;
-use crate::loadgen::prompts::{self, PromptError};
-use crate::loadgen::stats::Slo;
-use crate::loadgen::workload::{Api, OpenAiParams, Workload, openai_body};
+use crate::arrivals::Arrivals;
+use crate::prompts::{self, PromptError};
+use crate::stats::Slo;
+use crate::workload::{Api, OpenAiParams, Workload, openai_body};
 
 /// Most clients (closed loop) or concurrent requests (open loop).
 pub const MAX_CLIENTS: usize = 10_000;
@@ -39,7 +39,7 @@ const START_AT_MIN_MS: i64 = 1_000_000_000_000;
 const START_AT_MAX_AHEAD_MS: i64 = 86_400_000;
 
 /// `aif-loadgen` flags.
-#[derive(Debug, Clone, Default, Parser)]
+#[derive(Debug, Clone, Default, PartialEq, Parser)]
 #[command(
     name = "aif-loadgen",
     version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AIF_GIT_COMMIT"), ")"),
@@ -359,7 +359,7 @@ fn duration(flag: &'static str, v: Option<&str>, default: Duration) -> Result<Du
     }
 }
 
-pub use gpu_metrics::url::split_http_url;
+use gpu_metrics::url::split_http_url;
 
 fn check_id(flag: &'static str, id: &str) -> Result<(), PlanError> {
     if id.is_empty()
@@ -528,7 +528,7 @@ fn start_at(v: Option<i64>) -> Result<Option<i64>, PlanError> {
             format!("{ms} is not a time in ms since the Unix epoch (seconds given?)"),
         ));
     }
-    if ms > crate::model::now_ms() + START_AT_MAX_AHEAD_MS {
+    if ms > gpu_metrics::now_ms() + START_AT_MAX_AHEAD_MS {
         return Err(invalid(
             "start-at",
             format!("{ms} is more than a day ahead"),
@@ -839,7 +839,7 @@ impl Args {
                 check_id("run-id", id)?;
                 id.clone()
             }
-            None => crate::model::new_id("run"),
+            None => gpu_metrics::clock::new_id("run"),
         };
         if let Some(s) = &self.service_id {
             check_id("service-id", s)?;
@@ -906,3 +906,5 @@ fn shared_clients(part: Part, flag: &'static str, total: usize) -> Result<usize,
 
 #[cfg(test)]
 mod tests;
+
+mod argv;

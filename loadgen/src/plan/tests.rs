@@ -154,7 +154,7 @@ fn parts_share_the_load() {
     };
     assert_ne!(chat("0")[0], chat("1")[0]);
 
-    let now = crate::model::now_ms();
+    let now = gpu_metrics::now_ms();
     let soon = (now + 2000).to_string();
     let p = with(&["--concurrency", "1", "--start-at", &soon], None).unwrap();
     assert_eq!(p.start_at_ms, Some(now + 2000));

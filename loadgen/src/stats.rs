@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use serde_json::{Map, Value, json};
 
-use crate::loadgen::workload::{ErrorKind, Outcome};
+use crate::workload::{ErrorKind, Outcome};
 
 /// The percentiles reported for every latency (`p50_…`, `p90_…`, …).
 pub const PERCENTILES: [f64; 4] = [50.0, 90.0, 95.0, 99.0];

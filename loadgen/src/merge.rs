@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::loadgen::stats::{Recorder, RecorderDecodeError, Slo};
+use crate::stats::{Recorder, RecorderDecodeError, Slo};
 
 /// Why the parts' results could not be merged.
 #[derive(Debug, thiserror::Error)]
@@ -334,7 +334,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::loadgen::workload::{ErrorKind, Outcome};
+    use crate::workload::{ErrorKind, Outcome};
 
     fn ok(e2el_us: u64) -> Outcome {
         Outcome {

@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::loadgen::arrivals::Schedule;
-use crate::loadgen::plan::{Load, MAX_CLIENTS, Plan};
-use crate::loadgen::stats::{Recorder, summary_table};
-use crate::loadgen::workload::{ErrorKind, agent};
-use crate::model::{now_ms, rfc3339};
+use crate::arrivals::Schedule;
+use crate::plan::{Load, MAX_CLIENTS, Plan};
+use crate::stats::{Recorder, summary_table};
+use crate::workload::{ErrorKind, agent};
+use gpu_metrics::clock::{now_ms, rfc3339};
 
 /// Stack of a client thread: ureq and serde_json need little.
 const CLIENT_STACK: usize = 512 * 1024;
@@ -85,7 +85,7 @@ impl Shared {
         self.start + self.plan.warmup
     }
 
-    fn record(&self, o: &crate::loadgen::workload::Outcome, sent: Instant, wait: Option<Duration>) {
+    fn record(&self, o: &crate::workload::Outcome, sent: Instant, wait: Option<Duration>) {
         let mut r = self.recorder();
         if sent < self.measured_from() {
             r.warmup_requests += 1;
@@ -245,7 +245,7 @@ impl Engine {
     ) -> Engine {
         let (rate, arrivals) = match plan.load {
             Load::Open { rate, arrivals, .. } => (rate, arrivals),
-            Load::Closed { .. } => (1.0, crate::loadgen::arrivals::Arrivals::Constant),
+            Load::Closed { .. } => (1.0, crate::arrivals::Arrivals::Constant),
         };
         let seed = plan.seed;
         let shared = Arc::new(Shared {
@@ -380,9 +380,9 @@ pub fn result(
     m.insert("service_id".into(), json!(p.service_id));
     m.insert("date".into(), json!(rfc3339(s.start_ms)));
     let backend = match p.workload.api {
-        crate::loadgen::workload::Api::Http => "http",
-        crate::loadgen::workload::Api::Completions => "openai",
-        crate::loadgen::workload::Api::Chat => "openai-chat",
+        crate::workload::Api::Http => "http",
+        crate::workload::Api::Completions => "openai",
+        crate::workload::Api::Chat => "openai-chat",
     };
     m.insert("backend".into(), json!(backend));
     m.insert("workload".into(), json!(p.workload.api.name()));
@@ -442,7 +442,7 @@ pub fn result(
         json!({
             "index": p.part.index,
             "count": p.part.count,
-            "host": crate::loadgen::live::hostname(),
+            "host": crate::live::hostname(),
             "start_late_ms": s.start_late_ms,
         }),
     );

@@ -8,7 +8,7 @@
 //!   naming the flag, before any request is sent).
 //! - [`prompts`]: inline, JSONL or synthetic prompts.
 //! - [`workload`]: one request: build, send, read the SSE stream, time it;
-//!   [`transport`]: the lean TCP transport under its ureq agents.
+//!   its ureq agents use the library's lean transport (`gpu_metrics::transport`).
 //! - [`arrivals`]: open-loop due times (constant, Poisson, gamma).
 //! - [`engine`]: the client threads, closed and open loop, the end and the
 //!   drain, progress.
@@ -29,7 +29,7 @@ pub mod merge;
 pub mod plan;
 pub mod prompts;
 pub mod stats;
-pub mod transport;
+
 pub mod workload;
 
 use std::ffi::OsString;
