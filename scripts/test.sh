@@ -19,7 +19,8 @@ PACKAGES=(
   gcc libc6-dev make perl pkg-config     # fake libnvidia-ml.so.1; static OpenSSL/zlib for libssh2
   binutils                               # objdump: the release binaries' glibc baseline (scripts/dist-check.sh)
   python3                                # the demo service recipe, free ports in scripts
-  python3-venv                           # schemathesis (PyPI) in target/schemathesis-venv
+  python3-venv                           # schemathesis (PyPI) in target/schemathesis-venv; llama.cpp in target/llama-venv
+  g++                                    # llama-cpp-python builds llama.cpp from source
   curl ca-certificates wrk nginx         # benches (wrk: the API bench; nginx: the load generator's target)
   nodejs                                 # dashboards: the forms' JavaScript under node --test
   chromium chromium-driver               # dashboards: the browser test (headless, WebDriver)
@@ -40,6 +41,19 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "test.sh: cargo is not installed (this machine kind ships rustup's toolchain)" >&2
   exit 1
+fi
+
+# A real inference engine for the load generator's tests (tests/src/llama.rs):
+# llama.cpp's server from PyPI, built from source once (a few minutes), and
+# the gguf package that writes its tiny random-weight model.
+LLAMA_VENV=target/llama-venv
+LLAMA_PINS=(llama-cpp-python[server]==0.3.36 gguf==0.19.0)
+if [ "$(cat "$LLAMA_VENV/.pins" 2>/dev/null)" != "${LLAMA_PINS[*]}" ]; then
+  echo "test.sh: installing ${LLAMA_PINS[*]} into $LLAMA_VENV"
+  rm -rf "$LLAMA_VENV"
+  python3 -m venv "$LLAMA_VENV"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" "$LLAMA_VENV/bin/pip" install -q --no-cache-dir "${LLAMA_PINS[@]}"
+  echo "${LLAMA_PINS[*]}" > "$LLAMA_VENV/.pins"
 fi
 
 # Build every binary first so end-to-end tests spawn fresh ones.

@@ -250,9 +250,7 @@ type = "integer"
 min = 1024
 max = 65535
 "#,
-        repo_dir()
-            .join("loadgen/benches/openai-stub.py")
-            .display()
+        repo_dir().join("loadgen/benches/openai-stub.py").display()
     )
 }
 

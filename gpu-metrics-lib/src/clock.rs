@@ -44,7 +44,6 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}-{hex}")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

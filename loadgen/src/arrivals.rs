@@ -1,7 +1,8 @@
 //! When open-loop requests are due: constant spacing, Poisson (exponential
 //! gaps) or gamma-distributed gaps, as `vllm bench serve` draws them (gamma
 //! with shape `burstiness` and scale `1 / (rate * burstiness)`, so the mean
-//! rate stays `rate`; burstiness 1 is Poisson).
+//! rate stays `rate`; burstiness 1 is Poisson), or a trace's own times
+//! ([`Schedule::replay`], `--dataset trace`).
 
 use gpu_metrics::rng::{Rng, Xoshiro256};
 use serde::Serialize;
@@ -16,6 +17,8 @@ pub enum Arrivals {
     Poisson,
     /// Gamma gaps with this shape (`--burstiness`): < 1 burstier, > 1 steadier.
     Gamma(f64),
+    /// A trace's recorded times ([`Schedule::replay`]).
+    Trace,
 }
 
 impl Arrivals {
@@ -25,6 +28,7 @@ impl Arrivals {
             Arrivals::Constant => "constant",
             Arrivals::Poisson => "poisson",
             Arrivals::Gamma(_) => "gamma",
+            Arrivals::Trace => "trace",
         }
     }
 
@@ -72,6 +76,9 @@ pub struct Schedule {
     /// xoshiro256\*\* ([`gpu_metrics::rng`]): reproducible for the seed.
     rng: Xoshiro256,
     next_s: f64,
+    /// [`Arrivals::Trace`]: the due times, and how many were taken.
+    replay: std::sync::Arc<[f64]>,
+    taken: usize,
 }
 
 impl Schedule {
@@ -83,14 +90,31 @@ impl Schedule {
             arrivals,
             rng: Xoshiro256::new(seed),
             next_s: 0.0,
+            replay: std::sync::Arc::from([]),
+            taken: 0,
+        }
+    }
+
+    /// The due times `due_s` (seconds after the start, non-decreasing), then
+    /// no more: [`Schedule::next_due`] returns infinity past the last.
+    pub fn replay(due_s: std::sync::Arc<[f64]>) -> Schedule {
+        Schedule {
+            replay: due_s,
+            ..Schedule::new(1.0, Arrivals::Trace, 0)
         }
     }
 
     /// The next due time (seconds after the start); each call advances.
+    /// Infinite once a replayed trace is over.
     pub fn next_due(&mut self) -> f64 {
+        if self.arrivals == Arrivals::Trace {
+            let due = self.replay.get(self.taken).copied();
+            self.taken += 1;
+            return due.unwrap_or(f64::INFINITY);
+        }
         let due = self.next_s;
         let gap = match self.arrivals {
-            Arrivals::Constant => 1.0 / self.rate,
+            Arrivals::Constant | Arrivals::Trace => 1.0 / self.rate,
             Arrivals::Poisson => -self.rng.open_unit().ln() / self.rate,
             Arrivals::Gamma(k) => gamma(&mut self.rng, k) / (self.rate * k),
         };
@@ -183,6 +207,19 @@ mod tests {
                 0x3fa5_e7d8_9da0_d46a,
                 0x3fab_43fa_3192_5795,
             ]
+        );
+    }
+
+    #[test]
+    fn a_replay_gives_its_times_then_infinity() {
+        let mut s = Schedule::replay(std::sync::Arc::from([0.0, 0.25, 1.5]));
+        let got: Vec<f64> = (0..4).map(|_| s.next_due()).collect();
+        assert_eq!(got[..3], [0.0, 0.25, 1.5]);
+        assert!(got[3].is_infinite());
+        assert!(
+            Schedule::new(1.0, Arrivals::Trace, 0)
+                .next_due()
+                .is_infinite()
         );
     }
 

@@ -8,7 +8,9 @@
 //!   lateness is in their latency). A client that takes a due time already
 //!   past while every other client is in a request adds a client, up to
 //!   `--max-concurrency`; the time from due to actual send is reported as
-//!   `queue_wait`.
+//!   `queue_wait`. A trace (`--dataset trace`) is an open loop whose due
+//!   times are its own ([`Schedule::replay`]); its `queue_wait` is also
+//!   reported as `*_lateness_ms`.
 //! - **End**: at `--duration` no request is started any more; requests in
 //!   flight may finish within `--drain-timeout`. A stop (SIGTERM, SIGINT)
 //!   abandons them at once: the partial result is written within one second
@@ -178,7 +180,12 @@ fn open_client(s: &Arc<Shared>) {
         }
         let (n, due) = {
             let mut sched = s.schedule.lock().unwrap_or_else(|e| e.into_inner());
-            let due = s.start + Duration::from_secs_f64(sched.next_due());
+            let due_s = sched.next_due();
+            // A replayed trace is over.
+            if !due_s.is_finite() {
+                break;
+            }
+            let due = s.start + Duration::from_secs_f64(due_s);
             (s.sent.fetch_add(1, Ordering::AcqRel), due)
         };
         if due >= end {
@@ -248,6 +255,7 @@ impl Engine {
             Load::Closed { .. } => (1.0, crate::arrivals::Arrivals::Constant),
         };
         let seed = plan.seed;
+        let plan_due = plan.trace_due_s.clone();
         let shared = Arc::new(Shared {
             plan,
             start,
@@ -259,7 +267,10 @@ impl Engine {
             clients_done: AtomicUsize::new(0),
             start_late_ms,
             recorder: Mutex::new(Recorder::default()),
-            schedule: Mutex::new(Schedule::new(rate, arrivals, seed)),
+            schedule: Mutex::new(match &plan_due {
+                Some(due) => Schedule::replay(Arc::clone(due)),
+                None => Schedule::new(rate, arrivals, seed),
+            }),
             handles: Mutex::new(Vec::new()),
         });
         let (initial, open) = match shared.plan.load {
@@ -321,7 +332,7 @@ pub fn progress(s: &Shared, phase: &str) -> Value {
     let r = s.snapshot();
     let elapsed = s.elapsed_s();
     let planned = s.plan.duration.as_secs_f64();
-    json!({
+    let mut v = json!({
         "run_id": s.plan.run_id,
         "phase": phase,
         "elapsed_seconds": (elapsed * 10.0).round() / 10.0,
@@ -332,7 +343,11 @@ pub fn progress(s: &Shared, phase: &str) -> Value {
         "warmup_requests": r.warmup_requests,
         "in_flight": s.in_flight.load(Ordering::Acquire),
         "clients": s.clients.load(Ordering::Acquire),
-    })
+    });
+    if let (Some(Value::Object(extra)), Some(m)) = (&s.plan.progress_extra, v.as_object_mut()) {
+        m.extend(extra.clone());
+    }
+    v
 }
 
 /// A one-line progress report for stderr.
@@ -437,6 +452,10 @@ pub fn result(
         );
     }
     m.extend(r.figures(window, p.workload.api.is_openai(), &p.slo));
+    m.insert("dataset".into(), json!(p.dataset.map(|d| d.name())));
+    if p.trace_due_s.is_some() {
+        lateness(&r.wait, &mut m);
+    }
     m.insert(
         "part".into(),
         json!({
@@ -448,6 +467,23 @@ pub fn result(
     );
     m.insert("recorder".into(), r.to_json());
     m
+}
+
+/// A replayed trace's lateness (actual − scheduled send time: the open loop's
+/// `wait`) as `{mean,median,p99,max}_lateness_ms` (nothing when empty).
+pub(crate) fn lateness(wait: &crate::stats::Latency, m: &mut Map<String, Value>) {
+    let n = wait.count();
+    if n == 0 {
+        return;
+    }
+    let h = &wait.hist;
+    let ms = |us: u64| (us as f64).round() / 1000.0;
+    let at = |q: f64| ms(h.median_equivalent(h.value_at_quantile(q)));
+    let mean = (wait.sum_s * 1e6 / n as f64).round() / 1000.0;
+    m.insert("mean_lateness_ms".into(), json!(mean));
+    m.insert("median_lateness_ms".into(), json!(at(0.5)));
+    m.insert("p99_lateness_ms".into(), json!(at(0.99)));
+    m.insert("max_lateness_ms".into(), json!(ms(h.max())));
 }
 
 /// Waits for `--start-at` (polling `stopped`); returns the start (monotonic

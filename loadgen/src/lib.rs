@@ -7,11 +7,16 @@
 //! - [`plan`]: the command line, validated into a [`plan::Plan`] (exit 2
 //!   naming the flag, before any request is sent).
 //! - [`prompts`]: inline, JSONL or synthetic prompts.
-//! - [`workload`]: one request: build, send, read the SSE stream, time it;
+//! - [`workload`]: one request: build, send, time it;
 //!   its ureq agents use the library's lean transport (`gpu_metrics::transport`).
+//! - [`stream`]: an SSE answer read as it arrives: TTFT, ITL per token,
+//!   output tokens and their source (usage, usage deltas, events).
+//! - [`dataset`]: ShareGPT, random (vLLM's definition) and trace workloads.
 //! - [`arrivals`]: open-loop due times (constant, Poisson, gamma).
 //! - [`engine`]: the client threads, closed and open loop, the end and the
 //!   drain, progress.
+//! - [`sweep`]: the SLO capacity search (`--sweep`): steps through the
+//!   engine, growth then bisection, saturation.
 //! - [`stats`]: HDR histograms, the result JSON (vLLM's key names), the
 //!   summary table.
 //! - [`live`]: live metrics through the library's buffer and Pushgateway sink.
@@ -23,13 +28,15 @@
 //! file cannot be written or live metrics cannot start, 2 for bad input.
 
 pub mod arrivals;
+pub mod dataset;
 pub mod engine;
 pub mod live;
 pub mod merge;
 pub mod plan;
 pub mod prompts;
 pub mod stats;
-
+pub mod stream;
+pub mod sweep;
 pub mod workload;
 
 use std::ffi::OsString;
@@ -105,11 +112,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         None => None,
     };
     let result_file = plan.result_file.clone();
-    let (result, ended_by) = engine::run(plan, &stopped, |s| {
-        if let Some(l) = &live {
-            l.attach(s);
-        }
-    });
+    let (result, ended_by) = if plan.sweep.is_some() {
+        sweep::run(&plan, &stopped)
+    } else {
+        engine::run(plan, &stopped, |s| {
+            if let Some(l) = &live {
+                l.attach(s);
+            }
+        })
+    };
     let value = serde_json::Value::Object(result.clone());
     let mut code = 0;
     if let Some(f) = &result_file {
@@ -124,6 +135,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             }
         }
     }
+    print!("{}", sweep::steps_table(&result));
     print!("{}", engine::summary(&result));
     if let Some(l) = live {
         // A signal asks for a quick exit: the final push gets a bounded moment.

@@ -284,6 +284,10 @@ pub fn merge_parts(parts: &[Map<String, Value>]) -> Result<Map<String, Value>, M
         out.remove(k);
     }
     out.extend(merged.figures(window_s, openai, &slo));
+    // A replayed trace's lateness, over every part's requests.
+    if out.contains_key("mean_lateness_ms") {
+        crate::engine::lateness(&merged.wait, &mut out);
+    }
     out.insert("warmup_requests".into(), json!(merged.warmup_requests));
     for key in ["request_rate", "max_concurrency", "clients", "incomplete"] {
         if out.contains_key(key) {

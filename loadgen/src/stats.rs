@@ -1,5 +1,6 @@
 //! Figures: HDR histograms (µs, 1 µs to 1 h, 3 significant digits) of E2EL,
-//! TTFT, ITL, TPOT and the wait for a free client; counts by outcome; token
+//! TTFT, ITL, TPOT, inter-chunk latency, time to first text and the wait for
+//! a free client; where output tokens were counted from; counts by outcome; token
 //! sums; goodput. The result JSON uses the key names of `vllm bench serve`'s
 //! result file where one exists (`completed`, `request_throughput`,
 //! `mean_ttft_ms`, `p99_itl_ms`, …).
@@ -14,6 +15,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use serde_json::{Map, Value, json};
 
+use crate::stream::TokenSource;
 use crate::workload::{ErrorKind, Outcome};
 
 /// The percentiles reported for every latency (`p50_…`, `p90_…`, …).
@@ -126,6 +128,9 @@ pub const RECORDER_JSON_VERSION: u64 = 1;
 
 /// The histograms of a [`Recorder`], by their key in [`Recorder::to_json`].
 const HISTOGRAMS: [&str; 5] = ["e2el", "ttft", "itl", "tpot", "wait"];
+
+/// Histograms added after version 1 was written: an empty one when missing.
+const LATER_HISTOGRAMS: [&str; 2] = ["icl", "ttft_text"];
 
 /// The counters of a [`Recorder`], by their key in [`Recorder::to_json`].
 const COUNTERS: [&str; 6] = [
@@ -311,6 +316,12 @@ pub struct Recorder {
     pub tpot: Latency,
     /// Wait for a free client (open loop: actual − scheduled send time).
     pub wait: Latency,
+    /// Inter-chunk latency (every gap between chunks: vLLM's ITL).
+    pub icl: Latency,
+    /// Time to the first non-empty text.
+    pub ttft_text: Latency,
+    /// Successful OpenAI requests by where their output tokens came from.
+    pub token_sources: BTreeMap<TokenSource, u64>,
     /// Successful requests.
     pub completed: u64,
     /// Failed requests, by kind.
@@ -350,6 +361,15 @@ impl Recorder {
         for g in &o.itl {
             self.itl.record(*g);
         }
+        for g in &o.inter_chunk {
+            self.icl.record(*g);
+        }
+        if let Some(t) = o.ttft_text {
+            self.ttft_text.record(t);
+        }
+        if o.ttft.is_some() {
+            *self.token_sources.entry(o.token_source).or_default() += 1;
+        }
         if let Some(t) = o.tpot() {
             self.tpot.record(t);
         }
@@ -376,6 +396,8 @@ impl Recorder {
             (&mut self.itl, &other.itl),
             (&mut self.tpot, &other.tpot),
             (&mut self.wait, &other.wait),
+            (&mut self.icl, &other.icl),
+            (&mut self.ttft_text, &other.ttft_text),
         ] {
             // Same bounds on both sides: addition cannot fail.
             let _ = a.hist.add(&b.hist);
@@ -388,6 +410,9 @@ impl Recorder {
         for (k, v) in &other.statuses {
             *self.statuses.entry(*k).or_default() += v;
         }
+        for (k, v) in &other.token_sources {
+            *self.token_sources.entry(*k).or_default() += v;
+        }
         self.input_tokens += other.input_tokens;
         self.input_tokens_known += other.input_tokens_known;
         self.output_tokens += other.output_tokens;
@@ -397,8 +422,8 @@ impl Recorder {
 
     /// Everything this recorder holds, as JSON (the result's `recorder` key):
     /// `version`, the counters as numbers, `errors` by kind name, `statuses`
-    /// by status code, and `histograms` (`e2el`, `ttft`, `itl`, `tpot`,
-    /// `wait`), each `{"hdr": base64 of HdrHistogram's V2 deflate
+    /// by status code, `token_sources` by source name, and `histograms`
+    /// (`e2el`, `ttft`, `itl`, `tpot`, `wait`, `icl`, `ttft_text`), each `{"hdr": base64 of HdrHistogram's V2 deflate
     /// serialization, "sum_s": exact sum in seconds, as a string}`.
     /// [`Recorder::from_json`] rebuilds it.
     pub fn to_json(&self) -> Value {
@@ -433,12 +458,30 @@ impl Recorder {
                     .collect(),
             ),
         );
-        let hists = [&self.e2el, &self.ttft, &self.itl, &self.tpot, &self.wait];
+        m.insert(
+            "token_sources".into(),
+            Value::Object(
+                self.token_sources
+                    .iter()
+                    .map(|(k, v)| (k.name().to_string(), json!(v)))
+                    .collect(),
+            ),
+        );
+        let hists = [
+            &self.e2el,
+            &self.ttft,
+            &self.itl,
+            &self.tpot,
+            &self.wait,
+            &self.icl,
+            &self.ttft_text,
+        ];
         m.insert(
             "histograms".into(),
             Value::Object(
                 HISTOGRAMS
                     .iter()
+                    .chain(&LATER_HISTOGRAMS)
                     .zip(hists)
                     .map(|(k, h)| ((*k).to_string(), h.to_json()))
                     .collect(),
@@ -482,7 +525,22 @@ impl Recorder {
             |name| name.parse::<u16>().ok(),
             "an HTTP status code",
         )?;
+        // Written since token sources were counted; absent in older files.
+        let token_sources = if m.contains_key("token_sources") {
+            decode_counts(
+                m,
+                "token_sources",
+                |name| TokenSource::ALL.into_iter().find(|s| s.name() == name),
+                "a token source (usage, usage_delta, events)",
+            )?
+        } else {
+            BTreeMap::new()
+        };
         let hists = decode_object(m, "histograms")?;
+        let later = |name: &str| match hists.get(name) {
+            None => Ok(Latency::default()),
+            Some(v) => Latency::from_json(v, name),
+        };
         let hist = |name: &str| {
             hists
                 .get(name)
@@ -497,6 +555,9 @@ impl Recorder {
             itl: hist("itl")?,
             tpot: hist("tpot")?,
             wait: hist("wait")?,
+            icl: later("icl")?,
+            ttft_text: later("ttft_text")?,
+            token_sources,
             completed,
             errors,
             statuses,
@@ -573,6 +634,26 @@ impl Recorder {
             self.ttft.write("ttft", &mut m);
             self.tpot.write("tpot", &mut m);
             self.itl.write("itl", &mut m);
+            self.icl.write("icl", &mut m);
+            self.ttft_text.write("ttft_text", &mut m);
+            let mut sources = self.token_sources.iter().filter(|(_, n)| **n > 0);
+            let source = match (sources.next(), sources.next()) {
+                (Some((s, _)), None) => Some(s.name()),
+                (Some(_), Some(_)) => Some("mixed"),
+                _ => None,
+            };
+            if let Some(s) = source {
+                m.insert("output_token_source".into(), json!(s));
+                m.insert(
+                    "output_token_sources".into(),
+                    Value::Object(
+                        self.token_sources
+                            .iter()
+                            .map(|(k, v)| (k.name().to_string(), json!(v)))
+                            .collect(),
+                    ),
+                );
+            }
         }
         self.e2el.write("e2el", &mut m);
         self.wait.write("queue_wait", &mut m);
@@ -591,6 +672,7 @@ fn num(m: &Map<String, Value>, k: &str) -> String {
             }
         }
         Some(Value::Null) | None => "-".into(),
+        Some(Value::String(t)) => t.clone(),
         Some(v) => v.to_string(),
     }
 }
@@ -616,13 +698,20 @@ pub fn summary_table(result: &Map<String, Value>) -> String {
     row("Request goodput (req/s):", "request_goodput");
     row("Output token throughput (tok/s):", "output_throughput");
     row("Total token throughput (tok/s):", "total_token_throughput");
+    row("Output tokens counted from:", "output_token_source");
+    if result.get("dataset").is_some_and(|d| !d.is_null()) {
+        row("Dataset:", "dataset");
+    }
     out.push_str(&s);
     for (name, key) in [
         ("Time to First Token", "ttft"),
         ("Time per Output Token (excl. 1st token)", "tpot"),
         ("Inter-token Latency", "itl"),
+        ("Inter-chunk Latency", "icl"),
+        ("Time to First Text", "ttft_text"),
         ("End-to-end Latency", "e2el"),
         ("Wait for a free client", "queue_wait"),
+        ("Lateness against the trace", "lateness"),
     ] {
         if !result.contains_key(&format!("mean_{key}_ms")) {
             continue;
@@ -806,6 +895,48 @@ mod tests {
             Recorder::from_json(&json!([])),
             Err(RecorderDecodeError::NotAnObject)
         ));
+    }
+
+    #[test]
+    fn figures_say_where_output_tokens_were_counted_from() {
+        let slo = Slo::default();
+        let mut r = Recorder::default();
+        let mut o = ok(300, 100, 5);
+        o.inter_chunk = vec![Duration::from_millis(40); 2];
+        o.ttft_text = Some(Duration::from_millis(120));
+        r.record(&o, None, &slo);
+        let f = r.figures(1.0, true, &slo);
+        assert_eq!(f["output_token_source"], "events");
+        assert_eq!(f["mean_icl_ms"], 40.0);
+        assert_eq!(f["mean_ttft_text_ms"], 120.0);
+        assert!(summary_table(&f).contains("Output tokens counted from:              events"));
+        o.token_source = TokenSource::Usage;
+        r.record(&o, None, &slo);
+        let f = r.figures(1.0, true, &slo);
+        assert_eq!(f["output_token_source"], "mixed");
+        assert_eq!(f["output_token_sources"], json!({"usage": 1, "events": 1}));
+        // A recorder written before token sources were kept still reads.
+        let mut v = r.to_json();
+        let m = v.as_object_mut().unwrap();
+        m.remove("token_sources");
+        for k in LATER_HISTOGRAMS {
+            m["histograms"].as_object_mut().unwrap().remove(k);
+        }
+        let back = Recorder::from_json(&v).unwrap();
+        assert_eq!((back.completed, back.icl.count()), (2, 0));
+        assert!(back.token_sources.is_empty());
+        v["token_sources"] = json!({"guess": 1});
+        let e = Recorder::from_json(&v).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RecorderDecodeError::UnknownName {
+                    key: "token_sources",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

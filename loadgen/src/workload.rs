@@ -2,17 +2,15 @@
 //! OpenAI-compatible `/v1/completions` / `/v1/chat/completions` call with
 //! `stream: true`, read as server-sent events.
 //!
-//! Timing follows `vllm bench serve` (`backend_request_func.py`): every chunk
-//! that carries `choices` is a token event; TTFT is the first one minus the
-//! send time, every later one adds a gap to ITL, E2EL is the last one minus the
-//! send time (for plain HTTP: the end of the body). Output tokens are the
-//! server's `usage.completion_tokens` when it reports them, else the number of
-//! chunks with text; input tokens are `usage.prompt_tokens` (unknown without it).
+//! The stream itself is read by [`crate::stream`] (TTFT, ITL, token counts
+//! and where they came from).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::stream::TokenSource;
 
 /// Which API the requests speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,10 +88,17 @@ pub struct Outcome {
     pub e2el: Duration,
     /// Time to first token (OpenAI kinds).
     pub ttft: Option<Duration>,
-    /// Gaps between successive token events.
+    /// Time to the first chunk with non-empty text (OpenAI kinds).
+    pub ttft_text: Option<Duration>,
+    /// Inter-token latency: one gap per output token after the first (see
+    /// [`crate::stream`]).
     pub itl: Vec<Duration>,
-    /// Output tokens (usage, else chunks with text).
+    /// Gaps between successive chunks (vLLM's ITL).
+    pub inter_chunk: Vec<Duration>,
+    /// Output tokens.
     pub output_tokens: u64,
+    /// Where `output_tokens` came from.
+    pub token_source: TokenSource,
     /// Input tokens, when the server reported usage.
     pub input_tokens: Option<u64>,
 }
@@ -193,7 +198,7 @@ fn classify(e: &ureq::Error) -> ErrorKind {
     }
 }
 
-fn body_error(e: std::io::Error) -> ErrorKind {
+pub(crate) fn body_error(e: std::io::Error) -> ErrorKind {
     match classify(&ureq::Error::from(e)) {
         ErrorKind::Timeout => ErrorKind::Timeout,
         _ => ErrorKind::StreamBroken,
@@ -268,7 +273,7 @@ impl Workload {
             };
             return out;
         }
-        read_stream(
+        crate::stream::read(
             self.api,
             BufReader::new(reader),
             sent,
@@ -290,149 +295,9 @@ fn drain(r: &mut impl Read, scratch: &mut [u8]) -> Result<(), ErrorKind> {
     }
 }
 
-/// Reads an SSE stream of OpenAI chunks into `out` (timings from `sent`);
-/// a stream still going `timeout` after `sent` is a timeout.
-pub fn read_stream(
-    api: Api,
-    mut r: impl BufRead,
-    sent: Instant,
-    timeout: Duration,
-    out: &mut Outcome,
-) {
-    let mut line = String::new();
-    let mut last: Option<Instant> = None;
-    let mut chunks_with_text = 0u64;
-    let mut usage_tokens = None;
-    let mut done = false;
-    loop {
-        if sent.elapsed() > timeout {
-            out.error = Some(ErrorKind::Timeout);
-            break;
-        }
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                out.error = Some(body_error(e));
-                break;
-            }
-        }
-        let Some(data) = line.trim_end().strip_prefix("data:") else {
-            continue;
-        };
-        let data = data.trim_start();
-        if data == "[DONE]" {
-            done = true;
-            // Read to the end of the body, so the connection is reused.
-            let mut rest = [0u8; 512];
-            while matches!(r.read(&mut rest), Ok(n) if n > 0) {}
-            break;
-        }
-        let Ok(v) = serde_json::from_str::<Value>(data) else {
-            out.error = Some(ErrorKind::StreamBroken);
-            break;
-        };
-        if v.get("error").is_some_and(|e| !e.is_null()) {
-            out.error = Some(ErrorKind::StreamBroken);
-            break;
-        }
-        if let Some(choice) = v
-            .get("choices")
-            .and_then(Value::as_array)
-            .and_then(|c| c.first())
-        {
-            let now = Instant::now();
-            match last {
-                None => out.ttft = Some(now.saturating_duration_since(sent)),
-                Some(prev) => out.itl.push(now.saturating_duration_since(prev)),
-            }
-            last = Some(now);
-            let text = match api {
-                Api::Chat => choice.pointer("/delta/content"),
-                _ => choice.get("text"),
-            };
-            if text.and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
-                chunks_with_text += 1;
-            }
-        }
-        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-            usage_tokens = u.get("completion_tokens").and_then(Value::as_u64);
-            out.input_tokens = u.get("prompt_tokens").and_then(Value::as_u64);
-        }
-    }
-    out.output_tokens = usage_tokens.unwrap_or(chunks_with_text);
-    out.e2el = last.map_or_else(|| sent.elapsed(), |l| l.saturating_duration_since(sent));
-    if out.error.is_none() && (!done || last.is_none()) {
-        out.error = Some(ErrorKind::StreamBroken);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stream_counts_tokens_and_usage() {
-        let text = "data: {\"choices\":[{\"text\":\"a\"}]}\n\n\
-                    : comment\n\
-                    data: {\"choices\":[{\"text\":\"b\"}]}\n\n\
-                    data: {\"choices\":[{\"text\":\"\"}]}\n\n\
-                    data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n\
-                    data: [DONE]\n\n";
-        let mut out = Outcome::default();
-        read_stream(
-            Api::Completions,
-            text.as_bytes(),
-            Instant::now(),
-            Duration::from_secs(5),
-            &mut out,
-        );
-        assert_eq!(out.error, None);
-        assert_eq!((out.output_tokens, out.input_tokens), (3, Some(7)));
-        assert_eq!(out.itl.len(), 2);
-        assert!(out.ttft.is_some() && out.tpot().is_some());
-    }
-
-    #[test]
-    fn chat_without_usage_counts_chunks_with_text() {
-        let text = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\
-                    data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\
-                    data: {\"choices\":[{\"delta\":{\"content\":\"y\"}}]}\n\
-                    data: [DONE]\n";
-        let mut out = Outcome::default();
-        read_stream(
-            Api::Chat,
-            text.as_bytes(),
-            Instant::now(),
-            Duration::from_secs(5),
-            &mut out,
-        );
-        assert_eq!(
-            (out.error, out.output_tokens, out.input_tokens),
-            (None, 2, None)
-        );
-    }
-
-    #[test]
-    fn broken_streams_are_errors() {
-        for text in [
-            "data: {\"choices\":[{\"text\":\"a\"}]}\n",
-            "data: [DONE]\n",
-            "data: {not json}\n",
-            "data: {\"error\":{\"message\":\"overloaded\"}}\n",
-        ] {
-            let mut out = Outcome::default();
-            read_stream(
-                Api::Completions,
-                text.as_bytes(),
-                Instant::now(),
-                Duration::from_secs(5),
-                &mut out,
-            );
-            assert_eq!(out.error, Some(ErrorKind::StreamBroken), "{text}");
-        }
-    }
 
     #[test]
     fn bodies_carry_the_openai_fields() {

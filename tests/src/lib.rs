@@ -15,6 +15,7 @@
 mod cc;
 pub mod conn_probe;
 pub mod fake_nvml;
+pub mod llama;
 pub mod netns;
 pub mod process;
 pub mod prometheus;
@@ -27,6 +28,7 @@ pub mod text;
 pub mod victoria;
 
 pub use fake_nvml::{fake_nvml_in, fake_nvml_mig_in};
+pub use llama::LlamaServer;
 pub use netns::Topology;
 pub use process::{
     ServerProcess, TestbedError, free_port, http_get, port_open, require_binary, wait_until,

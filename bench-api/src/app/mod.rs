@@ -38,12 +38,12 @@ use crate::config::{BackendKind, Config};
 use crate::cors::Cors;
 use crate::metrics::ApiMetrics;
 use crate::model::Status;
-use gpu_metrics::clock::now_ms;
 use crate::recipes::{Catalogue, Recipe};
 use crate::start::StartError;
 use crate::state::{StateError, Store};
 use crate::tunnel::ReverseTunnel;
 use crate::validate::ApiError;
+use gpu_metrics::clock::now_ms;
 
 /// A response body.
 #[derive(Debug, Clone)]

@@ -5,9 +5,9 @@
 use super::{App, Reply, run_not_found, status_filter};
 use crate::limits::REASON_CHARS;
 use crate::model::{CancelRequest, CreateRun, Run, Status};
-use gpu_metrics::clock::{new_id, now_ms, rfc3339};
 use crate::state::Transition;
 use crate::validate::{ApiError, parse_json, parse_query};
+use gpu_metrics::clock::{new_id, now_ms, rfc3339};
 
 impl App {
     /// Ends the open runs of `service_id` as `to`, because of `why`, and

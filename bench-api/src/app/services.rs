@@ -4,9 +4,9 @@
 use super::{App, Payload, Reply, service_not_found, status_filter};
 use crate::backend::{LaunchSpec, Runnable};
 use crate::model::{CreateService, Service, SetServiceStatus, Status};
-use gpu_metrics::clock::{new_id, now_ms, rfc3339};
 use crate::state::Transition;
 use crate::validate::{ApiError, parse_json, parse_query};
+use gpu_metrics::clock::{new_id, now_ms, rfc3339};
 
 impl App {
     /// `GET /api/v1/services[?status=a,b]`.

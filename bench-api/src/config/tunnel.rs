@@ -141,8 +141,8 @@ pub(super) fn reverse_tunnel(
         }
     };
     let forward = |name: &'static str, key: &str, url: &str, port: u16| {
-        let (target_host, target_port, path) = gpu_metrics::url::split_http_url(url)
-            .ok_or_else(|| {
+        let (target_host, target_port, path) =
+            gpu_metrics::url::split_http_url(url).ok_or_else(|| {
                 ConfigError::invalid(
                     key,
                     format!(

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-
 pub mod slurm;
 
 use std::fs::File;

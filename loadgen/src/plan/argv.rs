@@ -53,6 +53,16 @@ impl Args {
             "synthetic-prompt-words",
             self.synthetic_prompt_words.map(|v| v.to_string()),
         );
+        opt("dataset", s(&self.dataset));
+        opt("dataset-path", p(&self.dataset_path));
+        opt(
+            "sharegpt-output-len",
+            self.sharegpt_output_len.map(|v| v.to_string()),
+        );
+        opt("input-len", self.input_len.map(|v| v.to_string()));
+        opt("output-len", self.output_len.map(|v| v.to_string()));
+        opt("range-ratio", self.range_ratio.map(|v| v.to_string()));
+        opt("prefix-len", self.prefix_len.map(|v| v.to_string()));
         opt("model", s(&self.model));
         opt("max-tokens", self.max_tokens.map(|v| v.to_string()));
         opt("temperature", self.temperature.map(|v| v.to_string()));
@@ -71,6 +81,15 @@ impl Args {
         opt("pushgateway", s(&self.pushgateway));
         opt("push-interval", s(&self.push_interval));
         opt("buffer", p(&self.buffer));
+        opt("sweep", s(&self.sweep));
+        opt("sweep-min", self.sweep_min.map(|v| v.to_string()));
+        opt("sweep-max", self.sweep_max.map(|v| v.to_string()));
+        opt("sweep-step-duration", s(&self.sweep_step_duration));
+        opt("goodput-target", self.goodput_target.map(|v| v.to_string()));
+        opt(
+            "sweep-tolerance",
+            self.sweep_tolerance.map(|v| v.to_string()),
+        );
         let ssh = &self.ssh;
         opt("ssh-host", s(&ssh.ssh_host));
         opt("ssh-port", ssh.ssh_port.map(|v| v.to_string()));
@@ -82,6 +101,9 @@ impl Args {
         }
         if self.keep_group {
             out.push("--keep-group".into());
+        }
+        if self.sharegpt_reference_len {
+            out.push("--sharegpt-reference-len".into());
         }
         if let Some(b) = ssh.ssh_accept_new {
             // `require_equals`: the value is part of the item.
@@ -174,6 +196,56 @@ mod tests {
         }
     }
 
+    /// The `--dataset` flags.
+    #[derive(Debug, Clone)]
+    struct DatasetFlags {
+        dataset: Option<String>,
+        dataset_path: Option<PathBuf>,
+        sharegpt_output_len: Option<u32>,
+        sharegpt_reference_len: bool,
+        input_len: Option<usize>,
+        output_len: Option<u32>,
+        range_ratio: Option<f64>,
+        prefix_len: Option<usize>,
+    }
+
+    prop_compose! {
+        fn dataset_flags()(
+            dataset in o(text()), dataset_path in o(file()),
+            sharegpt_output_len in o(any::<u32>()), sharegpt_reference_len in any::<bool>(),
+            input_len in o(any::<usize>()), output_len in o(any::<u32>()),
+            range_ratio in o(finite()), prefix_len in o(any::<usize>()),
+        ) -> DatasetFlags {
+            DatasetFlags {
+                dataset, dataset_path, sharegpt_output_len, sharegpt_reference_len,
+                input_len, output_len, range_ratio, prefix_len,
+            }
+        }
+    }
+
+    /// The `--sweep` flags.
+    #[derive(Debug, Clone)]
+    struct SweepFlags {
+        sweep: Option<String>,
+        sweep_min: Option<f64>,
+        sweep_max: Option<f64>,
+        sweep_step_duration: Option<String>,
+        goodput_target: Option<f64>,
+        sweep_tolerance: Option<f64>,
+    }
+
+    prop_compose! {
+        fn sweep_flags()(
+            sweep in o(text()), sweep_min in o(finite()), sweep_max in o(finite()),
+            sweep_step_duration in o(text()), goodput_target in o(finite()),
+            sweep_tolerance in o(finite()),
+        ) -> SweepFlags {
+            SweepFlags {
+                sweep, sweep_min, sweep_max, sweep_step_duration, goodput_target, sweep_tolerance,
+            }
+        }
+    }
+
     prop_compose! {
         fn args()(
             a in strings_a(), b in strings_b(), n in numbers(), ssh in ssh_args(),
@@ -182,12 +254,21 @@ mod tests {
             prompts in prop::collection::vec(text(), 0..3),
             goodput in prop::collection::vec(text(), 0..3),
             no_usage in any::<bool>(), keep_group in any::<bool>(),
+            d in dataset_flags(),
+            w in sweep_flags(),
         ) -> Args {
             let [url, arrivals, duration, warmup, timeout, drain_timeout, workload, method, path, body] = a;
             let [model, progress_every, run_id, service_id, pushgateway, push_interval] = b;
             let (concurrency, request_rate, burstiness, max_concurrency, synthetic_prompt_words,
                  max_tokens, temperature, seed, parts, part_index, start_at) = n;
             let [body_file, prompt_file, result_file, progress_file, buffer] = files;
+            let DatasetFlags {
+                dataset, dataset_path, sharegpt_output_len, sharegpt_reference_len,
+                input_len, output_len, range_ratio, prefix_len,
+            } = d;
+            let SweepFlags {
+                sweep, sweep_min, sweep_max, sweep_step_duration, goodput_target, sweep_tolerance,
+            } = w;
             // Every field named: a new flag does not compile here until it
             // is generated (and so until `to_argv` must carry it).
             Args {
@@ -197,6 +278,9 @@ mod tests {
                 max_tokens, temperature, no_usage, goodput, result_file, progress_file,
                 progress_every, run_id, service_id, seed, parts, part_index, start_at,
                 pushgateway, push_interval, keep_group, buffer, ssh,
+                dataset, dataset_path, sharegpt_output_len, sharegpt_reference_len,
+                input_len, output_len, range_ratio, prefix_len,
+                sweep, sweep_min, sweep_max, sweep_step_duration, goodput_target, sweep_tolerance,
             }
         }
     }

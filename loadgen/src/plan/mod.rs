@@ -17,26 +17,13 @@ use clap::Parser;
 use gpu_metrics::ssh::{SshArgs, SshArgsError, SshConfig};
 
 use crate::arrivals::Arrivals;
+use crate::dataset::{self, DatasetKind};
 use crate::prompts::{self, PromptError};
 use crate::stats::Slo;
-use crate::workload::{Api, OpenAiParams, Workload, openai_body};
+use crate::workload::{Api, OpenAiParams, Workload};
 
 /// Most clients (closed loop) or concurrent requests (open loop).
 pub const MAX_CLIENTS: usize = 10_000;
-
-/// Most processes a run can be split over (`--parts`).
-pub const MAX_PARTS: usize = 256;
-
-/// The environment variable `--part-index` defaults to (set by Slurm in each
-/// task of a step).
-pub const PART_INDEX_ENV: &str = "SLURM_PROCID";
-
-/// `--start-at` values below this (2001-09-09 in ms) are refused: seconds
-/// given for milliseconds.
-const START_AT_MIN_MS: i64 = 1_000_000_000_000;
-
-/// `--start-at` may be at most this far ahead (a typo would hang the run).
-const START_AT_MAX_AHEAD_MS: i64 = 86_400_000;
 
 /// `aif-loadgen` flags.
 #[derive(Debug, Clone, Default, PartialEq, Parser)]
@@ -104,6 +91,32 @@ pub struct Args {
     /// Synthetic prompts of this many words.
     #[arg(long, value_name = "N")]
     pub synthetic_prompt_words: Option<usize>,
+    /// A benchmark dataset instead of prompts: sharegpt, random or trace
+    /// (OpenAI workloads; see [`crate::dataset`]; words stand for tokens).
+    #[arg(long, value_name = "sharegpt|random|trace")]
+    pub dataset: Option<String>,
+    /// The dataset file: ShareGPT JSON, or a Mooncake trace (JSONL).
+    #[arg(long, value_name = "FILE")]
+    pub dataset_path: Option<PathBuf>,
+    /// sharegpt: `max_tokens` of every request.
+    #[arg(long, value_name = "N")]
+    pub sharegpt_output_len: Option<u32>,
+    /// sharegpt: each request's `max_tokens` is its reference answer's length
+    /// in words (no tokenizer: words stand for tokens).
+    #[arg(long)]
+    pub sharegpt_reference_len: bool,
+    /// random: input length in words, standing for tokens (default 1024).
+    #[arg(long, value_name = "N")]
+    pub input_len: Option<usize>,
+    /// random: output length, each request's `max_tokens` (default 128).
+    #[arg(long, value_name = "N")]
+    pub output_len: Option<u32>,
+    /// random: lengths drawn from [len * (1 - F), len * (1 + F)], F in [0, 1) (default 0).
+    #[arg(long, value_name = "F")]
+    pub range_ratio: Option<f64>,
+    /// random: words of a random prefix every prompt shares (default 0).
+    #[arg(long, value_name = "N")]
+    pub prefix_len: Option<usize>,
     /// `model` of OpenAI requests.
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
@@ -165,6 +178,26 @@ pub struct Args {
     /// Buffer file of live metrics (default `$TMPDIR/aif-loadgen-<run_id>.sqlite`).
     #[arg(long, value_name = "FILE")]
     pub buffer: Option<PathBuf>,
+    /// SLO capacity search: the largest `rate` (--request-rate) or
+    /// `concurrency` whose goodput share meets --goodput-target (see
+    /// [`crate::sweep`]); needs --goodput, replaces --duration.
+    #[arg(long, value_name = "rate|concurrency")]
+    pub sweep: Option<String>,
+    /// Lowest load of the sweep (default 1).
+    #[arg(long, value_name = "X")]
+    pub sweep_min: Option<f64>,
+    /// Highest load of the sweep (required with --sweep).
+    #[arg(long, value_name = "X")]
+    pub sweep_max: Option<f64>,
+    /// Measured time of each sweep step (default 10s; --warmup precedes each).
+    #[arg(long, value_name = "DURATION")]
+    pub sweep_step_duration: Option<String>,
+    /// Share of good requests a sweep step needs, percent in (0, 100] (default 99).
+    #[arg(long, value_name = "PERCENT")]
+    pub goodput_target: Option<f64>,
+    /// The sweep bisects until (hi - lo) / lo is at most this, percent (default 5).
+    #[arg(long, value_name = "PERCENT")]
+    pub sweep_tolerance: Option<f64>,
     /// The SSH gateway (`--ssh-*`) the pushes travel through.
     #[command(flatten)]
     pub ssh: SshArgs,
@@ -249,38 +282,6 @@ pub enum Load {
     },
 }
 
-/// This process's part of a run split over `count` processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Part {
-    /// 0..count-1.
-    pub index: usize,
-    /// How many processes share the run (1: not split).
-    pub count: usize,
-}
-
-impl Default for Part {
-    fn default() -> Self {
-        Part { index: 0, count: 1 }
-    }
-}
-
-impl Part {
-    /// This part's share of `total` clients: `total / count`, plus one for the
-    /// parts whose index is below `total % count` (the shares sum to `total`).
-    pub fn share(&self, total: usize) -> usize {
-        total / self.count + usize::from(self.index < total % self.count)
-    }
-
-    /// `path` with every `%t` replaced by the part index (as in Slurm's
-    /// filename patterns).
-    pub fn expand(&self, path: &std::path::Path) -> PathBuf {
-        match path.to_str() {
-            Some(s) if s.contains("%t") => PathBuf::from(s.replace("%t", &self.index.to_string())),
-            _ => path.to_path_buf(),
-        }
-    }
-}
-
 /// An SSH gateway for the Pushgateway.
 #[derive(Debug, Clone)]
 pub struct SshPlan {
@@ -330,6 +331,10 @@ pub struct Plan {
     pub openai: OpenAiParams,
     /// Number of distinct prompts.
     pub prompt_count: usize,
+    /// `--dataset`, when given.
+    pub dataset: Option<DatasetKind>,
+    /// `--dataset trace`: request i's due time, seconds after the start.
+    pub trace_due_s: Option<std::sync::Arc<[f64]>>,
     /// Goodput objectives.
     pub slo: Slo,
     /// Result JSON.
@@ -350,6 +355,10 @@ pub struct Plan {
     pub part: Part,
     /// Start time, ms since the Unix epoch (`None`: at once).
     pub start_at_ms: Option<i64>,
+    /// SLO capacity search (`--sweep`); `None`: one run.
+    pub sweep: Option<SweepPlan>,
+    /// Keys added to every progress file (a sweep's step and load).
+    pub progress_extra: Option<serde_json::Value>,
 }
 
 fn duration(flag: &'static str, v: Option<&str>, default: Duration) -> Result<Duration, PlanError> {
@@ -489,54 +498,6 @@ fn live_plan(a: &Args, run_id: &str, part: Part) -> Result<Option<LivePlan>, Pla
     }))
 }
 
-fn part(a: &Args, procid: Option<&str>) -> Result<Part, PlanError> {
-    let count = a.parts.unwrap_or(1);
-    if !(1..=MAX_PARTS).contains(&count) {
-        return Err(invalid(
-            "parts",
-            format!("{count} is not in 1..={MAX_PARTS}"),
-        ));
-    }
-    let index = match (a.part_index, procid) {
-        (Some(i), _) => i,
-        (None, _) if count == 1 => 0,
-        (None, None) => return Err(PlanError::NoPartIndex { parts: count }),
-        (None, Some(v)) => v
-            .trim()
-            .parse()
-            .map_err(|_| PlanError::BadPartIndexEnv { value: v.into() })?,
-    };
-    if index >= count {
-        let from = if a.part_index.is_some() {
-            String::new()
-        } else {
-            format!(" (from ${PART_INDEX_ENV})")
-        };
-        return Err(invalid(
-            "part-index",
-            format!("{index}{from} is not below --parts {count}"),
-        ));
-    }
-    Ok(Part { index, count })
-}
-
-fn start_at(v: Option<i64>) -> Result<Option<i64>, PlanError> {
-    let Some(ms) = v else { return Ok(None) };
-    if ms < START_AT_MIN_MS {
-        return Err(invalid(
-            "start-at",
-            format!("{ms} is not a time in ms since the Unix epoch (seconds given?)"),
-        ));
-    }
-    if ms > gpu_metrics::now_ms() + START_AT_MAX_AHEAD_MS {
-        return Err(invalid(
-            "start-at",
-            format!("{ms} is more than a day ahead"),
-        ));
-    }
-    Ok(Some(ms))
-}
-
 impl Args {
     /// Checks every flag and builds the plan (reads the prompt and body files;
     /// `--part-index` defaults to `$SLURM_PROCID`).
@@ -587,7 +548,30 @@ impl Args {
                 Err(invalid(flag, format!("{n} is not in 1..={MAX_CLIENTS}")))
             }
         };
-        let load = match (self.concurrency, self.request_rate) {
+        // Synthetic prompts and datasets come from the base seed (every part
+        // has the same prompts); arrivals from seed + part index.
+        let seed = self.seed.unwrap_or_else(gpu_metrics::retry::random_seed);
+        let mut data = dataset::from_args(self, part, seed)?;
+        let dataset_kind = data.as_ref().map(|d| d.kind);
+        let trace = data.as_ref().and_then(|d| d.due_s.clone());
+        let sweep = sweep_plan(self)?;
+        let (concurrency, request_rate) = match &sweep {
+            Some(w) if w.by == SweepBy::Rate => (None, Some(w.min)),
+            Some(w) => (Some(w.min as usize), None),
+            None => (self.concurrency, self.request_rate),
+        };
+        let load = match (concurrency, request_rate) {
+            // The trace's other load flags were refused by `from_args`.
+            _ if trace.is_some() => Load::Open {
+                rate: dataset::trace_rate(trace.as_deref().unwrap_or_default()),
+                arrivals: Arrivals::Trace,
+                max_concurrency: self
+                    .max_concurrency
+                    .map(|n| {
+                        shared_clients(part, "max-concurrency", max_clients("max-concurrency", n)?)
+                    })
+                    .transpose()?,
+            },
             (Some(_), Some(_)) => {
                 return Err(PlanError::Misplaced {
                     flag: "concurrency",
@@ -667,9 +651,20 @@ impl Args {
                 }
             }
         };
-        let duration_v = duration("duration", self.duration.as_deref(), Duration::ZERO)?;
-        if self.duration.is_none() {
+        let mut duration_v = duration("duration", self.duration.as_deref(), Duration::ZERO)?;
+        if let Some(w) = &sweep {
+            // Each step: the warm-up, then the measured step duration.
+            duration_v = w.step_duration
+                + match self.warmup.as_deref().map(str::trim) {
+                    Some("0" | "0s") => Duration::ZERO,
+                    other => duration("warmup", other, Duration::ZERO)?,
+                };
+        } else if self.duration.is_none() && trace.is_none() {
             return Err(PlanError::Missing("duration"));
+        }
+        if let Some(due) = &trace {
+            duration_v =
+                dataset::trace_duration(due, self.duration.is_some().then_some(duration_v));
         }
         if duration_v.is_zero() || duration_v > Duration::from_secs(86_400 * 7) {
             return Err(invalid("duration", "must be > 0 and at most 7 days"));
@@ -725,9 +720,6 @@ impl Args {
             .iter()
             .map(|h| parse_header(h))
             .collect::<Result<Vec<_>, _>>()?;
-        // Synthetic prompts come from the base seed (every part has the same
-        // prompts); arrivals from seed + part index.
-        let seed = self.seed.unwrap_or_else(gpu_metrics::retry::random_seed);
         let openai = OpenAiParams {
             model: self.model.clone(),
             max_tokens: self.max_tokens,
@@ -798,14 +790,21 @@ impl Args {
             let given = usize::from(!self.prompts.is_empty())
                 + usize::from(self.prompt_file.is_some())
                 + usize::from(self.synthetic_prompt_words.is_some());
-            if given != 1 {
+            if given != 1 && data.is_none() {
                 return Err(invalid(
                     "prompt",
-                    "give exactly one of --prompt (repeatable), --prompt-file FILE.jsonl, --synthetic-prompt-words N",
+                    "give exactly one of --prompt (repeatable), --prompt-file FILE.jsonl, --synthetic-prompt-words N, --dataset NAME",
                 ));
             }
-            let prompts = if let Some(f) = &self.prompt_file {
-                prompts::read_jsonl(f)?
+            // Datasets may set each request's max_tokens.
+            let (prompts, max_tokens): (Vec<String>, Vec<Option<u32>>) = if let Some(d) = &mut data
+            {
+                std::mem::take(&mut d.requests)
+                    .into_iter()
+                    .map(|r| (r.prompt, r.max_tokens))
+                    .unzip()
+            } else if let Some(f) = &self.prompt_file {
+                (prompts::read_jsonl(f)?, Vec::new())
             } else if let Some(n) = self.synthetic_prompt_words {
                 if !(1..=100_000).contains(&n) {
                     return Err(invalid(
@@ -813,17 +812,19 @@ impl Args {
                         format!("{n} is not in 1..=100000"),
                     ));
                 }
-                prompts::synthetic(64, n, seed)
+                (prompts::synthetic(64, n, seed), Vec::new())
             } else {
-                self.prompts.clone()
+                (self.prompts.clone(), Vec::new())
             };
             let mut bodies: Vec<Vec<u8>> = prompts
                 .iter()
-                .map(|p| openai_body(api, &openai, p))
+                .zip(max_tokens.into_iter().chain(std::iter::repeat(None)))
+                .map(|(p, max)| dataset::body(api, &openai, p, max))
                 .collect();
             // Request n takes body n mod len: each part starts its picks at
-            // another place in the list.
-            let offset = part.index * bodies.len() / part.count;
+            // another place in the list (a trace's part already holds its
+            // own lines, in order).
+            let offset = part.index * bodies.len() / part.count * usize::from(trace.is_none());
             bodies.rotate_left(offset);
             ("POST".to_string(), bodies, prompts.len())
         };
@@ -877,6 +878,8 @@ impl Args {
             drain,
             openai,
             prompt_count,
+            dataset: dataset_kind,
+            trace_due_s: trace,
             slo,
             result_file,
             progress_file: self.progress_file.as_deref().map(|f| part.expand(f)),
@@ -884,6 +887,8 @@ impl Args {
             run_id,
             service_id: self.service_id.clone(),
             seed: seed.wrapping_add(part.index as u64),
+            sweep,
+            progress_extra: None,
             live,
             part,
             start_at_ms,
@@ -891,20 +896,15 @@ impl Args {
     }
 }
 
-/// `total` clients split over the parts: this part's share, refused when a
-/// part would get none.
-fn shared_clients(part: Part, flag: &'static str, total: usize) -> Result<usize, PlanError> {
-    if total < part.count {
-        return Err(PlanError::Unshareable {
-            flag,
-            value: total,
-            parts: part.count,
-        });
-    }
-    Ok(part.share(total))
-}
-
 #[cfg(test)]
 mod tests;
 
 mod argv;
+mod part;
+mod sweep;
+
+pub use part::{MAX_PARTS, PART_INDEX_ENV, Part};
+use part::{part, shared_clients, start_at};
+
+use sweep::sweep_plan;
+pub use sweep::{SweepBy, SweepPlan};

@@ -18,6 +18,10 @@ pub enum Behaviour {
     /// Every request arriving within `stall` after request number `at` is
     /// held until the stall ends (a server pause, as a GC or a swap would cause).
     StallOnce { at: u64, stall: Duration },
+    /// One request at a time (others queue), each taking `service`: a
+    /// server whose capacity is exactly `1 / service` requests per second
+    /// (each answer is due at an absolute time, so overheads do not add up).
+    Serial { service: Duration },
     /// SSE: the first token `first` after the request arrived, then one every
     /// `every`, `tokens` in all; usage when `stream_options.include_usage`.
     Stream {
@@ -41,6 +45,7 @@ impl TestServer {
         let count = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let stall_until = Arc::new(Mutex::new(None::<Instant>));
+        let serial = Arc::new(Mutex::new(None::<Instant>));
         {
             let count = Arc::clone(&count);
             let stop = Arc::clone(&stop);
@@ -52,7 +57,10 @@ impl TestServer {
                     let Ok(conn) = conn else { continue };
                     let count = Arc::clone(&count);
                     let stall_until = Arc::clone(&stall_until);
-                    std::thread::spawn(move || serve(conn, behaviour, &count, &stall_until));
+                    let serial = Arc::clone(&serial);
+                    std::thread::spawn(move || {
+                        serve(conn, behaviour, &count, &stall_until, &serial)
+                    });
                 }
             });
         }
@@ -119,7 +127,13 @@ fn chunk(w: &mut TcpStream, data: &str) -> std::io::Result<()> {
     w.flush()
 }
 
-fn serve(conn: TcpStream, b: Behaviour, count: &AtomicU64, stall_until: &Mutex<Option<Instant>>) {
+fn serve(
+    conn: TcpStream,
+    b: Behaviour,
+    count: &AtomicU64,
+    stall_until: &Mutex<Option<Instant>>,
+    serial: &Mutex<Option<Instant>>,
+) {
     let _ = conn.set_nodelay(true);
     let mut w = conn.try_clone().expect("clone");
     let mut r = BufReader::new(conn);
@@ -128,6 +142,15 @@ fn serve(conn: TcpStream, b: Behaviour, count: &AtomicU64, stall_until: &Mutex<O
         let n = count.fetch_add(1, Ordering::AcqRel) + 1;
         match b {
             Behaviour::Plain => {}
+            Behaviour::Serial { service } => {
+                let done = {
+                    let mut free = serial.lock().unwrap_or_else(|e| e.into_inner());
+                    let done = free.map_or(arrived, |f| f.max(arrived)) + service;
+                    *free = Some(done);
+                    done
+                };
+                sleep_until(done);
+            }
             Behaviour::StallOnce { at, stall } => {
                 let until = {
                     let mut s = stall_until.lock().unwrap();
