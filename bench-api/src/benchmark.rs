@@ -32,9 +32,14 @@ use crate::validate::ApiError;
 /// request limits), here under their old paths.
 pub use crate::limits::{MAX_LOAD_NODES, MAX_PROMPT_CHARS, MAX_PROMPTS};
 
-/// Seconds a run sends load: the warm-up, then `duration_seconds`.
+/// Seconds a run sends load: the warm-up, then `duration_seconds`; for a
+/// sweep, an upper bound: its most steps, each with its drain.
 pub fn total_seconds(spec: &RunSpec) -> i64 {
-    spec.warmup_seconds + spec.duration_seconds
+    let one = spec.warmup_seconds + spec.duration_seconds;
+    match &spec.sweep {
+        None => one,
+        Some(s) => (one + DRAIN_SECONDS) * s.max_steps(spec),
+    }
 }
 
 /// Time after the duration the generator's requests may still finish.
@@ -93,7 +98,7 @@ pub fn loadgen_args(
             .filter_map(|(name, v)| v.map(|v| format!("{name}:{v}")))
         })
         .collect();
-    Ok(Args {
+    let mut args = Args {
         url: Some(url.to_string()),
         concurrency,
         request_rate,
@@ -121,7 +126,9 @@ pub fn loadgen_args(
         // job script adds the shared `--start-at`.
         parts: count("load_nodes", (s.load_nodes > 1).then_some(s.load_nodes))?,
         ..Args::default()
-    })
+    };
+    crate::run_options::apply(s, &mut args);
+    Ok(args)
 }
 
 /// `v` as the generator's integer type, or `400` naming `field`.
@@ -172,6 +179,14 @@ pub fn check_load_nodes(spec: &RunSpec, backend: &str) -> Result<(), ApiError> {
             409,
             "load_nodes",
             format!("`load_nodes` {n} needs a Slurm backend (this API runs `local`: one host)"),
+        ));
+    }
+    if spec.sweep.is_some() {
+        return Err(ApiError::bad_field(
+            "load_nodes",
+            format!(
+                "`load_nodes` {n} does not go with `sweep`: a capacity search runs from one node"
+            ),
         ));
     }
     let clients = match spec.mode {

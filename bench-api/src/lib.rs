@@ -41,6 +41,7 @@ pub mod model;
 pub mod openapi;
 pub mod recipes;
 pub mod routes;
+pub mod run_options;
 pub mod server;
 pub mod start;
 pub mod state;

@@ -194,6 +194,56 @@ pub const GOODPUT_MS: NumberLimit = NumberLimit {
     exclusive_min: true,
 };
 
+/// `dataset.input_len` (random): mean input length in words.
+pub const DATASET_INPUT_LEN: Limit = Limit {
+    field: "dataset.input_len",
+    min: 1,
+    max: 131_072,
+};
+
+/// `dataset.output_len` (random, sharegpt): `max_tokens` of each request.
+pub const DATASET_OUTPUT_LEN: Limit = Limit {
+    field: "dataset.output_len",
+    min: 1,
+    max: 32_768,
+};
+
+/// `dataset.prefix_len` (random): words every prompt shares.
+pub const DATASET_PREFIX_LEN: Limit = Limit {
+    field: "dataset.prefix_len",
+    min: 0,
+    max: 131_072,
+};
+
+/// `dataset.path` (sharegpt, trace): length in characters.
+pub const DATASET_PATH_CHARS: Limit = Limit {
+    field: "dataset.path",
+    min: 2,
+    max: 4096,
+};
+
+/// `sweep.max` of an open-loop run: the highest request rate.
+pub const SWEEP_MAX_RATE: Limit = Limit {
+    field: "sweep.max",
+    min: REQUESTS_PER_SECOND.min,
+    max: REQUESTS_PER_SECOND.max,
+};
+
+/// `sweep.max` of a closed-loop run: the most clients.
+pub const SWEEP_MAX_CLIENTS: Limit = Limit {
+    field: "sweep.max",
+    min: CONCURRENCY.min,
+    max: CONCURRENCY.max,
+};
+
+/// `sweep.target_percent`, `sweep.tolerance_percent`: (0, 100].
+pub const SWEEP_PERCENT: NumberLimit = NumberLimit {
+    field: "sweep.*_percent",
+    min: 0,
+    max: 100,
+    exclusive_min: true,
+};
+
 /// The integer fields of `CreateRun`, each with its range.
 pub const CREATE_RUN_INTEGERS: [Limit; 8] = [
     DURATION_SECONDS,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::limits;
+use crate::run_options::{DatasetSpec, SweepSpec};
 use crate::validate::ApiError;
 
 /// Lifecycle status of a service or a benchmark run.
@@ -252,6 +253,12 @@ pub struct CreateRun {
     /// (one `aif-loadgen` per node, one Slurm job of that many tasks); default 1.
     #[serde(default)]
     pub load_nodes: Option<i64>,
+    /// OpenAI workloads: a dataset instead of prompts ([`crate::run_options`]).
+    #[serde(default)]
+    pub dataset: Option<DatasetSpec>,
+    /// An SLO capacity search instead of one measurement ([`crate::run_options`]).
+    #[serde(default)]
+    pub sweep: Option<SweepSpec>,
 }
 
 impl CreateRun {
@@ -437,7 +444,10 @@ impl CreateRun {
         if let Some(n) = req.synthetic_prompt_words {
             limits::SYNTHETIC_PROMPT_WORDS.check(n)?;
         }
-        if openai && spec.prompts.is_none() {
+        if let Some(d) = &req.dataset {
+            spec.dataset = Some(check_dataset(req, d, openai)?);
+        }
+        if openai && spec.prompts.is_none() && spec.dataset.is_none() {
             spec.synthetic_prompt_words = Some(req.synthetic_prompt_words.unwrap_or(128));
         }
         if let Some(t) = req.temperature {
@@ -481,8 +491,69 @@ impl CreateRun {
         let load_nodes = req.load_nodes.unwrap_or(1);
         limits::LOAD_NODES.check(load_nodes)?;
         spec.load_nodes = load_nodes;
+        if let Some(w) = &req.sweep {
+            if matches!(spec.dataset, Some(DatasetSpec::Trace { .. })) {
+                return Err(only_for(
+                    "sweep",
+                    "a load the run sets (a trace sets its own)",
+                ));
+            }
+            w.validate(&spec)?;
+            spec.sweep = Some(*w);
+        }
         Ok(spec)
     }
+}
+
+/// `dataset` checked against the rest of the body: OpenAI workloads only,
+/// no other source of prompts, no `max_tokens` where it sets them, and a
+/// trace is the load (closed loop, no `concurrency`).
+fn check_dataset(req: &CreateRun, d: &DatasetSpec, openai: bool) -> Result<DatasetSpec, ApiError> {
+    if !openai {
+        return Err(only_for(
+            "dataset",
+            "workloads `openai_completions` and `openai_chat`",
+        ));
+    }
+    for (given, field) in [
+        (req.prompts.is_some(), "prompts"),
+        (
+            req.synthetic_prompt_words.is_some(),
+            "synthetic_prompt_words",
+        ),
+    ] {
+        if given {
+            return Err(ApiError::bad_field(
+                field,
+                format!("give `{field}` or `dataset`, not both"),
+            ));
+        }
+    }
+    d.validate()?;
+    if d.sets_max_tokens() && req.max_tokens.is_some() {
+        return Err(ApiError::bad_field(
+            "max_tokens",
+            format!(
+                "`max_tokens` is set per request by dataset `{}`: leave it out",
+                d.kind()
+            ),
+        ));
+    }
+    if let DatasetSpec::Trace { .. } = d {
+        if req.mode == Some(LoadMode::OpenLoop) {
+            return Err(only_for(
+                "dataset",
+                "mode `closed_loop` when its kind is `trace` (a trace is its own open loop)",
+            ));
+        }
+        if req.concurrency.is_some() {
+            return Err(ApiError::bad_field(
+                "concurrency",
+                "`concurrency` does not go with dataset `trace`: it is replayed at its own times",
+            ));
+        }
+    }
+    Ok(d.clone())
 }
 
 /// "`field` is for WHAT": `field` given where it does not apply.
@@ -537,6 +608,12 @@ pub struct RunSpec {
     /// Nodes the load is sent from (1 for runs stored before the field).
     #[serde(default = "one")]
     pub load_nodes: i64,
+    /// The dataset (OpenAI workloads; none for runs stored before the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetSpec>,
+    /// The capacity search (none: one measurement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepSpec>,
 }
 
 fn one() -> i64 {
@@ -564,6 +641,8 @@ impl Default for RunSpec {
             temperature: None,
             goodput: None,
             load_nodes: 1,
+            dataset: None,
+            sweep: None,
         }
     }
 }

@@ -23,6 +23,24 @@ use crate::routes::{Body, Handler, ROUTES, Route};
 /// No control character (Unicode `Cc`), as `char::is_control` sees it.
 const PRINTABLE: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
 
+/// An absolute file path: `/`, then no control character.
+const ABSOLUTE_PATH: &str = "^/[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// `sweep` of a run whose load `max` is limited by `limit`.
+fn sweep_schema(limit: limits::Limit, what: &str) -> Value {
+    let p = limits::SWEEP_PERCENT;
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["max"],
+        "properties": {
+            "max": {"type": "integer", "minimum": limit.min, "maximum": limit.max, "description": what},
+            "target_percent": {"type": "number", "minimum": p.min, "exclusiveMinimum": p.exclusive_min, "maximum": p.max, "default": 99, "description": "Percent of requests that must meet every goodput objective"},
+            "tolerance_percent": {"type": "number", "minimum": p.min, "exclusiveMinimum": p.exclusive_min, "maximum": p.max, "default": 5, "description": "The bisection ends when its bounds are this close"}
+        }
+    })
+}
+
 /// A request path: `/`, then no control character and no space.
 const REQUEST_PATH: &str = "^/[^\\u0000-\\u0020\\u007f-\\u009f]*$";
 
@@ -97,7 +115,22 @@ const OPENAI_FIELDS: &[&str] = &[
     "temperature",
     "prompts",
     "synthetic_prompt_words",
+    "dataset",
 ];
+
+/// `{"$ref": "#/components/schemas/NAME"}`.
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// A body whose `dataset` is of one of `kinds` (and holds `also`).
+fn dataset_of(kinds: &[&str], also: &[&str]) -> Value {
+    let mut dataset = json!({"properties": {"kind": {"enum": kinds}}});
+    if !also.is_empty() {
+        dataset["required"] = json!(also);
+    }
+    json!({"properties": {"dataset": dataset}})
+}
 
 /// `CreateRun`: [`choice_variants`] of [`CREATE_RUN_CHOICES`], then what the
 /// choices alone cannot say: closed-loop variants take no `arrivals` (only
@@ -125,7 +158,9 @@ fn create_run() -> Value {
             "prompts": {"type": "array", "minItems": limits::PROMPTS.min, "maxItems": limits::PROMPTS.max, "items": {"type": "string", "minLength": limits::PROMPT_CHARS.min, "maxLength": limits::PROMPT_CHARS.max, "pattern": "^[^\\u0000]*$"}},
             "synthetic_prompt_words": {"type": "integer", "minimum": limits::SYNTHETIC_PROMPT_WORDS.min, "maximum": limits::SYNTHETIC_PROMPT_WORDS.max, "description": "Synthetic prompts of this many words (default 128 when no prompts)"},
             "goodput": openai_goodput,
-            "load_nodes": {"type": "integer", "minimum": limits::LOAD_NODES.min, "maximum": limits::LOAD_NODES.max, "default": 1, "description": "Nodes the load is sent from (Slurm backends): one aif-loadgen per node in one job, each with its share of concurrency, requests_per_second and max_concurrency (each node needs at least one client), started together; percentiles come from the merged histograms, per-node counts are in the result's `nodes`"}
+            "load_nodes": {"type": "integer", "minimum": limits::LOAD_NODES.min, "maximum": limits::LOAD_NODES.max, "default": 1, "description": "Nodes the load is sent from (Slurm backends): one aif-loadgen per node in one job, each with its share of concurrency, requests_per_second and max_concurrency (each node needs at least one client), started together; percentiles come from the merged histograms, per-node counts are in the result's `nodes`; 1 with `sweep`"},
+            "dataset": {"description": "Prompts from a dataset instead of `prompts` or `synthetic_prompt_words` (files on the load nodes)"},
+            "sweep": {"description": "An SLO capacity search from the mode's load (requests_per_second or concurrency) up to `max`: duration_seconds and warmup_seconds are each step's; needs `goodput`; the result is the knee step's with `sweep` (steps, knee)"}
         }),
         &["service_id", "duration_seconds"],
         CREATE_RUN_CHOICES,
@@ -141,10 +176,37 @@ fn create_run() -> Value {
             {
                 p.remove("arrivals");
             }
+            let closed = x["properties"]["mode"]["enum"][0] == "closed_loop";
+            x["properties"]["sweep"] = schema_ref(if closed {
+                "SweepClosedLoop"
+            } else {
+                "SweepOpenLoop"
+            });
+            // A sweep needs an objective to search for.
+            x["anyOf"] = json!([{"not": {"required": ["sweep"]}}, {"required": ["goodput"]}]);
             if x["properties"]["workload"]["enum"][0] == "http" {
                 x["properties"]["goodput"] = json!({"$ref": "#/components/schemas/GoodputSloHttp"});
             } else {
-                x["not"] = json!({"required": ["prompts", "synthetic_prompt_words"]});
+                // A trace is its own load: closed-loop variants only.
+                let mut kinds = vec![schema_ref("DatasetRandom"), schema_ref("DatasetShareGpt")];
+                if closed {
+                    kinds.push(schema_ref("DatasetTrace"));
+                }
+                x["properties"]["dataset"] = json!({"oneOf": kinds});
+                let mut excluded = vec![
+                    json!({"required": ["prompts", "synthetic_prompt_words"]}),
+                    json!({"required": ["prompts", "dataset"]}),
+                    json!({"required": ["synthetic_prompt_words", "dataset"]}),
+                    // Datasets that set max_tokens per request.
+                    json!({"allOf": [{"required": ["dataset", "max_tokens"]}, dataset_of(&["random", "trace"], &[])]}),
+                    json!({"allOf": [{"required": ["dataset", "max_tokens"]}, dataset_of(&["sharegpt"], &["output_len"])]}),
+                ];
+                if closed {
+                    for other in ["concurrency", "sweep"] {
+                        excluded.push(json!({"allOf": [{"required": ["dataset", other]}, dataset_of(&["trace"], &[])]}));
+                    }
+                }
+                x["not"] = json!({"anyOf": excluded});
             }
         }
     }
@@ -405,6 +467,48 @@ fn schemas(recipes: &Catalogue) -> Value {
                 "e2el_ms": {"type": "number", "minimum": limits::GOODPUT_MS.min, "exclusiveMinimum": limits::GOODPUT_MS.exclusive_min, "maximum": limits::GOODPUT_MS.max}
             }
         },
+        "DatasetRandom": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["kind"],
+            "description": "vllm bench serve's random dataset (words stand for tokens); sets each request's max_tokens",
+            "properties": {
+                "kind": {"type": "string", "enum": ["random"]},
+                "input_len": {"type": "integer", "minimum": limits::DATASET_INPUT_LEN.min, "maximum": limits::DATASET_INPUT_LEN.max, "default": 1024},
+                "output_len": {"type": "integer", "minimum": limits::DATASET_OUTPUT_LEN.min, "maximum": limits::DATASET_OUTPUT_LEN.max, "default": 128},
+                "range_ratio": {"type": "number", "minimum": 0, "maximum": 1, "exclusiveMaximum": true, "default": 0},
+                "prefix_len": {"type": "integer", "minimum": limits::DATASET_PREFIX_LEN.min, "maximum": limits::DATASET_PREFIX_LEN.max, "default": 0}
+            }
+        },
+        "DatasetShareGpt": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["kind", "path"],
+            "description": "A ShareGPT JSON file on the load nodes: the first human turn of each conversation is the prompt",
+            "properties": {
+                "kind": {"type": "string", "enum": ["sharegpt"]},
+                "path": {"type": "string", "minLength": limits::DATASET_PATH_CHARS.min, "maxLength": limits::DATASET_PATH_CHARS.max, "pattern": ABSOLUTE_PATH},
+                "output_len": {
+                    "description": "Each request's max_tokens: a number, or \"reference\" for the reference answer's length (absent: max_tokens)",
+                    "oneOf": [
+                        {"type": "integer", "minimum": limits::DATASET_OUTPUT_LEN.min, "maximum": limits::DATASET_OUTPUT_LEN.max},
+                        {"type": "string", "enum": ["reference"]}
+                    ]
+                }
+            }
+        },
+        "DatasetTrace": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["kind", "path"],
+            "description": "A Mooncake-layout JSONL trace on the load nodes (timestamp ms, input_length, output_length), replayed at its own times; lateness in the result",
+            "properties": {
+                "kind": {"type": "string", "enum": ["trace"]},
+                "path": {"type": "string", "minLength": limits::DATASET_PATH_CHARS.min, "maxLength": limits::DATASET_PATH_CHARS.max, "pattern": ABSOLUTE_PATH}
+            }
+        },
+        "SweepOpenLoop": sweep_schema(limits::SWEEP_MAX_RATE, "the highest request rate (at or below requests_per_second: that rate alone)"),
+        "SweepClosedLoop": sweep_schema(limits::SWEEP_MAX_CLIENTS, "the most clients (at or below concurrency: that many alone)"),
         "RunProgress": {
             "type": "object",
             "description": "What the load generator reported last (every second), with elapsed and remaining time",
@@ -418,7 +522,10 @@ fn schemas(recipes: &Catalogue) -> Value {
                 "requests_failed": {"type": "integer"},
                 "warmup_requests": {"type": "integer"},
                 "in_flight": {"type": "integer"},
-                "clients": {"type": "integer"}
+                "clients": {"type": "integer"},
+                "sweep_step": {"type": "integer", "description": "Sweeps: the step running (1, 2, …)"},
+                "sweep_by": {"type": "string", "enum": ["rate", "concurrency"]},
+                "sweep_load": {"type": "number", "description": "Sweeps: the step's rate or clients"}
             }
         },
         "Run": {
@@ -445,6 +552,8 @@ fn schemas(recipes: &Catalogue) -> Value {
                 "temperature": {"type": "number", "nullable": true},
                 "goodput": {"allOf": [{"$ref": "#/components/schemas/GoodputSlo"}], "nullable": true},
                 "load_nodes": {"type": "integer", "description": "Nodes the load is sent from"},
+                "dataset": {"oneOf": [schema_ref("DatasetRandom"), schema_ref("DatasetShareGpt"), schema_ref("DatasetTrace")]},
+                "sweep": {"type": "object", "properties": {"max": {"type": "integer"}, "target_percent": {"type": "number"}, "tolerance_percent": {"type": "number"}}},
                 "planned_end_at": {"type": "string", "format": "date-time", "nullable": true, "description": "When the load generator stops sending (start + duration_seconds)"},
                 "progress": {"allOf": [{"$ref": "#/components/schemas/RunProgress"}], "nullable": true},
                 "created_at": {"type": "string", "format": "date-time"},

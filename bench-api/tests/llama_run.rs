@@ -21,11 +21,20 @@ fn a_run_on_llama_cpp_counts_what_the_engine_generates() {
     let python = aif_testbed::llama::python().unwrap_or_else(|e| panic!("{e}"));
     let models = tempfile::tempdir().expect("tempdir");
     let model = aif_testbed::llama::write_model(models.path()).unwrap_or_else(|e| panic!("{e}"));
-    let api = Api::start(&shipped_recipes(), "poll_interval_ms = 50\n", &[], &[]);
+    // The recipe runs `python3` from PATH: the venv's first, as an operator
+    // would set it.
+    let bin = python.parent().expect("venv bin").display().to_string();
+    let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+    let api = Api::start(
+        &shipped_recipes(),
+        "poll_interval_ms = 50\n",
+        &[],
+        &[("PATH".to_string(), path)],
+    );
     let port = free_port();
     let svc = api.create_service(
         "llama-cpp",
-        json!({"port": port, "python": python.display().to_string(), "model": model.display().to_string(),
+        json!({"port": port, "model": model.display().to_string(),
                "alias": "tiny", "host": "127.0.0.1", "n_ctx": 1024, "n_gpu_layers": 0}),
     );
     let sid = svc["id"].as_str().expect("id").to_string();

@@ -10,7 +10,10 @@
 //! - [`workload`]: one request: build, send, time it;
 //!   its ureq agents use the library's lean transport (`gpu_metrics::transport`).
 //! - [`stream`]: an SSE answer read as it arrives: TTFT, ITL per token,
-//!   output tokens and their source (usage, usage deltas, events).
+//!   output tokens and their source (usage, usage deltas, events, or the
+//!   tokenizer).
+//! - [`tokenizer`]: `--tokenizer FILE`, a Hugging Face `tokenizer.json`
+//!   that counts prompt and output tokens instead of the server.
 //! - [`dataset`]: ShareGPT, random (vLLM's definition) and trace workloads.
 //! - [`arrivals`]: open-loop due times (constant, Poisson, gamma).
 //! - [`engine`]: the client threads, closed and open loop, the end and the
@@ -37,6 +40,7 @@ pub mod prompts;
 pub mod stats;
 pub mod stream;
 pub mod sweep;
+pub mod tokenizer;
 pub mod workload;
 
 use std::ffi::OsString;

@@ -531,7 +531,7 @@ impl Recorder {
                 m,
                 "token_sources",
                 |name| TokenSource::ALL.into_iter().find(|s| s.name() == name),
-                "a token source (usage, usage_delta, events)",
+                "a token source (usage, usage_delta, events, tokenizer)",
             )?
         } else {
             BTreeMap::new()

@@ -11,6 +11,12 @@
 //!   vLLM's ITL.
 //!
 //! Tokens come from the best source the stream offers ([`TokenSource`]):
+//! 0. with `--tokenizer`, the tool's own count (`tokenizer`): the answer's
+//!    text (completions `text`, chat `delta.content` or, in a chunk without
+//!    content, `reasoning_content`), concatenated and encoded once at the
+//!    end without special tokens ([`crate::tokenizer`]). The count is exact
+//!    and TPOT uses it; ITL gaps remain per event (or per usage delta, as
+//!    below). The text is kept only with a tokenizer;
 //! 1. `usage` on the chunks themselves (vLLM's `continuous_usage_stats`): a
 //!    chunk holds the growth of `completion_tokens` since the one before,
 //!    which is more than one token under speculative decoding;
@@ -21,9 +27,10 @@
 //!    message (a `role` and no text) and a closing chunk (`finish_reason`
 //!    set, no text).
 //!
-//! ITL is per token: a chunk holding `n` tokens that came `g` after the last
-//! chunk that held any (or after the first chunk) adds `n` gaps of `g / n`.
-//! The first chunk's tokens add none (the first is TTFT's).
+//! ITL is per token as sources 1-3 count them (with a tokenizer too): a
+//! chunk holding `n` tokens that came `g` after the last chunk that held any
+//! (or after the first chunk) adds `n` gaps of `g / n`. The first chunk's
+//! tokens add none (the first is TTFT's).
 //!
 //! Invariants: a stream counts as complete only with `[DONE]` after at least
 //! one chunk; an `error` event, a line that is not JSON, or a stream still
@@ -33,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::tokenizer::{self, Tokenizer};
 use crate::workload::{Api, ErrorKind, Outcome};
 
 /// Most ITL gaps one chunk adds (a usage delta beyond it is a server's
@@ -49,22 +57,26 @@ pub enum TokenSource {
     /// No usage: one token per chunk (see the module doc).
     #[default]
     Events,
+    /// `--tokenizer`: the answer's text counted by the tool itself.
+    Tokenizer,
 }
 
 impl TokenSource {
     /// Every source, in report order.
-    pub const ALL: [TokenSource; 3] = [
+    pub const ALL: [TokenSource; 4] = [
         TokenSource::Usage,
         TokenSource::UsageDelta,
         TokenSource::Events,
+        TokenSource::Tokenizer,
     ];
 
-    /// The name in results: `usage`, `usage_delta` or `events`.
+    /// The name in results: `usage`, `usage_delta`, `events` or `tokenizer`.
     pub fn name(self) -> &'static str {
         match self {
             TokenSource::Usage => "usage",
             TokenSource::UsageDelta => "usage_delta",
             TokenSource::Events => "events",
+            TokenSource::Tokenizer => "tokenizer",
         }
     }
 }
@@ -84,8 +96,12 @@ pub enum Step {
 /// The state of one answer being read; feed it lines with [`Stream::line`],
 /// then call [`Stream::finish`].
 #[derive(Debug)]
-pub struct Stream {
+pub struct Stream<'t> {
     api: Api,
+    /// `--tokenizer`: counts `text` at the end.
+    tokenizer: Option<&'t Tokenizer>,
+    /// The answer's text so far; kept only with a tokenizer.
+    text: String,
     sent: Instant,
     /// The last chunk.
     last: Option<Instant>,
@@ -100,11 +116,22 @@ pub struct Stream {
     done: bool,
 }
 
-impl Stream {
-    /// A stream for a request of `api` sent (or scheduled) at `sent`.
-    pub fn new(api: Api, sent: Instant) -> Stream {
+impl Stream<'static> {
+    /// A stream for a request of `api` sent (or scheduled) at `sent`, its
+    /// tokens counted from the stream itself.
+    pub fn new(api: Api, sent: Instant) -> Stream<'static> {
+        Stream::counting(api, sent, None)
+    }
+}
+
+impl<'t> Stream<'t> {
+    /// [`Stream::new`], the output tokens counted by `tokenizer` when given
+    /// ([`TokenSource::Tokenizer`]; the text is kept only then).
+    pub fn counting(api: Api, sent: Instant, tokenizer: Option<&'t Tokenizer>) -> Stream<'t> {
         Stream {
             api,
+            tokenizer,
+            text: String::new(),
             sent,
             last: None,
             anchor: None,
@@ -170,6 +197,11 @@ impl Stream {
             None => out.ttft = Some(now.saturating_duration_since(self.sent)),
             Some(prev) => out.inter_chunk.push(now.saturating_duration_since(prev)),
         }
+        if let Some(t) = text
+            && self.tokenizer.is_some()
+        {
+            self.text.push_str(t);
+        }
         if text.is_some() && out.ttft_text.is_none() {
             out.ttft_text = Some(now.saturating_duration_since(self.sent));
         }
@@ -206,12 +238,16 @@ impl Stream {
 
     /// Ends the stream: E2EL, the token count and its source, and a
     /// [`ErrorKind::StreamBroken`] for an answer without `[DONE]` or without
-    /// a chunk (unless an error is set already).
+    /// a chunk (unless an error is set already). With a tokenizer, the
+    /// count is the text's (the stream's own count where it cannot encode
+    /// the text).
     pub fn finish(self, out: &mut Outcome) {
-        let (tokens, source) = match (self.chunk_usage, self.final_usage) {
-            (Some(c), f) => (c.max(f.unwrap_or(0)), TokenSource::UsageDelta),
-            (None, Some(f)) => (f, TokenSource::Usage),
-            (None, None) => (self.chunk_tokens, TokenSource::Events),
+        let counted = self.tokenizer.and_then(|t| tokenizer::count(t, &self.text));
+        let (tokens, source) = match (counted, self.chunk_usage, self.final_usage) {
+            (Some(n), _, _) => (n, TokenSource::Tokenizer),
+            (None, Some(c), f) => (c.max(f.unwrap_or(0)), TokenSource::UsageDelta),
+            (None, None, Some(f)) => (f, TokenSource::Usage),
+            (None, None, None) => (self.chunk_tokens, TokenSource::Events),
         };
         out.output_tokens = tokens;
         out.token_source = source;
@@ -226,15 +262,17 @@ impl Stream {
 }
 
 /// Reads a whole SSE body of OpenAI chunks into `out` (timings from
-/// `sent`); a stream still going `timeout` after `sent` is a timeout.
+/// `sent`); a stream still going `timeout` after `sent` is a timeout. With
+/// `tokenizer`, it counts the output tokens ([`Stream::counting`]).
 pub fn read(
     api: Api,
     mut r: impl std::io::BufRead,
     sent: Instant,
     timeout: Duration,
+    tokenizer: Option<&Tokenizer>,
     out: &mut Outcome,
 ) {
-    let mut stream = Stream::new(api, sent);
+    let mut stream = Stream::counting(api, sent, tokenizer);
     let mut line = String::new();
     loop {
         if sent.elapsed() > timeout {

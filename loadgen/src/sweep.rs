@@ -16,8 +16,9 @@
 //!    concurrency also: until they are adjacent integers).
 //!
 //! *Saturation* fails a step whatever its goodput, and ends the growth early:
-//! - rate: the achieved request rate is below [`SATURATED_SHARE`] of the
-//!   offered one, or the median wait for a free client grew in each of the
+//! - rate: fewer than [`SATURATED_SHARE`] of the requests the schedule
+//!   offered in the window completed (the schedule is replayed from the
+//!   step's seed, so a Poisson draw's own variance is no saturation), or the median wait for a free client grew in each of the
 //!   last [`QUEUE_GROWTH_STEPS`] growth steps (and is over 1 ms);
 //! - concurrency: doubling the clients raised the achieved rate by less than
 //!   [`PLATEAU_GAIN`] (the server is at its throughput ceiling).
@@ -31,6 +32,7 @@
 use serde_json::{Map, Value, json};
 use std::sync::atomic::AtomicBool;
 
+use crate::arrivals::Schedule;
 use crate::engine::{self, EndedBy};
 use crate::plan::{Load, Plan, SweepBy, SweepPlan};
 use crate::stats::Recorder;
@@ -51,6 +53,9 @@ pub struct StepOutcome {
     /// Completed requests per second from the start of the measured window
     /// to the end of the drain.
     pub achieved_rate: f64,
+    /// Completed requests over those the schedule offered in the measured
+    /// window (open loop; `None` for closed loop).
+    pub completed_share: Option<f64>,
     /// Percent of the step's requests that met every SLO.
     pub good_percent: f64,
     /// Median wait for a free client, ms (`None` when nothing waited).
@@ -199,8 +204,8 @@ fn saturation(
 ) -> Option<&'static str> {
     match by {
         SweepBy::Rate => {
-            if o.achieved_rate < SATURATED_SHARE * load {
-                return Some("achieved rate below 90 % of the offered rate");
+            if o.completed_share.is_some_and(|c| c < SATURATED_SHARE) {
+                return Some("fewer than 90 % of the offered requests completed");
             }
             if !growth || before.len() < QUEUE_GROWTH_STEPS {
                 return None;
@@ -222,8 +227,27 @@ fn saturation(
     }
 }
 
-/// One step's measurement from its result JSON.
-fn outcome_of(result: &Map<String, Value>) -> StepOutcome {
+/// Requests the schedule of `plan` (open loop) has due in its measured
+/// window: the engine's own draw, replayed from the same seed.
+fn offered(plan: &Plan) -> Option<u64> {
+    let Load::Open { rate, arrivals, .. } = plan.load else {
+        return None;
+    };
+    let mut s = Schedule::new(rate, arrivals, plan.seed);
+    let (from, to) = (plan.warmup.as_secs_f64(), plan.duration.as_secs_f64());
+    let mut n = 0;
+    loop {
+        let due = s.next_due();
+        // `due` is never NaN; infinite once a schedule is over.
+        if due.is_nan() || due >= to {
+            return Some(n);
+        }
+        n += u64::from(due >= from);
+    }
+}
+
+/// One step's measurement from its result JSON (`offered`: see [`offered`]).
+fn outcome_of(result: &Map<String, Value>, offered: Option<u64>) -> StepOutcome {
     let recorder = result
         .get("recorder")
         .and_then(|r| Recorder::from_json(r).ok());
@@ -262,6 +286,13 @@ fn outcome_of(result: &Map<String, Value>) -> StepOutcome {
             100.0 * good as f64 / all as f64
         },
         median_wait_ms: wait,
+        completed_share: offered.map(|n| {
+            if n == 0 {
+                1.0
+            } else {
+                completed as f64 / n as f64
+            }
+        }),
     }
 }
 
@@ -305,11 +336,12 @@ pub fn run(plan: &Plan, stopped: &AtomicBool) -> (Map<String, Value>, EndedBy) {
         }));
         // The drain (`--drain-timeout`) lets a saturated step's queue empty
         // before the next step, which would otherwise wait behind it.
+        let offered = offered(&p);
         let (result, ended_by) = engine::run(p, stopped, |_| {});
         if ended_by == EndedBy::Signal {
             return None;
         }
-        let o = outcome_of(&result);
+        let o = outcome_of(&result, offered);
         results.push(result);
         Some(o)
     });

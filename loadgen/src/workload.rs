@@ -6,11 +6,13 @@
 //! and where they came from).
 
 use std::io::{BufReader, Read};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::stream::TokenSource;
+use crate::tokenizer::Tokenizer;
 
 /// Which API the requests speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +101,8 @@ pub struct Outcome {
     pub output_tokens: u64,
     /// Where `output_tokens` came from.
     pub token_source: TokenSource,
-    /// Input tokens, when the server reported usage.
+    /// Input tokens: the tokenizer's count of the prompt (`--tokenizer`),
+    /// else the server's usage when it reported one.
     pub input_tokens: Option<u64>,
 }
 
@@ -132,6 +135,11 @@ pub struct Workload {
     pub addrs: Vec<std::net::SocketAddr>,
     /// Limit for one request, send to end of body.
     pub timeout: Duration,
+    /// `--tokenizer`: counts each answer's output tokens.
+    pub tokenizer: Option<Arc<Tokenizer>>,
+    /// With a tokenizer, the input tokens of each body's prompt (same order
+    /// as `bodies`), counted once; empty without one.
+    pub input_tokens: Vec<u64>,
 }
 
 /// The OpenAI request fields.
@@ -230,10 +238,8 @@ impl Workload {
     /// from `sent` (the scheduled or actual send time). `scratch` is a reusable
     /// read buffer.
     pub fn send(&self, agent: &ureq::Agent, n: u64, sent: Instant, scratch: &mut [u8]) -> Outcome {
-        let body: &[u8] = self
-            .bodies
-            .get((n % self.bodies.len().max(1) as u64) as usize)
-            .map_or(&[], Vec::as_slice);
+        let index = (n % self.bodies.len().max(1) as u64) as usize;
+        let body: &[u8] = self.bodies.get(index).map_or(&[], Vec::as_slice);
         let mut req = ureq::http::Request::builder()
             .method(self.method.as_str())
             .uri(self.url.as_str());
@@ -278,8 +284,12 @@ impl Workload {
             BufReader::new(reader),
             sent,
             self.timeout,
+            self.tokenizer.as_deref(),
             &mut out,
         );
+        if let Some(&tokens) = self.input_tokens.get(index) {
+            out.input_tokens = Some(tokens);
+        }
         out
     }
 }

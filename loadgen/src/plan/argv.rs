@@ -66,6 +66,7 @@ impl Args {
         opt("model", s(&self.model));
         opt("max-tokens", self.max_tokens.map(|v| v.to_string()));
         opt("temperature", self.temperature.map(|v| v.to_string()));
+        opt("tokenizer", p(&self.tokenizer));
         for g in &self.goodput {
             opt("goodput", Some(g.clone()));
         }
@@ -249,7 +250,7 @@ mod tests {
     prop_compose! {
         fn args()(
             a in strings_a(), b in strings_b(), n in numbers(), ssh in ssh_args(),
-            files in proptest::array::uniform5(o(file())),
+            files in proptest::array::uniform6(o(file())),
             headers in prop::collection::vec(text(), 0..3),
             prompts in prop::collection::vec(text(), 0..3),
             goodput in prop::collection::vec(text(), 0..3),
@@ -261,7 +262,7 @@ mod tests {
             let [model, progress_every, run_id, service_id, pushgateway, push_interval] = b;
             let (concurrency, request_rate, burstiness, max_concurrency, synthetic_prompt_words,
                  max_tokens, temperature, seed, parts, part_index, start_at) = n;
-            let [body_file, prompt_file, result_file, progress_file, buffer] = files;
+            let [body_file, prompt_file, result_file, progress_file, buffer, tokenizer] = files;
             let DatasetFlags {
                 dataset, dataset_path, sharegpt_output_len, sharegpt_reference_len,
                 input_len, output_len, range_ratio, prefix_len,
@@ -275,7 +276,7 @@ mod tests {
                 url, concurrency, request_rate, arrivals, burstiness, max_concurrency,
                 duration, warmup, timeout, drain_timeout, workload, method, path, body,
                 body_file, headers, prompts, prompt_file, synthetic_prompt_words, model,
-                max_tokens, temperature, no_usage, goodput, result_file, progress_file,
+                max_tokens, temperature, no_usage, tokenizer, goodput, result_file, progress_file,
                 progress_every, run_id, service_id, seed, parts, part_index, start_at,
                 pushgateway, push_interval, keep_group, buffer, ssh,
                 dataset, dataset_path, sharegpt_output_len, sharegpt_reference_len,

@@ -129,6 +129,11 @@ pub struct Args {
     /// Do not send `stream_options.include_usage` (servers that refuse it).
     #[arg(long)]
     pub no_usage: bool,
+    /// Count prompt and output tokens with this Hugging Face `tokenizer.json`
+    /// instead of the server's usage or the SSE events (OpenAI workloads;
+    /// see [`crate::tokenizer`]).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
     /// Goodput SLOs in ms: `ttft:MS`, `tpot:MS`, `e2el:MS` (any of them).
     #[arg(long, value_name = "METRIC:MS", num_args = 1..)]
     pub goodput: Vec<String>,
@@ -331,6 +336,8 @@ pub struct Plan {
     pub openai: OpenAiParams,
     /// Number of distinct prompts.
     pub prompt_count: usize,
+    /// `--tokenizer`, loaded: it counts the tokens (the workload holds it too).
+    pub tokenizer: Option<std::sync::Arc<crate::tokenizer::Tokenizer>>,
     /// `--dataset`, when given.
     pub dataset: Option<DatasetKind>,
     /// `--dataset trace`: request i's due time, seconds after the start.
@@ -726,7 +733,8 @@ impl Args {
             temperature: self.temperature,
             include_usage: !self.no_usage,
         };
-        let (method, bodies, prompt_count) = if api == Api::Http {
+        let mut tokenizer = None;
+        let (method, bodies, prompt_count, input_tokens) = if api == Api::Http {
             for (given, flag) in [
                 (!self.prompts.is_empty(), "prompt"),
                 (self.prompt_file.is_some(), "prompt-file"),
@@ -738,6 +746,7 @@ impl Args {
                 (self.max_tokens.is_some(), "max-tokens"),
                 (self.temperature.is_some(), "temperature"),
                 (self.no_usage, "no-usage"),
+                (self.tokenizer.is_some(), "tokenizer"),
             ] {
                 if given {
                     return Err(PlanError::Misplaced {
@@ -765,7 +774,7 @@ impl Args {
                     .map_err(|e| invalid("body-file", format!("{}: {e}", f.display())))?,
                 (None, None) => Vec::new(),
             };
-            (method, vec![body], 0)
+            (method, vec![body], 0, Vec::new())
         } else {
             for (given, flag) in [
                 (self.method.is_some(), "method"),
@@ -821,12 +830,22 @@ impl Args {
                 .zip(max_tokens.into_iter().chain(std::iter::repeat(None)))
                 .map(|(p, max)| dataset::body(api, &openai, p, max))
                 .collect();
+            // The prompt as sent: completions' `prompt`, chat's user content.
+            let mut input_tokens = Vec::new();
+            if let Some(f) = &self.tokenizer {
+                let t = crate::tokenizer::load(f)?;
+                input_tokens = crate::tokenizer::count_prompts(&t, &prompts)?;
+                tokenizer = Some(std::sync::Arc::new(t));
+            }
             // Request n takes body n mod len: each part starts its picks at
             // another place in the list (a trace's part already holds its
             // own lines, in order).
             let offset = part.index * bodies.len() / part.count * usize::from(trace.is_none());
             bodies.rotate_left(offset);
-            ("POST".to_string(), bodies, prompts.len())
+            if !input_tokens.is_empty() {
+                input_tokens.rotate_left(offset);
+            }
+            ("POST".to_string(), bodies, prompts.len(), input_tokens)
         };
         let slo = parse_goodput(&self.goodput)?;
         if api == Api::Http && (slo.ttft_ms.is_some() || slo.tpot_ms.is_some()) {
@@ -869,7 +888,10 @@ impl Args {
                 bodies,
                 addrs,
                 timeout,
+                tokenizer: tokenizer.clone(),
+                input_tokens,
             },
+            tokenizer,
             base_url,
             load,
             duration: duration_v,

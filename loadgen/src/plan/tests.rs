@@ -287,3 +287,80 @@ fn a_good_plan() {
         ("h".into(), 9091, "/p".into())
     );
 }
+
+#[test]
+fn the_tokenizer_is_loaded_and_counts_each_prompt_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        "--url",
+        "http://127.0.0.1:1",
+        "--duration",
+        "1s",
+        "--concurrency",
+        "2",
+    ];
+    let with = |extra: &[&str]| {
+        let mut v: Vec<&str> = base.to_vec();
+        v.extend_from_slice(extra);
+        build(&v)
+    };
+    let missing = dir.path().join("missing.json");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"model\": 3}").unwrap();
+    for f in [&missing, &bad] {
+        let f = f.to_str().unwrap();
+        let e = with(&[
+            "--workload",
+            "completions",
+            "--prompt",
+            "a",
+            "--tokenizer",
+            f,
+        ])
+        .unwrap_err();
+        assert!(e.starts_with("--tokenizer: ") && e.contains(f), "{e}");
+    }
+    let good = dir.path().join("tokenizer.json");
+    let json = crate::tokenizer::tests::word_level_json(&["a", "b"], serde_json::Value::Null);
+    std::fs::write(&good, json).unwrap();
+    let good = good.to_str().unwrap();
+    let e = with(&["--tokenizer", good]).unwrap_err();
+    assert!(
+        e.contains("--tokenizer goes with --workload completions|chat"),
+        "{e}"
+    );
+    let p = with(&[
+        "--workload",
+        "chat",
+        "--prompt",
+        "a b c",
+        "--prompt",
+        "b, a!",
+        "--tokenizer",
+        good,
+    ])
+    .unwrap();
+    assert!(p.tokenizer.is_some() && p.workload.tokenizer.is_some());
+    assert_eq!(p.workload.input_tokens, vec![3, 4]);
+    // A part's bodies start elsewhere; their counts follow them.
+    let p = with(&[
+        "--workload",
+        "completions",
+        "--prompt",
+        "a b c",
+        "--prompt",
+        "b, a!",
+        "--parts",
+        "2",
+        "--part-index",
+        "1",
+        "--tokenizer",
+        good,
+    ])
+    .unwrap();
+    assert_eq!(p.workload.input_tokens, vec![4, 3]);
+    let body: serde_json::Value = serde_json::from_slice(&p.workload.bodies[0]).unwrap();
+    assert_eq!(body["prompt"], "b, a!");
+    let p = with(&["--workload", "completions", "--prompt", "a"]).unwrap();
+    assert!(p.tokenizer.is_none() && p.workload.input_tokens.is_empty());
+}

@@ -36,6 +36,7 @@ fn stream_counts_tokens_and_usage() {
         text.as_bytes(),
         Instant::now(),
         Duration::from_secs(5),
+        None,
         &mut out,
     );
     assert_eq!(out.error, None);
@@ -56,6 +57,7 @@ fn chat_without_usage_counts_chunks_with_text() {
         text.as_bytes(),
         Instant::now(),
         Duration::from_secs(5),
+        None,
         &mut out,
     );
     assert_eq!(
@@ -78,6 +80,7 @@ fn broken_streams_are_errors() {
             text.as_bytes(),
             Instant::now(),
             Duration::from_secs(5),
+            None,
             &mut out,
         );
         assert_eq!(out.error, Some(ErrorKind::StreamBroken), "{text}");
@@ -230,4 +233,100 @@ fn a_bogus_usage_delta_cannot_blow_up_memory() {
     );
     assert_eq!(out.output_tokens, 1_000_000_000_000);
     assert!(out.itl.len() <= MAX_GAPS_PER_CHUNK);
+}
+
+/// Feeds `events` to a stream counting with `t`, then `[DONE]`.
+fn counted(api: Api, t: &Tokenizer, events: &[(u64, &str)]) -> (Outcome, String) {
+    let sent = Instant::now();
+    let mut s = Stream::counting(api, sent, Some(t));
+    let mut out = Outcome::default();
+    for (ms, data) in events {
+        let at = sent + Duration::from_millis(*ms);
+        assert_eq!(s.line(&format!("data: {data}\n"), at, &mut out), Step::More);
+    }
+    let end = sent + Duration::from_millis(events.last().map_or(0, |e| e.0));
+    assert_eq!(s.line("data: [DONE]\n", end, &mut out), Step::Done);
+    let text = s.text.clone();
+    s.finish(&mut out);
+    (out, text)
+}
+
+#[test]
+fn a_tokenizer_counts_the_concatenated_completion_text() {
+    let t = crate::tokenizer::tests::word_level(&["hello", "world", "again"]);
+    // "hel" + "lo wor" + "ld again" is 3 words; usage says 7 and loses.
+    let (out, text) = counted(
+        Api::Completions,
+        &t,
+        &[
+            (10, r#"{"choices":[{"text":"hel"}]}"#),
+            (20, r#"{"choices":[{"text":"lo wor"}]}"#),
+            (30, r#"{"choices":[{"text":"ld again"}]}"#),
+            (
+                31,
+                r#"{"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":7}}"#,
+            ),
+        ],
+    );
+    assert_eq!(text, "hello world again");
+    assert_eq!(
+        (out.error, out.output_tokens, out.token_source),
+        (None, 3, TokenSource::Tokenizer)
+    );
+    // ITL stays per event; TPOT uses the exact count: (30 - 10) / (3 - 1).
+    assert_eq!(ms(&out.itl), vec![10, 10]);
+    assert_eq!(out.tpot().map(|d| d.as_millis()), Some(10));
+    // The server's prompt_tokens stays until the workload replaces it.
+    assert_eq!(out.input_tokens, Some(4));
+}
+
+#[test]
+fn a_tokenizer_counts_chat_content_unknown_words_included() {
+    let t = crate::tokenizer::tests::word_level(&["yes"]);
+    let (out, text) = counted(
+        Api::Chat,
+        &t,
+        &[
+            (10, r#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
+            (20, r#"{"choices":[{"delta":{"content":"yes, "}}]}"#),
+            (30, r#"{"choices":[{"delta":{"content":"maybe"}}]}"#),
+            (40, r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#),
+        ],
+    );
+    assert_eq!(text, "yes, maybe");
+    // "yes" "," "maybe": the last two are [UNK], one token each.
+    assert_eq!(
+        (out.output_tokens, out.token_source),
+        (3, TokenSource::Tokenizer)
+    );
+    assert_eq!(ms(&out.itl), vec![10, 10]);
+}
+
+#[test]
+fn without_a_tokenizer_no_text_is_kept() {
+    let sent = Instant::now();
+    let mut s = Stream::new(Api::Completions, sent);
+    let mut out = Outcome::default();
+    s.line(r#"data: {"choices":[{"text":"abc"}]}"#, sent, &mut out);
+    assert!(s.text.is_empty() && s.text.capacity() == 0);
+    s.line("data: [DONE]", sent, &mut out);
+    s.finish(&mut out);
+    assert_eq!(
+        (out.output_tokens, out.token_source),
+        (1, TokenSource::Events)
+    );
+}
+
+#[test]
+fn an_empty_answer_counted_by_a_tokenizer_has_no_tokens() {
+    let t = crate::tokenizer::tests::word_level(&[]);
+    let (out, _) = counted(
+        Api::Completions,
+        &t,
+        &[(10, r#"{"choices":[{"text":"","finish_reason":"length"}]}"#)],
+    );
+    assert_eq!(
+        (out.output_tokens, out.token_source, out.tpot()),
+        (0, TokenSource::Tokenizer, None)
+    );
 }
