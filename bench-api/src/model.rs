@@ -259,6 +259,10 @@ pub struct CreateRun {
     /// An SLO capacity search instead of one measurement ([`crate::run_options`]).
     #[serde(default)]
     pub sweep: Option<SweepSpec>,
+    /// OpenAI workloads: a Hugging Face `tokenizer.json` on the load node(s)
+    /// that counts prompt and output tokens.
+    #[serde(default)]
+    pub tokenizer_path: Option<String>,
 }
 
 impl CreateRun {
@@ -447,6 +451,13 @@ impl CreateRun {
         if let Some(d) = &req.dataset {
             spec.dataset = Some(check_dataset(req, d, openai)?);
         }
+        if let Some(t) = &req.tokenizer_path {
+            if !openai {
+                return Err(only_for("tokenizer_path", what));
+            }
+            crate::run_options::check_path("tokenizer_path", t)?;
+            spec.tokenizer_path = Some(t.clone());
+        }
         if openai && spec.prompts.is_none() && spec.dataset.is_none() {
             spec.synthetic_prompt_words = Some(req.synthetic_prompt_words.unwrap_or(128));
         }
@@ -614,6 +625,9 @@ pub struct RunSpec {
     /// The capacity search (none: one measurement).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepSpec>,
+    /// The tokenizer counting tokens (OpenAI workloads; none: the server's usage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_path: Option<String>,
 }
 
 fn one() -> i64 {
@@ -643,6 +657,7 @@ impl Default for RunSpec {
             load_nodes: 1,
             dataset: None,
             sweep: None,
+            tokenizer_path: None,
         }
     }
 }

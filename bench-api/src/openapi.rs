@@ -116,6 +116,7 @@ const OPENAI_FIELDS: &[&str] = &[
     "prompts",
     "synthetic_prompt_words",
     "dataset",
+    "tokenizer_path",
 ];
 
 /// `{"$ref": "#/components/schemas/NAME"}`.
@@ -159,6 +160,7 @@ fn create_run() -> Value {
             "synthetic_prompt_words": {"type": "integer", "minimum": limits::SYNTHETIC_PROMPT_WORDS.min, "maximum": limits::SYNTHETIC_PROMPT_WORDS.max, "description": "Synthetic prompts of this many words (default 128 when no prompts)"},
             "goodput": openai_goodput,
             "load_nodes": {"type": "integer", "minimum": limits::LOAD_NODES.min, "maximum": limits::LOAD_NODES.max, "default": 1, "description": "Nodes the load is sent from (Slurm backends): one aif-loadgen per node in one job, each with its share of concurrency, requests_per_second and max_concurrency (each node needs at least one client), started together; percentiles come from the merged histograms, per-node counts are in the result's `nodes`; 1 with `sweep`"},
+            "tokenizer_path": {"type": "string", "minLength": limits::DATASET_PATH_CHARS.min, "maxLength": limits::DATASET_PATH_CHARS.max, "pattern": ABSOLUTE_PATH, "description": "A Hugging Face tokenizer.json on the load nodes: prompt and output tokens counted with it (output_token_source `tokenizer`) instead of the server's usage"},
             "dataset": {"description": "Prompts from a dataset instead of `prompts` or `synthetic_prompt_words` (files on the load nodes)"},
             "sweep": {"description": "An SLO capacity search from the mode's load (requests_per_second or concurrency) up to `max`: duration_seconds and warmup_seconds are each step's; needs `goodput`; the result is the knee step's with `sweep` (steps, knee)"}
         }),
@@ -552,6 +554,7 @@ fn schemas(recipes: &Catalogue) -> Value {
                 "temperature": {"type": "number", "nullable": true},
                 "goodput": {"allOf": [{"$ref": "#/components/schemas/GoodputSlo"}], "nullable": true},
                 "load_nodes": {"type": "integer", "description": "Nodes the load is sent from"},
+                "tokenizer_path": {"type": "string"},
                 "dataset": {"oneOf": [schema_ref("DatasetRandom"), schema_ref("DatasetShareGpt"), schema_ref("DatasetTrace")]},
                 "sweep": {"type": "object", "properties": {"max": {"type": "integer"}, "target_percent": {"type": "number"}, "tolerance_percent": {"type": "number"}}},
                 "planned_end_at": {"type": "string", "format": "date-time", "nullable": true, "description": "When the load generator stops sending (start + duration_seconds)"},

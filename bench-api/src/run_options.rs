@@ -18,7 +18,11 @@
 //!   `requests_per_second` (open loop) or `concurrency` (closed loop, by
 //!   default one client) up to `sweep.max` (at or below the start: the start
 //!   alone, one step); `duration_seconds` and `warmup_seconds` are each
-//!   step's. Needs `goodput`; one load node.
+//!   step's. Needs `goodput`; one load node; no live metrics (the result
+//!   holds every step).
+//!
+//! - `tokenizer_path` (OpenAI workloads): a Hugging Face `tokenizer.json`
+//!   that counts prompt and output tokens (`aif-loadgen --tokenizer`).
 //!
 //! Paths are absolute, printable and passed as one argument each: the API
 //! never reads them (the files live on the nodes); the generator refuses a
@@ -148,29 +152,32 @@ impl DatasetSpec {
                 Ok(())
             }
             DatasetSpec::Sharegpt { path, output_len } => {
-                check_path(path)?;
+                check_path("dataset.path", path)?;
                 if let Some(ShareGptOutputLen::Tokens(n)) = output_len {
                     limits::DATASET_OUTPUT_LEN.check(*n)?;
                 }
                 Ok(())
             }
-            DatasetSpec::Trace { path } => check_path(path),
+            DatasetSpec::Trace { path } => check_path("dataset.path", path),
         }
     }
 }
 
-/// An absolute path of printable characters, at most
-/// [`limits::DATASET_PATH_CHARS`] long.
-fn check_path(path: &str) -> Result<(), ApiError> {
+/// Checks that `path` (of request field `field`) is absolute, printable and
+/// at most [`limits::DATASET_PATH_CHARS`] long.
+///
+/// # Errors
+/// `400` naming `field`.
+pub fn check_path(field: &str, path: &str) -> Result<(), ApiError> {
     let l = limits::DATASET_PATH_CHARS;
     if !path.starts_with('/')
         || !l.contains_len(path.chars().count())
         || path.chars().any(char::is_control)
     {
         return Err(ApiError::bad_field(
-            "dataset.path",
+            field,
             format!(
-                "`dataset.path` must be an absolute path of at most {} printable characters",
+                "`{field}` must be an absolute path of at most {} printable characters",
                 l.max
             ),
         ));
@@ -284,6 +291,9 @@ pub fn apply(spec: &RunSpec, args: &mut Args) {
             }
         }
     }
+    if let Some(t) = &spec.tokenizer_path {
+        args.tokenizer = Some(t.into());
+    }
     if let Some(s) = &spec.sweep {
         let start = SweepSpec::start(spec) as f64;
         args.sweep = Some(
@@ -302,6 +312,8 @@ pub fn apply(spec: &RunSpec, args: &mut Args) {
         args.concurrency = None;
         args.request_rate = None;
         args.duration = None;
+        // Steps have no live metrics: the result holds every step.
+        args.pushgateway = None;
     }
 }
 

@@ -367,10 +367,67 @@ fn every_benchmark_panel_shows_data() {
             .is_some_and(|r| !r.is_empty())
     });
     assert!(scraped, "result gauges never scraped: {last:#}");
+    // A capacity search, for the panels that read the run from the API.
+    let sweep = post(
+        "/api/v1/benchmarks",
+        &json!({"service_id": sid, "duration_seconds": 1, "mode": "open_loop", "requests_per_second": 2,
+                "arrivals": "constant", "workload": "openai_completions", "model": "stub", "max_tokens": 8,
+                "prompts": ["one two three"], "goodput": {"e2el_ms": 10000}, "sweep": {"max": 4}}),
+    );
+    let sweep_id = sweep["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("sweep run: {sweep}"))
+        .to_string();
+    let mut swept = Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            swept = get(&format!("/api/v1/benchmarks/{sweep_id}"));
+            swept["status"] == "completed"
+        }),
+        "sweep run never completed: {swept:#}\n{}",
+        api.log_tail(3000)
+    );
     let window = (start - 10.0, now_s() + 1.0);
 
     let built = build::build_all(&crate_dir().join("src")).expect("build");
     let bench = &built["benchmarks"];
+    // Every panel reading the API (Infinity) finds its rows and every
+    // column, for the sweep run.
+    let mut api_panels = 0;
+    for p in checks::panels(bench) {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let Some(url) = t["url"].as_str().filter(|_| t["type"] == "json") else {
+                continue;
+            };
+            api_panels += 1;
+            let body = get(&url.replace("${run_id}", &sweep_id));
+            let mut rows = &body;
+            for part in t["root_selector"]
+                .as_str()
+                .unwrap_or("")
+                .split('.')
+                .filter(|s| !s.is_empty())
+            {
+                rows = &rows[part];
+            }
+            let rows = rows.as_array().unwrap_or_else(|| {
+                panic!(
+                    "panel {}: {url} {:?}: no rows in {body:#}",
+                    p["title"], t["root_selector"]
+                )
+            });
+            assert!(!rows.is_empty(), "panel {}: no rows", p["title"]);
+            for c in t["columns"].as_array().into_iter().flatten() {
+                let key = c["selector"].as_str().unwrap_or("");
+                assert!(
+                    rows.iter().any(|r| r.get(key).is_some()),
+                    "panel {}: column {key} in no row: {rows:#?}",
+                    p["title"]
+                );
+            }
+        }
+    }
+    assert!(api_panels >= 2, "only {api_panels} API panels");
     let values = resolve_variables(&base, bench, window.0, window.1);
     assert_eq!(values.get("run_id"), Some(&rid), "{values:?}");
     let (checked, empty) = empty_queries(&base, bench, &values, window, |_| true);

@@ -162,3 +162,23 @@ fn sweeps_take_the_modes_load_and_need_goodput() {
         assert_eq!(f, field, "{extra}: {msg}");
     }
 }
+
+#[test]
+fn a_tokenizer_path_goes_to_the_generator() {
+    let spec =
+        create(json!({"workload": "openai_chat", "tokenizer_path": "/models/tok.json"})).unwrap();
+    let mut a = Args::default();
+    apply(&spec, &mut a);
+    assert_eq!(
+        a.tokenizer.as_deref(),
+        Some(std::path::Path::new("/models/tok.json"))
+    );
+    assert_eq!(
+        refused(json!({"tokenizer_path": "/t.json"})).0,
+        "tokenizer_path"
+    );
+    assert_eq!(
+        refused(json!({"workload": "openai_chat", "tokenizer_path": "t.json"})).0,
+        "tokenizer_path"
+    );
+}

@@ -15,7 +15,8 @@ const getPayload = compile(bench.options.update.getPayload);
 const API_FIELDS = new Set([
   'service_id', 'duration_seconds', 'concurrency', 'mode', 'requests_per_second', 'workload',
   'path', 'model', 'max_tokens', 'arrivals', 'burstiness', 'max_concurrency', 'warmup_seconds',
-  'prompts', 'synthetic_prompt_words', 'temperature', 'goodput', 'load_nodes',
+  'prompts', 'synthetic_prompt_words', 'temperature', 'goodput', 'load_nodes', 'dataset', 'sweep',
+  'tokenizer_path',
 ]);
 
 const base = { service_id: 'svc-1', duration_minutes: 5, mode: 'closed_loop', concurrency: 8, workload: 'http' };
@@ -54,6 +55,53 @@ test('Load nodes above the concurrency, above 64 or not a number: refused naming
     /Concurrency 2 cannot be shared by Load nodes 3/);
   assert.throws(() => getPayload(payloadContext(bench, { ...base, load_nodes: 65 })), /Load nodes must be at most 64/);
   assert.throws(() => getPayload(payloadContext(bench, { ...base, load_nodes: 'two' })), /Load nodes must be a whole number/);
+});
+
+test('a random dataset sends its lengths; synthetic (the default) sends nothing', () => {
+  const chat = { ...base, workload: 'openai_chat' };
+  assert.ok(!('dataset' in getPayload(payloadContext(bench, { ...chat, dataset: 'synthetic' }))));
+  const p = getPayload(payloadContext(bench, { ...chat, dataset: 'random', input_len: 256, output_len: 64 }));
+  assert.deepEqual(p.dataset, { kind: 'random', input_len: 256, output_len: 64 });
+  // An HTTP run takes no dataset, whatever the hidden field holds.
+  assert.ok(!('dataset' in getPayload(payloadContext(bench, { ...base, dataset: 'random', input_len: 1, output_len: 1 }))));
+  assert.throws(() => getPayload(payloadContext(bench, { ...chat, dataset: 'random', input_len: 0, output_len: 5 })),
+    /Input length \(words\) must be a whole number/);
+});
+
+test('a ShareGPT or trace file is an absolute path; a trace is closed loop without concurrency', () => {
+  const chat = { ...base, workload: 'openai_completions' };
+  const sg = getPayload(payloadContext(bench, { ...chat, dataset: 'sharegpt', dataset_path: '/data/sg.json' }));
+  assert.deepEqual(sg.dataset, { kind: 'sharegpt', path: '/data/sg.json' });
+  assert.throws(() => getPayload(payloadContext(bench, { ...chat, dataset: 'sharegpt', dataset_path: 'sg.json' })),
+    /Dataset file must be an absolute path/);
+  const trace = getPayload(payloadContext(bench, { ...chat, dataset: 'trace', dataset_path: '/data/t.jsonl' }));
+  assert.deepEqual(trace.dataset, { kind: 'trace', path: '/data/t.jsonl' });
+  assert.ok(!('concurrency' in trace));
+  assert.throws(() => getPayload(payloadContext(bench, {
+    ...chat, mode: 'open_loop', requests_per_second: 5, dataset: 'trace', dataset_path: '/t.jsonl',
+  })), /choose Closed loop/);
+});
+
+test('a sweep sends its maximum and needs the E2EL objective', () => {
+  const open = { ...base, mode: 'open_loop', requests_per_second: 10 };
+  const p = getPayload(payloadContext(bench, { ...open, goodput_e2el_ms: 500, sweep_max: 400 }));
+  assert.deepEqual([p.sweep, p.goodput], [{ max: 400 }, { e2el_ms: 500 }]);
+  assert.ok(!('sweep' in getPayload(payloadContext(bench, { ...open, sweep_max: '' }))));
+  assert.throws(() => getPayload(payloadContext(bench, { ...open, sweep_max: 400 })), /enter SLO: E2EL \(ms\)/);
+  assert.throws(() => getPayload(payloadContext(bench, { ...base, goodput_e2el_ms: 500, sweep_max: 2000 })),
+    /at most 1024 for closed_loop/);
+  assert.throws(() => getPayload(payloadContext(bench, { ...base, goodput_e2el_ms: 500, sweep_max: 64, load_nodes: 2 })),
+    /one node/);
+});
+
+test('dataset fields follow the workload and the dataset', () => {
+  const showIf = (id) => compile(bench.options.elements.find((e) => e.id === id).showIf);
+  const http = showIfContext(bench, { ...base, dataset: 'random' });
+  const random = showIfContext(bench, { ...base, workload: 'openai_chat', dataset: 'random' });
+  const sg = showIfContext(bench, { ...base, workload: 'openai_chat', dataset: 'sharegpt' });
+  assert.deepEqual([showIf('dataset')(http), showIf('input_len')(http), showIf('dataset_path')(http)], [false, false, false]);
+  assert.deepEqual([showIf('dataset')(random), showIf('input_len')(random), showIf('output_len')(random)], [true, true, true]);
+  assert.deepEqual([showIf('dataset_path')(random), showIf('dataset_path')(sg), showIf('input_len')(sg)], [false, true, false]);
 });
 
 const valueChanged = compile(bench.options.elementValueChanged);

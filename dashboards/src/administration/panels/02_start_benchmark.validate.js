@@ -64,5 +64,59 @@ function startBenchmarkRequest(elements) {
   if (!['http', 'openai_completions', 'openai_chat'].includes(byId.workload)) {
     return { error: 'Workload must be http, openai_completions or openai_chat, not "' + byId.workload + '"' };
   }
+  // Prompts: only the OpenAI workloads take them; synthetic is the API's default.
+  const dataset = byId.workload === 'http' ? 'synthetic' : (text('dataset') || 'synthetic');
+  if (dataset === 'random') {
+    const input = positiveInt('input_len', 'Input length (words)');
+    if (input.error) {
+      return input;
+    }
+    const output = positiveInt('output_len', 'Output length (tokens)');
+    if (output.error) {
+      return output;
+    }
+    payload.dataset = { kind: 'random', input_len: input.value, output_len: output.value };
+  } else if (dataset === 'sharegpt' || dataset === 'trace') {
+    const path = text('dataset_path');
+    if (path.length < 2 || path[0] !== '/') {
+      return { error: 'Dataset file must be an absolute path on the load nodes, not "' + path + '"' };
+    }
+    payload.dataset = { kind: dataset, path };
+    if (dataset === 'trace') {
+      if (payload.mode !== 'closed_loop') {
+        return { error: 'A trace is replayed at its own times: choose Closed loop (its concurrency is not used)' };
+      }
+      delete payload.concurrency;
+    }
+  } else if (dataset !== 'synthetic') {
+    return { error: 'Prompts must be synthetic, random, sharegpt or trace, not "' + dataset + '"' };
+  }
+  if (text('goodput_e2el_ms') !== '') {
+    const e2el = positiveInt('goodput_e2el_ms', 'SLO: E2EL (ms)');
+    if (e2el.error) {
+      return e2el;
+    }
+    payload.goodput = { e2el_ms: e2el.value };
+  }
+  if (text('sweep_max') !== '') {
+    const max = positiveInt('sweep_max', 'Sweep up to');
+    if (max.error) {
+      return max;
+    }
+    if (payload.goodput === undefined) {
+      return { error: 'A sweep searches for the largest load meeting an SLO: enter SLO: E2EL (ms)' };
+    }
+    if (dataset === 'trace') {
+      return { error: 'A trace sets its own load: it cannot be swept' };
+    }
+    if (payload.load_nodes !== undefined) {
+      return { error: 'A sweep runs from one node: set Load nodes to 1' };
+    }
+    const limit = payload.mode === 'open_loop' ? 100000 : 1024;
+    if (max.value > limit) {
+      return { error: 'Sweep up to must be at most ' + limit + ' for ' + payload.mode + ', not ' + max.value };
+    }
+    payload.sweep = { max: max.value };
+  }
   return { payload };
 }

@@ -1,0 +1,1 @@
+return context.panel.elements.some((e) => e.id === 'workload' && e.value !== 'http');
