@@ -17,6 +17,10 @@
 //!   and the process exits, leaving blocked clients to the exit.
 //! - **Start**: at once, or at `--start-at` (the parts of a split run start
 //!   together); a stop while waiting ends the run before any request.
+//! - **Engines**: the above is `--engine threads` (the default). With
+//!   `--engine events` the same semantics run on non-blocking connections,
+//!   one event loop per core ([`crate::evloop`]); [`run`], [`progress`] and
+//!   [`result`] are the same for both.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 use crate::arrivals::Schedule;
-use crate::plan::{Load, MAX_CLIENTS, Plan};
+use crate::plan::{EngineKind, Load, MAX_CLIENTS, Plan};
 use crate::stats::{Recorder, summary_table};
 use crate::workload::{ErrorKind, agent};
 use gpu_metrics::clock::{now_ms, rfc3339};
@@ -59,6 +63,8 @@ pub struct Shared {
     /// How late the start was after `--start-at` (0 without it, or when the
     /// process was waiting for it).
     pub start_late_ms: u64,
+    /// Event loops running (`--engine events`).
+    pub(crate) loops_running: AtomicUsize,
     recorder: Mutex<Recorder>,
     schedule: Mutex<Schedule>,
     handles: Mutex<Vec<JoinHandle<()>>>,
@@ -70,8 +76,16 @@ impl Shared {
         self.recorder().clone()
     }
 
-    fn recorder(&self) -> MutexGuard<'_, Recorder> {
+    pub(crate) fn recorder(&self) -> MutexGuard<'_, Recorder> {
         self.recorder.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps a thread's handle for [`Engine::reap`].
+    pub(crate) fn add_handle(&self, h: JoinHandle<()>) {
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h);
     }
 
     /// Seconds since sending began.
@@ -79,11 +93,11 @@ impl Shared {
         self.start.elapsed().as_secs_f64()
     }
 
-    fn end(&self) -> Instant {
+    pub(crate) fn end(&self) -> Instant {
         self.start + self.plan.duration
     }
 
-    fn measured_from(&self) -> Instant {
+    pub(crate) fn measured_from(&self) -> Instant {
         self.start + self.plan.warmup
     }
 
@@ -124,11 +138,7 @@ fn spawn_client(shared: &Arc<Shared>, open: bool) -> bool {
         });
     match spawned {
         Ok(h) => {
-            shared
-                .handles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(h);
+            shared.add_handle(h);
             true
         }
         Err(e) => {
@@ -210,6 +220,17 @@ fn open_client(s: &Arc<Shared>) {
     }
 }
 
+/// The open loop's due times for `plan` (a closed loop's is unused).
+fn schedule(plan: &Plan) -> Schedule {
+    match (&plan.trace_due_s, plan.load) {
+        (Some(due), _) => Schedule::replay(Arc::clone(due)),
+        (None, Load::Open { rate, arrivals, .. }) => Schedule::new(rate, arrivals, plan.seed),
+        (None, Load::Closed { .. }) => {
+            Schedule::new(1.0, crate::arrivals::Arrivals::Constant, plan.seed)
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndedBy {
@@ -250,14 +271,7 @@ impl Engine {
         start_late_ms: u64,
         stopped: bool,
     ) -> Engine {
-        let (rate, arrivals) = match plan.load {
-            Load::Open { rate, arrivals, .. } => (rate, arrivals),
-            Load::Closed { .. } => (1.0, crate::arrivals::Arrivals::Constant),
-        };
-        let seed = plan.seed;
-        let plan_due = plan.trace_due_s.clone();
         let shared = Arc::new(Shared {
-            plan,
             start,
             start_ms,
             stop: AtomicBool::new(stopped),
@@ -266,13 +280,16 @@ impl Engine {
             clients: AtomicUsize::new(0),
             clients_done: AtomicUsize::new(0),
             start_late_ms,
+            loops_running: AtomicUsize::new(0),
             recorder: Mutex::new(Recorder::default()),
-            schedule: Mutex::new(match &plan_due {
-                Some(due) => Schedule::replay(Arc::clone(due)),
-                None => Schedule::new(rate, arrivals, seed),
-            }),
+            schedule: Mutex::new(schedule(&plan)),
             handles: Mutex::new(Vec::new()),
+            plan,
         });
+        if shared.plan.engine == EngineKind::Events {
+            crate::evloop::start(&shared, schedule(&shared.plan), stopped);
+            return Engine { shared };
+        }
         let (initial, open) = match shared.plan.load {
             Load::Closed { concurrency } => (concurrency, false),
             // A few clients; more join when a due time finds every one busy.
@@ -305,10 +322,15 @@ impl Engine {
         self.shared.stop.store(true, Ordering::Release);
     }
 
-    /// True once every client has ended.
+    /// True once every client (or event loop) has ended.
     pub fn idle(&self) -> bool {
         let s = &self.shared;
-        s.clients_done.load(Ordering::Acquire) >= s.clients.load(Ordering::Acquire)
+        match s.plan.engine {
+            EngineKind::Threads => {
+                s.clients_done.load(Ordering::Acquire) >= s.clients.load(Ordering::Acquire)
+            }
+            EngineKind::Events => s.loops_running.load(Ordering::Acquire) == 0,
+        }
     }
 
     /// Joins the clients that ended (the rest are left to the process exit).

@@ -1,6 +1,8 @@
 //! # `aif-loadgen`: the load generator of benchmark runs (DESIGN.md §8)
 //!
-//! Synchronous: threads and ureq, no async runtime. Usable alone, like
+//! Synchronous, no async runtime: non-blocking sockets in one event loop per
+//! core ([`evloop`], the default), or with `--engine threads` one thread and
+//! ureq agent per client. Usable alone, like
 //! `vllm bench serve`, and started by the API for benchmark runs.
 //!
 //! The roles, one file each:
@@ -18,6 +20,8 @@
 //! - [`arrivals`]: open-loop due times (constant, Poisson, gamma).
 //! - [`engine`]: the client threads, closed and open loop, the end and the
 //!   drain, progress.
+//! - [`evloop`]: `--engine events`: the same semantics on non-blocking
+//!   keep-alive connections ([`mio`]), one event loop thread per core.
 //! - [`sweep`]: the SLO capacity search (`--sweep`): steps through the
 //!   engine, growth then bisection, saturation.
 //! - [`stats`]: HDR histograms, the result JSON (vLLM's key names), the
@@ -33,6 +37,7 @@
 pub mod arrivals;
 pub mod dataset;
 pub mod engine;
+pub mod evloop;
 pub mod live;
 pub mod merge;
 pub mod plan;

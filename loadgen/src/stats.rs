@@ -358,11 +358,11 @@ impl Recorder {
         if let Some(t) = o.ttft {
             self.ttft.record(t);
         }
-        for g in &o.itl {
-            self.itl.record(*g);
+        for g in o.itl.iter() {
+            self.itl.record(g);
         }
-        for g in &o.inter_chunk {
-            self.icl.record(*g);
+        for g in o.inter_chunk.iter() {
+            self.icl.record(g);
         }
         if let Some(t) = o.ttft_text {
             self.ttft_text.record(t);
@@ -756,7 +756,8 @@ mod tests {
             status: Some(200),
             e2el: Duration::from_millis(e2el_ms),
             ttft: Some(Duration::from_millis(ttft_ms)),
-            itl: vec![Duration::from_millis(10); tokens.saturating_sub(1) as usize],
+            itl: std::iter::repeat_n(Duration::from_millis(10), tokens.saturating_sub(1) as usize)
+                .collect(),
             output_tokens: tokens,
             input_tokens: Some(5),
             ..Outcome::default()
@@ -902,7 +903,7 @@ mod tests {
         let slo = Slo::default();
         let mut r = Recorder::default();
         let mut o = ok(300, 100, 5);
-        o.inter_chunk = vec![Duration::from_millis(40); 2];
+        o.inter_chunk = [Duration::from_millis(40); 2].into_iter().collect();
         o.ttft_text = Some(Duration::from_millis(120));
         r.record(&o, None, &slo);
         let f = r.figures(1.0, true, &slo);

@@ -209,7 +209,7 @@ impl<'t> Stream<'t> {
             Some(anchor) if tokens > 0 => {
                 let gaps = tokens.min(MAX_GAPS_PER_CHUNK as u64);
                 let gap = now.saturating_duration_since(anchor) / gaps as u32;
-                out.itl.extend(std::iter::repeat_n(gap, gaps as usize));
+                out.itl.push_n(gap, gaps as usize);
                 self.anchor = Some(now);
             }
             Some(_) => {}

@@ -94,9 +94,9 @@ pub struct Outcome {
     pub ttft_text: Option<Duration>,
     /// Inter-token latency: one gap per output token after the first (see
     /// [`crate::stream`]).
-    pub itl: Vec<Duration>,
+    pub itl: Gaps,
     /// Gaps between successive chunks (vLLM's ITL).
-    pub inter_chunk: Vec<Duration>,
+    pub inter_chunk: Gaps,
     /// Output tokens.
     pub output_tokens: u64,
     /// Where `output_tokens` came from.
@@ -115,6 +115,77 @@ impl Outcome {
                 .saturating_sub(ttft)
                 .div_f64((self.output_tokens - 1) as f64)
         })
+    }
+}
+
+/// Durations kept compactly while a request is in flight: microseconds as
+/// LEB128 varints (a 50 ms gap takes 3 bytes instead of a `Duration`'s 16),
+/// so 10 000 long streams hold their per-token gaps in a few MiB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gaps {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl Gaps {
+    /// Adds one gap (kept to the microsecond).
+    pub fn push(&mut self, d: Duration) {
+        let mut us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        loop {
+            let byte = (us & 0x7f) as u8;
+            us >>= 7;
+            if us == 0 {
+                self.bytes.push(byte);
+                break;
+            }
+            self.bytes.push(byte | 0x80);
+        }
+        self.len += 1;
+    }
+
+    /// Adds `n` copies of `d`.
+    pub fn push_n(&mut self, d: Duration, n: usize) {
+        for _ in 0..n {
+            self.push(d);
+        }
+    }
+
+    /// How many gaps.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No gap.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The gaps, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Duration> + '_ {
+        let mut rest = self.bytes.as_slice();
+        std::iter::from_fn(move || {
+            let mut us = 0u64;
+            let mut shift = 0;
+            loop {
+                let (&b, tail) = rest.split_first()?;
+                rest = tail;
+                us |= u64::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+                shift += 7;
+                if b & 0x80 == 0 {
+                    return Some(Duration::from_micros(us));
+                }
+            }
+        })
+    }
+}
+
+impl FromIterator<Duration> for Gaps {
+    fn from_iter<I: IntoIterator<Item = Duration>>(it: I) -> Self {
+        let mut g = Gaps::default();
+        for d in it {
+            g.push(d);
+        }
+        g
     }
 }
 
@@ -308,6 +379,36 @@ fn drain(r: &mut impl Read, scratch: &mut [u8]) -> Result<(), ErrorKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gaps_keep_every_duration_to_the_microsecond() {
+        let ds: Vec<Duration> = [
+            0u64,
+            1,
+            127,
+            128,
+            50_000,
+            16_383,
+            16_384,
+            3_600_000_000,
+            u64::from(u32::MAX) * 7,
+        ]
+        .iter()
+        .map(|us| Duration::from_micros(*us))
+        .chain([Duration::from_nanos(1_999)])
+        .collect();
+        let g: Gaps = ds.iter().copied().collect();
+        let want: Vec<Duration> = ds
+            .iter()
+            .map(|d| Duration::from_micros(d.as_micros() as u64))
+            .collect();
+        assert_eq!(g.iter().collect::<Vec<_>>(), want);
+        assert_eq!(g.len(), ds.len());
+        // A 50 ms gap takes 3 bytes.
+        let mut one = Gaps::default();
+        one.push(Duration::from_millis(50));
+        assert_eq!(one.bytes.len(), 3);
+    }
 
     #[test]
     fn bodies_carry_the_openai_fields() {

@@ -11,15 +11,15 @@ use aif_testbed::wait_until;
 use common::servers::{Behaviour, TestServer};
 use serde_json::Value;
 
-fn loadgen() -> Command {
+fn loadgen(engine: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_aif-loadgen"));
-    c.env("RUST_LOG", "warn");
+    c.env("RUST_LOG", "warn").arg("--engine").arg(engine);
     c
 }
 
 /// Runs to the end; returns (exit code, stdout, stderr, result JSON if written).
-fn run(args: &[&str], result: &Path) -> (i32, String, String, Option<Value>) {
-    let out = loadgen()
+fn run(engine: &str, args: &[&str], result: &Path) -> (i32, String, String, Option<Value>) {
+    let out = loadgen(engine)
         .args(args)
         .arg("--result-file")
         .arg(result)
@@ -36,12 +36,12 @@ fn run(args: &[&str], result: &Path) -> (i32, String, String, Option<Value>) {
     )
 }
 
-#[test]
-fn closed_loop_counts_what_the_server_counted() {
+fn closed_loop_counts_what_the_server_counted(engine: &str) {
     let server = TestServer::start(Behaviour::Plain);
     let dir = tempfile::tempdir().expect("tempdir");
     let result = dir.path().join("r.json");
     let (code, stdout, stderr, r) = run(
+        engine,
         &[
             "--url",
             &server.url(),
@@ -79,12 +79,12 @@ fn closed_loop_counts_what_the_server_counted() {
     assert!(stdout.contains("Successful requests:"), "{stdout}");
 }
 
-#[test]
-fn open_loop_achieves_its_rate() {
+fn open_loop_achieves_its_rate(engine: &str) {
     let server = TestServer::start(Behaviour::Plain);
     let dir = tempfile::tempdir().expect("tempdir");
     let result = dir.path().join("r.json");
     let (code, _, stderr, r) = run(
+        engine,
         &[
             "--url",
             &server.url(),
@@ -119,8 +119,7 @@ fn open_loop_achieves_its_rate() {
     assert!(r["mean_queue_wait_ms"].is_number(), "{r:#}");
 }
 
-#[test]
-fn open_loop_latency_includes_a_stall_that_closed_loop_hides() {
+fn open_loop_latency_includes_a_stall_that_closed_loop_hides(engine: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     // Open loop: 100 req/s for 4 s; request 150 (1.5 s in) starts a 1 s pause.
     let server = TestServer::start(Behaviour::StallOnce {
@@ -129,6 +128,7 @@ fn open_loop_latency_includes_a_stall_that_closed_loop_hides() {
     });
     let result = dir.path().join("open.json");
     let (code, _, stderr, r) = run(
+        engine,
         &[
             "--url",
             &server.url(),
@@ -157,6 +157,7 @@ fn open_loop_latency_includes_a_stall_that_closed_loop_hides() {
     });
     let result = dir.path().join("closed.json");
     let (code, _, stderr, r) = run(
+        engine,
         &[
             "--url",
             &server.url(),
@@ -178,8 +179,7 @@ fn open_loop_latency_includes_a_stall_that_closed_loop_hides() {
     assert!(closed_p99 < 900.0, "closed loop p99 {closed_p99}: {r:#}");
 }
 
-#[test]
-fn bad_input_exits_2_naming_it_before_any_request() {
+fn bad_input_exits_2_naming_it_before_any_request(engine: &str) {
     let server = TestServer::start(Behaviour::Plain);
     let dir = tempfile::tempdir().expect("tempdir");
     let not_jsonl = dir.path().join("prompts.txt");
@@ -231,7 +231,7 @@ fn bad_input_exits_2_naming_it_before_any_request() {
         ),
     ];
     for (args, needle) in cases {
-        let out = loadgen().args(&args).output().expect("run");
+        let out = loadgen(engine).args(&args).output().expect("run");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
@@ -239,12 +239,11 @@ fn bad_input_exits_2_naming_it_before_any_request() {
     assert_eq!(server.count(), 0, "a request was sent despite bad input");
 }
 
-#[test]
-fn sigterm_stops_within_a_second_and_writes_the_partial_result() {
+fn sigterm_stops_within_a_second_and_writes_the_partial_result(engine: &str) {
     let server = TestServer::start(Behaviour::Plain);
     let dir = tempfile::tempdir().expect("tempdir");
     let result = dir.path().join("r.json");
-    let mut child = loadgen()
+    let mut child = loadgen(engine)
         .args([
             "--url",
             &server.url(),
@@ -281,3 +280,146 @@ fn sigterm_stops_within_a_second_and_writes_the_partial_result() {
     assert_eq!(r["ended_by"], "signal", "{r:#}");
     assert!(r["completed"].as_u64().unwrap() > 0, "{r:#}");
 }
+
+fn failures_are_classified_by_kind(engine: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result = dir.path().join("r.json");
+    let base = |url: &str, extra: &[&str]| {
+        let mut v = vec![
+            "--url".to_string(),
+            url.to_string(),
+            "--concurrency".into(),
+            "2".into(),
+            "--duration".into(),
+            "1s".into(),
+            "--drain-timeout".into(),
+            "2s".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let check = |args: Vec<String>, kind: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, stderr, r) = run(engine, &args, &result);
+        assert_eq!(code, 0, "{stderr}");
+        let r = r.expect("result");
+        let failed = r["failed"].as_u64().unwrap();
+        eprintln!("{engine}, {kind}: {failed} failed");
+        assert!(failed > 0, "{kind}: {r:#}");
+        assert_eq!(r["completed"], 0, "{kind}: {r:#}");
+        assert_eq!(r["errors_by_kind"][kind], failed, "{kind}: {r:#}");
+        r
+    };
+    // Status >= 400, its body drained: the connection is reused.
+    let server = TestServer::start(Behaviour::Status(503));
+    let r = check(base(&server.url(), &[]), "http_status");
+    let failed = r["failed"].as_u64().unwrap();
+    assert!(
+        failed > 50 && failed.abs_diff(server.count()) <= 2,
+        "{failed} vs {}",
+        server.count()
+    );
+    // Nothing listens.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    check(base(&format!("http://127.0.0.1:{closed}"), &[]), "connect");
+    // Slower than --timeout.
+    let server = TestServer::start(Behaviour::Serial {
+        service: Duration::from_millis(400),
+    });
+    check(base(&server.url(), &["--timeout", "100ms"]), "timeout");
+}
+
+fn open_loop_adds_connections_up_to_max_concurrency(engine: &str) {
+    // Every answer takes 100 ms (one event of a chunked stream); 50 req/s
+    // need 5 requests in flight.
+    let slow = || {
+        TestServer::start(Behaviour::Stream {
+            first: Duration::from_millis(100),
+            every: Duration::from_millis(1),
+            tokens: 1,
+        })
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result = dir.path().join("r.json");
+    let server = slow();
+    let url = server.url();
+    let open = [
+        "--url",
+        &url,
+        "--request-rate",
+        "50",
+        "--arrivals",
+        "constant",
+        "--duration",
+        "2s",
+    ];
+    let mut capped = open.to_vec();
+    capped.extend(["--max-concurrency", "3"]);
+    let (code, _, stderr, r) = run(engine, &capped, &result);
+    assert_eq!(code, 0, "{stderr}");
+    let r = r.expect("result");
+    let wait = r["mean_queue_wait_ms"].as_f64().unwrap();
+    eprintln!(
+        "{engine}: capped at 3: {} clients, mean wait {wait} ms",
+        r["clients"]
+    );
+    assert_eq!(r["failed"], 0, "{r:#}");
+    assert!(r["clients"].as_u64().unwrap() <= 3, "{r:#}");
+    // 30 req/s served of 50 due: the queue grows.
+    assert!(wait > 100.0, "{r:#}");
+    let server = slow();
+    let url = server.url();
+    let open = [
+        "--url",
+        &url,
+        "--request-rate",
+        "50",
+        "--arrivals",
+        "constant",
+        "--duration",
+        "2s",
+    ];
+    let (code, _, stderr, r) = run(engine, &open, &result);
+    assert_eq!(code, 0, "{stderr}");
+    let r = r.expect("result");
+    let clients = r["clients"].as_u64().unwrap();
+    eprintln!(
+        "{engine}: uncapped: {clients} clients, mean wait {} ms",
+        r["mean_queue_wait_ms"]
+    );
+    assert_eq!(r["failed"], 0, "{r:#}");
+    assert!((5..=40).contains(&clients), "{r:#}");
+    let rate = r["request_throughput"].as_f64().unwrap();
+    assert!((45.0..=55.0).contains(&rate), "{r:#}");
+}
+
+/// Runs each scenario once per engine: `threads::NAME` and `events::NAME`.
+macro_rules! both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod threads {
+            $(#[test]
+            fn $name() {
+                super::$name("threads")
+            })*
+        }
+        mod events {
+            $(#[test]
+            fn $name() {
+                super::$name("events")
+            })*
+        }
+    };
+}
+
+both_engines!(
+    closed_loop_counts_what_the_server_counted,
+    open_loop_achieves_its_rate,
+    open_loop_latency_includes_a_stall_that_closed_loop_hides,
+    bad_input_exits_2_naming_it_before_any_request,
+    sigterm_stops_within_a_second_and_writes_the_partial_result,
+    failures_are_classified_by_kind,
+    open_loop_adds_connections_up_to_max_concurrency,
+);

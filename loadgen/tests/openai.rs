@@ -13,10 +13,12 @@ const FIRST_MS: f64 = 150.0;
 const EVERY_MS: f64 = 25.0;
 const TOKENS: u64 = 20;
 
-fn run(args: &[&str]) -> Value {
+fn run(engine: &str, args: &[&str]) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
     let result = dir.path().join("r.json");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aif-loadgen"))
+        .arg("--engine")
+        .arg(engine)
         .args(args)
         .arg("--result-file")
         .arg(&result)
@@ -52,30 +54,32 @@ fn server() -> TestServer {
     })
 }
 
-#[test]
-fn completions_timings_match_the_server_and_tokens_are_exact() {
+fn completions_timings_match_the_server_and_tokens_are_exact(engine: &str) {
     let server = server();
-    let r = run(&[
-        "--url",
-        &server.url(),
-        "--workload",
-        "completions",
-        "--concurrency",
-        "4",
-        "--duration",
-        "4s",
-        "--prompt",
-        "one two three",
-        "--prompt",
-        "four five six",
-        "--model",
-        "test-model",
-        "--max-tokens",
-        "20",
-        "--goodput",
-        "ttft:100",
-        "e2el:2000",
-    ]);
+    let r = run(
+        engine,
+        &[
+            "--url",
+            &server.url(),
+            "--workload",
+            "completions",
+            "--concurrency",
+            "4",
+            "--duration",
+            "4s",
+            "--prompt",
+            "one two three",
+            "--prompt",
+            "four five six",
+            "--model",
+            "test-model",
+            "--max-tokens",
+            "20",
+            "--goodput",
+            "ttft:100",
+            "e2el:2000",
+        ],
+    );
     let completed = r["completed"].as_u64().unwrap();
     assert!(completed >= 8, "{r:#}");
     assert_eq!(r["failed"], 0, "{r:#}");
@@ -106,8 +110,7 @@ fn completions_timings_match_the_server_and_tokens_are_exact() {
     }
 }
 
-#[test]
-fn chat_open_loop_without_usage_counts_streamed_tokens() {
+fn chat_open_loop_without_usage_counts_streamed_tokens(engine: &str) {
     let server = server();
     let dir = tempfile::tempdir().expect("tempdir");
     let prompts = dir.path().join("p.jsonl");
@@ -116,23 +119,26 @@ fn chat_open_loop_without_usage_counts_streamed_tokens() {
         "{\"prompt\": \"hello there\"}\n{\"prompt\": \"a b c d\"}\n",
     )
     .expect("write");
-    let r = run(&[
-        "--url",
-        &server.url(),
-        "--workload",
-        "chat",
-        "--request-rate",
-        "10",
-        "--arrivals",
-        "poisson",
-        "--seed",
-        "3",
-        "--duration",
-        "3s",
-        "--prompt-file",
-        prompts.to_str().unwrap(),
-        "--no-usage",
-    ]);
+    let r = run(
+        engine,
+        &[
+            "--url",
+            &server.url(),
+            "--workload",
+            "chat",
+            "--request-rate",
+            "10",
+            "--arrivals",
+            "poisson",
+            "--seed",
+            "3",
+            "--duration",
+            "3s",
+            "--prompt-file",
+            prompts.to_str().unwrap(),
+            "--no-usage",
+        ],
+    );
     let completed = r["completed"].as_u64().unwrap();
     assert!(completed >= 10, "{r:#}");
     assert_eq!(r["failed"], 0, "{r:#}");
@@ -142,3 +148,26 @@ fn chat_open_loop_without_usage_counts_streamed_tokens() {
     close(&r, "median_ttft_ms", FIRST_MS);
     close(&r, "median_itl_ms", EVERY_MS);
 }
+
+/// Runs each scenario once per engine: `threads::NAME` and `events::NAME`.
+macro_rules! both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod threads {
+            $(#[test]
+            fn $name() {
+                super::$name("threads")
+            })*
+        }
+        mod events {
+            $(#[test]
+            fn $name() {
+                super::$name("events")
+            })*
+        }
+    };
+}
+
+both_engines!(
+    completions_timings_match_the_server_and_tokens_are_exact,
+    chat_open_loop_without_usage_counts_streamed_tokens,
+);

@@ -91,6 +91,7 @@ impl Args {
             "sweep-tolerance",
             self.sweep_tolerance.map(|v| v.to_string()),
         );
+        opt("engine", s(&self.engine));
         let ssh = &self.ssh;
         opt("ssh-host", s(&ssh.ssh_host));
         opt("ssh-port", ssh.ssh_port.map(|v| v.to_string()));
@@ -178,8 +179,9 @@ mod tests {
         fn strings_b()(
             model in o(text()), progress_every in o(text()), run_id in o(text()),
             service_id in o(text()), pushgateway in o(text()), push_interval in o(text()),
-        ) -> [Option<String>; 6] {
-            [model, progress_every, run_id, service_id, pushgateway, push_interval]
+            engine in o(text()),
+        ) -> [Option<String>; 7] {
+            [model, progress_every, run_id, service_id, pushgateway, push_interval, engine]
         }
     }
 
@@ -259,7 +261,7 @@ mod tests {
             w in sweep_flags(),
         ) -> Args {
             let [url, arrivals, duration, warmup, timeout, drain_timeout, workload, method, path, body] = a;
-            let [model, progress_every, run_id, service_id, pushgateway, push_interval] = b;
+            let [model, progress_every, run_id, service_id, pushgateway, push_interval, engine] = b;
             let (concurrency, request_rate, burstiness, max_concurrency, synthetic_prompt_words,
                  max_tokens, temperature, seed, parts, part_index, start_at) = n;
             let [body_file, prompt_file, result_file, progress_file, buffer, tokenizer] = files;
@@ -282,6 +284,7 @@ mod tests {
                 dataset, dataset_path, sharegpt_output_len, sharegpt_reference_len,
                 input_len, output_len, range_ratio, prefix_len,
                 sweep, sweep_min, sweep_max, sweep_step_duration, goodput_target, sweep_tolerance,
+                engine,
             }
         }
     }

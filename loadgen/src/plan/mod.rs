@@ -203,6 +203,11 @@ pub struct Args {
     /// The sweep bisects until (hi - lo) / lo is at most this, percent (default 5).
     #[arg(long, value_name = "PERCENT")]
     pub sweep_tolerance: Option<f64>,
+    /// How the clients are run: `events` (non-blocking sockets, one event
+    /// loop per core, the default; see [`crate::evloop`]) or `threads` (one
+    /// OS thread and blocking connection per client, the engine before it).
+    #[arg(long, value_name = "threads|events")]
+    pub engine: Option<String>,
     /// The SSH gateway (`--ssh-*`) the pushes travel through.
     #[command(flatten)]
     pub ssh: SshArgs,
@@ -315,6 +320,26 @@ pub struct LivePlan {
     pub ssh: Option<SshPlan>,
 }
 
+/// Which engine runs the clients (`--engine`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// One OS thread (and blocking connection) per client.
+    Threads,
+    /// Non-blocking connections, one event loop thread per core ([`crate::evloop`]).
+    #[default]
+    Events,
+}
+
+impl EngineKind {
+    /// `threads` or `events`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Threads => "threads",
+            EngineKind::Events => "events",
+        }
+    }
+}
+
 /// A validated run.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -362,6 +387,8 @@ pub struct Plan {
     pub part: Part,
     /// Start time, ms since the Unix epoch (`None`: at once).
     pub start_at_ms: Option<i64>,
+    /// Which engine runs the clients.
+    pub engine: EngineKind,
     /// SLO capacity search (`--sweep`); `None`: one run.
     pub sweep: Option<SweepPlan>,
     /// Keys added to every progress file (a sweep's step and load).
@@ -519,6 +546,16 @@ impl Args {
     fn build_with(&self, procid: Option<&str>) -> Result<Plan, PlanError> {
         let part = part(self, procid)?;
         let start_at_ms = start_at(self.start_at)?;
+        let engine = match self.engine.as_deref().map(str::trim) {
+            Some("threads") => EngineKind::Threads,
+            None | Some("events") => EngineKind::Events,
+            Some(other) => {
+                return Err(invalid(
+                    "engine",
+                    format!("`{other}` is not one of: threads, events"),
+                ));
+            }
+        };
         let url = self.url.as_deref().ok_or(PlanError::Missing("url"))?;
         if url
             .get(..8)
@@ -914,6 +951,7 @@ impl Args {
             live,
             part,
             start_at_ms,
+            engine,
         })
     }
 }

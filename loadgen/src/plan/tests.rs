@@ -7,6 +7,25 @@ fn build(args: &[&str]) -> Result<Plan, String> {
 }
 
 #[test]
+fn engine_defaults_to_events_and_takes_threads() {
+    let base = [
+        "--url",
+        "http://127.0.0.1:1",
+        "--duration",
+        "1s",
+        "--concurrency",
+        "1",
+    ];
+    assert_eq!(build(&base).unwrap().engine, EngineKind::Events);
+    let mut v = base.to_vec();
+    v.extend_from_slice(&["--engine", "events"]);
+    assert_eq!(build(&v).unwrap().engine, EngineKind::Events);
+    v.truncate(base.len());
+    v.extend_from_slice(&["--engine", "threads"]);
+    assert_eq!(build(&v).unwrap().engine, EngineKind::Threads);
+}
+
+#[test]
 fn bad_input_names_the_flag() {
     let base = ["--url", "http://127.0.0.1:1", "--duration", "1s"];
     let with = |extra: &[&str]| {
@@ -42,6 +61,7 @@ fn bad_input_names_the_flag() {
         ),
         (&["--concurrency", "1", "--ssh-host", "gw"], "--ssh-host"),
         (&["--concurrency", "1", "--bogus"], "--bogus"),
+        (&["--concurrency", "1", "--engine", "fibers"], "--engine"),
     ] {
         let e = with(extra).unwrap_err();
         assert!(e.contains(needle), "{extra:?}: {e}");

@@ -18,7 +18,7 @@ fn timed(api: Api, events: &[(u64, &str)]) -> Outcome {
     out
 }
 
-fn ms(v: &[Duration]) -> Vec<u64> {
+fn ms(v: &crate::workload::Gaps) -> Vec<u64> {
     v.iter().map(|d| d.as_millis() as u64).collect()
 }
 

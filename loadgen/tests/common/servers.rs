@@ -22,6 +22,8 @@ pub enum Behaviour {
     /// server whose capacity is exactly `1 / service` requests per second
     /// (each answer is due at an absolute time, so overheads do not add up).
     Serial { service: Duration },
+    /// Every answer has this status and the body `nope`.
+    Status(u16),
     /// SSE: the first token `first` after the request arrived, then one every
     /// `every`, `tokens` in all; usage when `stream_options.include_usage`.
     Stream {
@@ -142,6 +144,13 @@ fn serve(
         let n = count.fetch_add(1, Ordering::AcqRel) + 1;
         match b {
             Behaviour::Plain => {}
+            Behaviour::Status(code) => {
+                let head = format!("HTTP/1.1 {code} Nope\r\nContent-Length: 4\r\n\r\nnope");
+                if w.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                continue;
+            }
             Behaviour::Serial { service } => {
                 let done = {
                     let mut free = serial.lock().unwrap_or_else(|e| e.into_inner());
