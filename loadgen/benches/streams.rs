@@ -194,17 +194,7 @@ fn serve(
                     }
                 }
             }
-            if c.answer.is_none()
-                && let Some(len) = complete_request(&c.inbuf)
-            {
-                c.inbuf.drain(..len);
-                let arrived = Instant::now();
-                c.answer = Some((arrived, 0, tokens));
-                c.out.extend_from_slice(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
-                );
-                due.push(std::cmp::Reverse((arrived + FIRST, id)));
-            }
+            begin_answer(c, id, tokens, &mut due);
             if closed || flush(c).is_err() {
                 let _ = poll.registry().deregister(&mut c.stream);
                 conns.remove(&id);
@@ -253,20 +243,35 @@ fn serve(
                 conns.remove(&id);
             }
             // A request already read behind the finished answer.
-            if let Some(c) = conns.get_mut(&id)
-                && c.answer.is_none()
-                && let Some(len) = complete_request(&c.inbuf)
-            {
-                c.inbuf.drain(..len);
-                let arrived = Instant::now();
-                c.answer = Some((arrived, 0, tokens));
-                c.out.extend_from_slice(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
-                );
-                due.push(std::cmp::Reverse((arrived + FIRST, id)));
+            if let Some(c) = conns.get_mut(&id) {
+                begin_answer(c, id, tokens, &mut due);
             }
         }
     }
+}
+
+/// Starts the answer to a complete request waiting in `c`'s input (none
+/// while an answer is in progress): the head now, the first token due
+/// [`FIRST`] after the request's arrival.
+fn begin_answer(
+    c: &mut Conn,
+    id: usize,
+    tokens: u64,
+    due: &mut BinaryHeap<std::cmp::Reverse<(Instant, usize)>>,
+) {
+    if c.answer.is_some() {
+        return;
+    }
+    let Some(len) = complete_request(&c.inbuf) else {
+        return;
+    };
+    c.inbuf.drain(..len);
+    let arrived = Instant::now();
+    c.answer = Some((arrived, 0, tokens));
+    c.out.extend_from_slice(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    due.push(std::cmp::Reverse((arrived + FIRST, id)));
 }
 
 /// The length of the first complete request (head and body) in `buf`.

@@ -3,13 +3,17 @@
 //! received and when: the prompts and `max_tokens` each dataset defines, and a
 //! trace replayed at its own times.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::Value;
+
+use common::servers::read_request;
 
 /// A request the stub received: when its head was read, and its body.
 type Received = Arc<Mutex<Vec<(Instant, Value)>>>;
@@ -43,33 +47,6 @@ impl Stub {
     fn received(&self) -> Vec<(Instant, Value)> {
         self.received.lock().unwrap().clone()
     }
-}
-
-/// One request: (path, body), or `None` at the end of the connection.
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
-    let mut line = String::new();
-    let mut path = String::new();
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if path.is_empty() {
-            path = l.split(' ').nth(1).unwrap_or("").to_string();
-        } else if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().ok()?;
-        }
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).ok()?;
-    Some((path, body))
 }
 
 fn serve(conn: TcpStream, received: &Mutex<Vec<(Instant, Value)>>) {

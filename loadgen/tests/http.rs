@@ -1,6 +1,7 @@
 //! `aif-loadgen` against plain HTTP servers the test starts on 127.0.0.1:
 //! counts, open-loop rate, coordinated omission, bad input, SIGTERM.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -394,24 +395,6 @@ fn open_loop_adds_connections_up_to_max_concurrency(engine: &str) {
     assert!((5..=40).contains(&clients), "{r:#}");
     let rate = r["request_throughput"].as_f64().unwrap();
     assert!((45.0..=55.0).contains(&rate), "{r:#}");
-}
-
-/// Runs each scenario once per engine: `threads::NAME` and `events::NAME`.
-macro_rules! both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod threads {
-            $(#[test]
-            fn $name() {
-                super::$name("threads")
-            })*
-        }
-        mod events {
-            $(#[test]
-            fn $name() {
-                super::$name("events")
-            })*
-        }
-    };
 }
 
 both_engines!(

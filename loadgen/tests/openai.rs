@@ -2,6 +2,7 @@
 //! first token after 150 ms, then one every 25 ms, 20 tokens. TTFT, ITL, TPOT
 //! and E2EL must match at the median within 5 ms; token counts exactly.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -147,24 +148,6 @@ fn chat_open_loop_without_usage_counts_streamed_tokens(engine: &str) {
     assert_eq!(r["backend"], "openai-chat");
     close(&r, "median_ttft_ms", FIRST_MS);
     close(&r, "median_itl_ms", EVERY_MS);
-}
-
-/// Runs each scenario once per engine: `threads::NAME` and `events::NAME`.
-macro_rules! both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod threads {
-            $(#[test]
-            fn $name() {
-                super::$name("threads")
-            })*
-        }
-        mod events {
-            $(#[test]
-            fn $name() {
-                super::$name("events")
-            })*
-        }
-    };
 }
 
 both_engines!(

@@ -85,9 +85,11 @@ impl Drop for TestServer {
     }
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
-    let mut len = 0usize;
+/// One request: (path, body), or `None` at the end of the connection.
+pub fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
     let mut line = String::new();
+    let mut path = String::new();
+    let mut len = 0usize;
     loop {
         line.clear();
         if r.read_line(&mut line).ok()? == 0 {
@@ -97,7 +99,9 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
         if l.is_empty() {
             break;
         }
-        if let Some((k, v)) = l.split_once(':')
+        if path.is_empty() {
+            path = l.split(' ').nth(1).unwrap_or("").to_string();
+        } else if let Some((k, v)) = l.split_once(':')
             && k.eq_ignore_ascii_case("content-length")
         {
             len = v.trim().parse().ok()?;
@@ -105,7 +109,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).ok()?;
-    Some(body)
+    Some((path, body))
 }
 
 /// Sleeps until `t`: the last 2 ms yielding instead of sleeping, so the
@@ -139,7 +143,7 @@ fn serve(
     let _ = conn.set_nodelay(true);
     let mut w = conn.try_clone().expect("clone");
     let mut r = BufReader::new(conn);
-    while let Some(body) = read_request(&mut r) {
+    while let Some((_, body)) = read_request(&mut r) {
         let arrived = Instant::now();
         let n = count.fetch_add(1, Ordering::AcqRel) + 1;
         match b {
