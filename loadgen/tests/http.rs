@@ -397,6 +397,38 @@ fn open_loop_adds_connections_up_to_max_concurrency(engine: &str) {
     assert!((45.0..=55.0).contains(&rate), "{r:#}");
 }
 
+/// A kept-alive connection must not fall into delayed ACKs: against a
+/// server that sends an answer's head and body apart with Nagle on, each
+/// answer would then wait for the delayed ACK (~40 ms) instead of ~0.1 ms.
+fn a_server_writing_head_and_body_apart_is_not_held_by_delayed_acks(engine: &str) {
+    let server = TestServer::start(Behaviour::SplitWrites);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result = dir.path().join("r.json");
+    let (code, _, stderr, r) = run(
+        engine,
+        &[
+            "--url",
+            &server.url(),
+            "--request-rate",
+            "100",
+            "--arrivals",
+            "constant",
+            "--duration",
+            "3s",
+        ],
+        &result,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let r = r.expect("result");
+    let median = r["median_e2el_ms"].as_f64().unwrap();
+    eprintln!(
+        "split writes, {engine}: median e2el {median} ms, p99 {}",
+        r["p99_e2el_ms"]
+    );
+    // Far below the 40 ms a delayed ACK costs, far above any scheduling noise.
+    assert!(median < 20.0, "{r:#}");
+}
+
 both_engines!(
     closed_loop_counts_what_the_server_counted,
     open_loop_achieves_its_rate,
@@ -405,4 +437,5 @@ both_engines!(
     sigterm_stops_within_a_second_and_writes_the_partial_result,
     failures_are_classified_by_kind,
     open_loop_adds_connections_up_to_max_concurrency,
+    a_server_writing_head_and_body_apart_is_not_held_by_delayed_acks,
 );

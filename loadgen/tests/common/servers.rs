@@ -18,6 +18,10 @@ pub enum Behaviour {
     /// Every request arriving within `stall` after request number `at` is
     /// held until the stall ends (a server pause, as a GC or a swap would cause).
     StallOnce { at: u64, stall: Duration },
+    /// `200 ok` with its head and body in two writes and Nagle's algorithm
+    /// on, as Python's `http.server` answers: the body leaves only once the
+    /// head is acknowledged, so a client that delays its ACKs waits ~40 ms.
+    SplitWrites,
     /// One request at a time (others queue), each taking `service`: a
     /// server whose capacity is exactly `1 / service` requests per second
     /// (each answer is due at an absolute time, so overheads do not add up).
@@ -140,7 +144,9 @@ fn serve(
     stall_until: &Mutex<Option<Instant>>,
     serial: &Mutex<Option<Instant>>,
 ) {
-    let _ = conn.set_nodelay(true);
+    if !matches!(b, Behaviour::SplitWrites) {
+        let _ = conn.set_nodelay(true);
+    }
     let mut w = conn.try_clone().expect("clone");
     let mut r = BufReader::new(conn);
     while let Some((_, body)) = read_request(&mut r) {
@@ -148,6 +154,14 @@ fn serve(
         let n = count.fetch_add(1, Ordering::AcqRel) + 1;
         match b {
             Behaviour::Plain => {}
+            Behaviour::SplitWrites => {
+                let head =
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\n";
+                if w.write_all(head).is_err() || w.write_all(b"ok").is_err() {
+                    return;
+                }
+                continue;
+            }
             Behaviour::Status(code) => {
                 let head = format!("HTTP/1.1 {code} Nope\r\nContent-Length: 4\r\n\r\nnope");
                 if w.write_all(head.as_bytes()).is_err() {
