@@ -58,8 +58,8 @@ pub mod sink;
 pub mod source;
 #[cfg(feature = "ssh")]
 pub mod ssh;
-#[cfg(feature = "ssh")]
 pub mod transport;
+#[cfg(feature = "ssh")]
 pub mod tunnel;
 pub mod units;
 pub mod url;

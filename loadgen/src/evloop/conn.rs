@@ -543,31 +543,13 @@ impl<'t> Conn<'t> {
     }
 }
 
-/// Asks Linux to acknowledge what arrives at once (`TCP_QUICKACK`; the
-/// kernel drops back to delayed ACKs on its own, so it is set again after
-/// every request and read). A kept-alive connection would otherwise go into
-/// delayed-ACK mode, and a server that writes an answer's head and body in
-/// two segments with Nagle on (Python's `http.server`) would wait up to 40 ms
-/// for the ACK of the first before sending the second.
+/// `TCP_QUICKACK` on `s` ([`gpu_metrics::transport::quickack`]): a
+/// kept-alive connection would otherwise go into delayed-ACK mode, and a
+/// server that writes an answer's head and body in two segments with Nagle
+/// on would wait up to 40 ms for the ACK of the first.
 fn quickack(s: &TcpStream) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let one: libc::c_int = 1;
-        // SAFETY: the descriptor is open (owned by `s`); the option value is
-        // a c_int of the size passed.
-        let _ = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_QUICKACK,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = s;
+    use std::os::fd::AsRawFd;
+    gpu_metrics::transport::quickack(s.as_raw_fd());
 }
 
 #[cfg(test)]
