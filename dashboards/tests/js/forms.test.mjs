@@ -82,6 +82,18 @@ test('a ShareGPT or trace file is an absolute path; a trace is closed loop witho
   })), /choose Closed loop/);
 });
 
+test('a tokenizer file is sent for OpenAI workloads as an absolute path', () => {
+  const chat = { ...base, workload: 'openai_chat' };
+  assert.equal(getPayload(payloadContext(bench, { ...chat, tokenizer_path: '/m/tokenizer.json' })).tokenizer_path,
+    '/m/tokenizer.json');
+  assert.ok(!('tokenizer_path' in getPayload(payloadContext(bench, { ...chat, tokenizer_path: '' }))));
+  assert.ok(!('tokenizer_path' in getPayload(payloadContext(bench, { ...base, tokenizer_path: '/m/t.json' }))));
+  assert.throws(() => getPayload(payloadContext(bench, { ...chat, tokenizer_path: 'tokenizer.json' })),
+    /Tokenizer file must be an absolute path/);
+  const showIf = compile(bench.options.elements.find((e) => e.id === 'tokenizer_path').showIf);
+  assert.deepEqual([showIf(showIfContext(bench, base)), showIf(showIfContext(bench, chat))], [false, true]);
+});
+
 test('a sweep sends its maximum and needs the E2EL objective', () => {
   const open = { ...base, mode: 'open_loop', requests_per_second: 10 };
   const p = getPayload(payloadContext(bench, { ...open, goodput_e2el_ms: 500, sweep_max: 400 }));

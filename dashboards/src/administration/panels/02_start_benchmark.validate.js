@@ -91,6 +91,13 @@ function startBenchmarkRequest(elements) {
   } else if (dataset !== 'synthetic') {
     return { error: 'Prompts must be synthetic, random, sharegpt or trace, not "' + dataset + '"' };
   }
+  const tokenizer = byId.workload === 'http' ? '' : text('tokenizer_path');
+  if (tokenizer !== '') {
+    if (tokenizer.length < 2 || tokenizer[0] !== '/') {
+      return { error: 'Tokenizer file must be an absolute path on the load nodes, not "' + tokenizer + '"' };
+    }
+    payload.tokenizer_path = tokenizer;
+  }
   if (text('goodput_e2el_ms') !== '') {
     const e2el = positiveInt('goodput_e2el_ms', 'SLO: E2EL (ms)');
     if (e2el.error) {
