@@ -17,8 +17,8 @@
 //!   and the process exits, leaving blocked clients to the exit.
 //! - **Start**: at once, or at `--start-at` (the parts of a split run start
 //!   together); a stop while waiting ends the run before any request.
-//! - **Engines**: the above is `--engine threads` (the default). With
-//!   `--engine events` the same semantics run on non-blocking connections,
+//! - **Engines**: the clients above are `--engine threads`. The default,
+//!   `--engine events`, runs the same semantics on non-blocking connections,
 //!   one event loop per core ([`crate::evloop`]); [`run`], [`progress`] and
 //!   [`result`] are the same for both.
 
@@ -221,7 +221,7 @@ fn open_client(s: &Arc<Shared>) {
 }
 
 /// The open loop's due times for `plan` (a closed loop's is unused).
-fn schedule(plan: &Plan) -> Schedule {
+pub(crate) fn schedule(plan: &Plan) -> Schedule {
     match (&plan.trace_due_s, plan.load) {
         (Some(due), _) => Schedule::replay(Arc::clone(due)),
         (None, Load::Open { rate, arrivals, .. }) => Schedule::new(rate, arrivals, plan.seed),

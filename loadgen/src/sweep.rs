@@ -32,7 +32,6 @@
 use serde_json::{Map, Value, json};
 use std::sync::atomic::AtomicBool;
 
-use crate::arrivals::Schedule;
 use crate::engine::{self, EndedBy};
 use crate::plan::{Load, Plan, SweepBy, SweepPlan};
 use crate::stats::Recorder;
@@ -230,10 +229,10 @@ fn saturation(
 /// Requests the schedule of `plan` (open loop) has due in its measured
 /// window: the engine's own draw, replayed from the same seed.
 fn offered(plan: &Plan) -> Option<u64> {
-    let Load::Open { rate, arrivals, .. } = plan.load else {
+    if !matches!(plan.load, Load::Open { .. }) {
         return None;
-    };
-    let mut s = Schedule::new(rate, arrivals, plan.seed);
+    }
+    let mut s = engine::schedule(plan);
     let (from, to) = (plan.warmup.as_secs_f64(), plan.duration.as_secs_f64());
     let mut n = 0;
     loop {

@@ -556,6 +556,40 @@ fn quickack(s: &TcpStream) {
 mod tests {
     use super::*;
 
+    /// Runs `job` on `conn` to its end over real sockets (`poll` waits at
+    /// most 10 s a turn).
+    fn drive<'t>(
+        conn: &mut Conn<'t>,
+        job: Job<'t>,
+        poll: &mut mio::Poll,
+        events: &mut mio::Events,
+        addrs: &[std::net::SocketAddr],
+        requests: &[Vec<u8>],
+        buf: &mut [u8],
+    ) -> Finished {
+        let mut done = conn.start(
+            job,
+            &mut Ctx {
+                registry: poll.registry(),
+                token: Token(0),
+                addrs,
+                requests,
+                buf,
+            },
+        );
+        while done.is_none() {
+            poll.poll(events, Some(Duration::from_secs(10))).unwrap();
+            done = conn.ready(&mut Ctx {
+                registry: poll.registry(),
+                token: Token(0),
+                addrs,
+                requests,
+                buf,
+            });
+        }
+        done.unwrap()
+    }
+
     fn sse_answer() -> Vec<u8> {
         let mut body = String::new();
         for i in 0..3 {
@@ -723,27 +757,15 @@ mod tests {
                 None,
                 now + Duration::from_secs(10),
             );
-            let mut ctx = Ctx {
-                registry: poll.registry(),
-                token: Token(0),
-                addrs: &addrs,
-                requests: &requests,
-                buf: &mut buf,
-            };
-            let mut done = conn.start(job, &mut ctx);
-            while done.is_none() {
-                poll.poll(&mut events, Some(Duration::from_secs(10)))
-                    .unwrap();
-                let mut ctx = Ctx {
-                    registry: poll.registry(),
-                    token: Token(0),
-                    addrs: &addrs,
-                    requests: &requests,
-                    buf: &mut buf,
-                };
-                done = conn.ready(&mut ctx);
-            }
-            let f = done.unwrap();
+            let f = drive(
+                &mut conn,
+                job,
+                &mut poll,
+                &mut events,
+                &addrs,
+                &requests,
+                &mut buf,
+            );
             assert_eq!(
                 (f.n, f.outcome.error, f.outcome.status),
                 (n, None, Some(200))
@@ -776,27 +798,16 @@ mod tests {
             None,
             now + Duration::from_secs(10),
         );
-        let mut ctx = Ctx {
-            registry: poll.registry(),
-            token: Token(0),
-            addrs: &addrs,
-            requests: &requests,
-            buf: &mut buf,
-        };
-        let mut done = conn.start(job, &mut ctx);
-        while done.is_none() {
-            poll.poll(&mut events, Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut ctx = Ctx {
-                registry: poll.registry(),
-                token: Token(0),
-                addrs: &addrs,
-                requests: &requests,
-                buf: &mut buf,
-            };
-            done = conn.ready(&mut ctx);
-        }
-        assert_eq!(done.unwrap().outcome.error, Some(ErrorKind::Connect));
+        let f = drive(
+            &mut conn,
+            job,
+            &mut poll,
+            &mut events,
+            &addrs,
+            &requests,
+            &mut buf,
+        );
+        assert_eq!(f.outcome.error, Some(ErrorKind::Connect));
         assert!(!conn.busy());
     }
 }
